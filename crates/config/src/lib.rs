@@ -1,0 +1,482 @@
+//! The bootstrap configuration file: listeners, paths and tunables that are fixed while the
+//! appliance runs (SPEC §7). Runtime settings (HAT, RAT, policies, ...) live in the store instead.
+//!
+//! Every key is optional. Parsing reports *all* problems at once — unknown keys, wrong types and
+//! bad values, each naming its key — so that an administrator fixes a file in one pass.
+//! The configuration reference in the docs is generated from the field doc comments through
+//! [`reference`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// All errors found in a configuration file, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigErrors(pub Vec<String>);
+
+/// One documented key, for the generated reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDoc {
+    pub key: String,
+    pub default: String,
+    pub doc: String,
+}
+
+macro_rules! section {
+    (
+        $(#[doc = $sdoc:literal])*
+        $name:ident in $prefix:literal {
+            $( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $default:expr, )*
+        }
+    ) => {
+        $(#[doc = $sdoc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl $name {
+            fn read(table: &toml::Table, errors: &mut Vec<String>) -> Self {
+                let mut out = Self::default();
+                for (key, value) in table {
+                    match key.as_str() {
+                        $( stringify!($field) => match <$ty>::deserialize(value.clone()) {
+                            Ok(v) => out.$field = v,
+                            Err(e) => errors.push(format!("`{}{}`: {}", $prefix, key, e.message())),
+                        }, )*
+                        _ => errors.push(format!("`{}{}`: unknown key", $prefix, key)),
+                    }
+                }
+                out
+            }
+
+            fn reference(out: &mut Vec<FieldDoc>) {
+                let defaults = Self::default();
+                $(
+                    out.push(FieldDoc {
+                        key: format!("{}{}", $prefix, stringify!($field)),
+                        default: toml_literal(&defaults.$field),
+                        doc: [$($doc),*].iter().map(|l| l.trim()).collect::<Vec<_>>().join(" "),
+                    });
+                )*
+            }
+        }
+    };
+}
+
+section! {
+    /// Top-level keys.
+    Root in "" {
+        /// Name used in the SMTP banner, EHLO and `Received:` headers.
+        hostname: String = "rampart.localdomain".into(),
+        /// Directory for the database, TLS material and logs; created on first start.
+        data_dir: PathBuf = PathBuf::from("data"),
+    }
+}
+
+section! {
+    /// `[smtp]`: the inbound listeners.
+    Smtp in "smtp." {
+        /// Addresses the SMTP listener binds, `ip:port`; port 0 picks a free port.
+        listen: Vec<SocketAddr> = vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+        /// Interface name shown in mail logs (`New SMTP ICID … interface Management …`).
+        interface: String = "Management".into(),
+        /// Largest message accepted, in bytes; announced with SIZE and enforced with `552`.
+        max_message_size: u64 = 10_485_760,
+        /// Most recipients in one message; more get `452 4.5.3`.
+        max_recipients: u32 = 1000,
+        /// Most simultaneous inbound connections; more get `421 4.3.2`.
+        max_connections: u32 = 1000,
+        /// Seconds a client may stay silent between commands or data blocks (RFC 5321 §4.5.3.2).
+        timeout_secs: u64 = 300,
+        /// Invalid commands tolerated in one session before it is closed with `421`.
+        max_errors: u32 = 10,
+        /// PEM certificate chain for STARTTLS; empty = a self-signed one in the data dir.
+        tls_cert: PathBuf = PathBuf::new(),
+        /// PEM private key for `tls_cert`.
+        tls_key: PathBuf = PathBuf::new(),
+    }
+}
+
+section! {
+    /// `[web]`: the web UI and REST API.
+    Web in "web." {
+        /// Address the web UI and API bind, `ip:port`.
+        listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)),
+    }
+}
+
+section! {
+    /// `[dns]`: resolvers for MX lookups and email authentication.
+    Dns in "dns." {
+        /// Nameservers as `ip:port`; empty = the system's resolv.conf.
+        nameservers: Vec<SocketAddr> = Vec::new(),
+    }
+}
+
+section! {
+    /// `[delivery]`: outbound SMTP.
+    Delivery in "delivery." {
+        /// Port used for hosts found by MX lookup.
+        port: u16 = 25,
+    }
+}
+
+/// How the Threat Defense Connector uses TLS toward the intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Off,
+    Preferred,
+    Required,
+}
+
+/// What the Threat Defense Connector sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalFormat {
+    /// A journal message with the original as a `message/rfc822` attachment.
+    Journal,
+    /// The original message itself.
+    Copy,
+}
+
+section! {
+    /// `[tdc]`: Threat Defense Connector tunables (SPEC §4).
+    Tdc in "tdc." {
+        /// Seconds a journal copy may stay queued before it is removed and counted as expired.
+        max_queue_age_secs: u64 = 120,
+        /// Seconds between a failed attempt and its one retry.
+        retry_delay_secs: u64 = 10,
+        /// Connections opened to the intake whenever the.tdc.queue has entries.
+        min_connections: u32 = 3,
+        /// Most simultaneous connections to the intake.
+        max_connections: u32 = 10,
+        /// STARTTLS toward the intake: `off`, `preferred` (when offered) or `required`.
+        tls: TlsMode = TlsMode::Preferred,
+        /// Extra trusted CA certificate (PEM) for verifying the intake; empty = system roots only.
+        ca_file: PathBuf = PathBuf::new(),
+        /// Header carrying the connecting client's IP in the journaled message.
+        remote_ip_header: String = "X-IronPort-RemoteIP".into(),
+        /// `journal` (the original as an RFC 822 attachment) or `copy` (the original itself).
+        format: JournalFormat = JournalFormat::Journal,
+        /// Envelope sender of journal copies; empty = the null sender `<>`.
+        envelope_sender: String = String::new(),
+        /// Most journal copies sent over one connection.
+        max_messages_per_connection: u32 = 10,
+    }
+}
+
+/// The whole bootstrap configuration.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub smtp: Smtp,
+    pub web: Web,
+    pub dns: Dns,
+    pub delivery: Delivery,
+    pub tdc: Tdc,
+}
+
+impl Config {
+    /// The embedded default: what `rampart serve` runs without `--config`.
+    pub fn embedded_default() -> Config {
+        Config::from_root(
+            Root::default(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
+    }
+
+    fn from_root(
+        root: Root,
+        smtp: Smtp,
+        web: Web,
+        dns: Dns,
+        delivery: Delivery,
+        tdc: Tdc,
+    ) -> Config {
+        Config {
+            hostname: root.hostname,
+            data_dir: root.data_dir,
+            smtp,
+            web,
+            dns,
+            delivery,
+            tdc,
+        }
+    }
+
+    /// Parses and validates a configuration file's text.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigErrors(vec![format!("not valid TOML: {}", e.to_string().trim())])
+        })?;
+        let mut errors = Vec::new();
+        let mut root_keys = toml::Table::new();
+        let empty = toml::Table::new();
+        let mut sections: Vec<(&str, &toml::Table)> = Vec::new();
+        for (key, value) in &table {
+            match (key.as_str(), value) {
+                ("smtp" | "web" | "dns" | "delivery" | "tdc", toml::Value::Table(t)) => {
+                    sections.push((key.as_str(), t));
+                }
+                ("smtp" | "web" | "dns" | "delivery" | "tdc", _) => {
+                    errors.push(format!("`{key}`: must be a table ([{key}])"));
+                }
+                _ => {
+                    root_keys.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        let section = |name: &str| {
+            sections
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| *t)
+                .unwrap_or(&empty)
+        };
+        let root = Root::read(&root_keys, &mut errors);
+        let smtp = Smtp::read(section("smtp"), &mut errors);
+        let web = Web::read(section("web"), &mut errors);
+        let dns = Dns::read(section("dns"), &mut errors);
+        let delivery = Delivery::read(section("delivery"), &mut errors);
+        let tdc = Tdc::read(section("tdc"), &mut errors);
+        let config = Config::from_root(root, smtp, web, dns, delivery, tdc);
+        config.validate(&mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Checks values that parse but make no sense.
+    fn validate(&self, errors: &mut Vec<String>) {
+        let mut bad = |key: &str, why: &str| errors.push(format!("`{key}`: {why}"));
+        if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
+            bad("hostname", "must be a host name without spaces");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            bad("data_dir", "must not be empty");
+        }
+        if self.smtp.listen.is_empty() {
+            bad("smtp.listen", "needs at least one address");
+        }
+        if self.smtp.max_message_size == 0 {
+            bad("smtp.max_message_size", "must be greater than 0");
+        }
+        for (key, v) in [
+            ("smtp.max_recipients", self.smtp.max_recipients),
+            ("smtp.max_connections", self.smtp.max_connections),
+            ("smtp.max_errors", self.smtp.max_errors),
+            ("tdc.min_connections", self.tdc.min_connections),
+            ("tdc.max_connections", self.tdc.max_connections),
+            (
+                "tdc.max_messages_per_connection",
+                self.tdc.max_messages_per_connection,
+            ),
+        ] {
+            if v == 0 {
+                bad(key, "must be greater than 0");
+            }
+        }
+        if self.smtp.timeout_secs == 0 {
+            bad("smtp.timeout_secs", "must be greater than 0");
+        }
+        if self.smtp.tls_cert.as_os_str().is_empty() != self.smtp.tls_key.as_os_str().is_empty() {
+            bad(
+                "smtp.tls_cert",
+                "set both `smtp.tls_cert` and `smtp.tls_key`, or neither",
+            );
+        }
+        if self.smtp.interface.is_empty() || self.smtp.interface.contains(char::is_whitespace) {
+            bad("smtp.interface", "must be one word");
+        }
+        if self.tdc.min_connections > self.tdc.max_connections {
+            bad(
+                "tdc.min_connections",
+                "must not exceed `tdc.max_connections`",
+            );
+        }
+        if self.tdc.max_queue_age_secs == 0 {
+            bad("tdc.max_queue_age_secs", "must be greater than 0");
+        }
+        let header_ok = !self.tdc.remote_ip_header.is_empty()
+            && self
+                .tdc
+                .remote_ip_header
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':');
+        if !header_ok {
+            bad(
+                "tdc.remote_ip_header",
+                "must be a header field name (printable ASCII, no colon or space)",
+            );
+        }
+        let sender = &self.tdc.envelope_sender;
+        if !sender.is_empty() && !looks_like_address(sender) {
+            bad(
+                "tdc.envelope_sender",
+                "must be an email address like journal@example.com, or empty for <>",
+            );
+        }
+    }
+}
+
+/// A cheap syntactic check; the SMTP crate does the real parsing where addresses are used.
+fn looks_like_address(s: &str) -> bool {
+    match s.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && s.is_ascii()
+                && !s.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// Renders a default value as a TOML literal for the reference.
+fn toml_literal<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    #[derive(serde::Serialize)]
+    struct Wrap<'a, T: ?Sized> {
+        v: &'a T,
+    }
+    toml::to_string(&Wrap { v: value })
+        .map(|s| s.trim().trim_start_matches("v = ").to_owned())
+        .unwrap_or_default()
+}
+
+/// The documented keys, in file order, for the generated configuration reference.
+pub fn reference() -> Vec<FieldDoc> {
+    let mut out = Vec::new();
+    Root::reference(&mut out);
+    Smtp::reference(&mut out);
+    Web::reference(&mut out);
+    Dns::reference(&mut out);
+    Delivery::reference(&mut out);
+    Tdc::reference(&mut out);
+    out
+}
+
+/// The configuration reference as a Markdown table.
+pub fn reference_markdown() -> String {
+    let mut out = String::from("| key | default | meaning |\n|---|---|---|\n");
+    for f in reference() {
+        out.push_str(&format!("| `{}` | `{}` | {} |\n", f.key, f.default, f.doc));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        assert_eq!(Config::parse("").unwrap(), Config::embedded_default());
+        let c = Config::embedded_default();
+        assert_eq!(c.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(c.web.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.tdc.max_queue_age_secs, 120);
+        assert_eq!(c.tdc.tls, TlsMode::Preferred);
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let text = r#"
+hostname = "gw.example.com"
+data_dir = "/var/lib/rampart"
+[smtp]
+listen = ["0.0.0.0:25", "[::1]:2525"]
+max_message_size = 1000
+[web]
+listen = "0.0.0.0:8443"
+[dns]
+nameservers = ["127.0.0.1:5353"]
+[delivery]
+port = 2626
+[tdc]
+max_queue_age_secs = 60
+tls = "required"
+format = "copy"
+envelope_sender = "journal@example.com"
+"#;
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.hostname, "gw.example.com");
+        assert_eq!(c.smtp.listen.len(), 2);
+        assert_eq!(c.dns.nameservers, vec!["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(c.delivery.port, 2626);
+        assert_eq!(c.tdc.tls, TlsMode::Required);
+        assert_eq!(c.tdc.format, JournalFormat::Copy);
+    }
+
+    #[test]
+    fn all_errors_at_once_naming_each_key() {
+        let text = r#"
+hostnme = "typo"
+[smtp]
+max_message_size = "big"
+listen = []
+[tdc]
+tls = "sometimes"
+min_connections = 5
+max_connections = 2
+envelope_sender = "nobody"
+[web]
+listen = "localhost"
+"#;
+        let errors = Config::parse(text).unwrap_err().0;
+        let joined = errors.join("\n");
+        for key in [
+            "`hostnme`: unknown key",
+            "`smtp.max_message_size`",
+            "`smtp.listen`: needs at least one address",
+            "`tdc.tls`",
+            "`tdc.min_connections`: must not exceed",
+            "`tdc.envelope_sender`",
+            "`web.listen`",
+        ] {
+            assert!(joined.contains(key), "missing {key} in:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn invalid_toml_and_wrong_section_type() {
+        assert!(Config::parse("[smtp").unwrap_err().0[0].starts_with("not valid TOML"));
+        assert_eq!(
+            Config::parse("smtp = 1").unwrap_err().0,
+            vec!["`smtp`: must be a table ([smtp])"]
+        );
+    }
+
+    #[test]
+    fn reference_covers_every_key_with_docs() {
+        let r = reference();
+        assert!(
+            r.iter()
+                .any(|f| f.key == "tdc.remote_ip_header" && f.default == "\"X-IronPort-RemoteIP\"")
+        );
+        assert!(
+            r.iter()
+                .any(|f| f.key == "smtp.max_message_size" && f.default == "10485760")
+        );
+        assert!(
+            r.iter().all(|f| !f.doc.is_empty()),
+            "every key has a doc comment"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! The AsyncOS-format mail log (`<data_dir>/logs/mail_logs`, SPEC §5).
+//!
+//! One event per line, `Fri Feb 16 21:19:22 2024 Info: <text>`, in the local time of the
+//! appliance, so that SIEM parsers written for ESA mail logs read it unchanged. Lines go through a
+//! channel to one writer thread, which flushes whenever it has caught up: a mail session never
+//! waits for the disk because of logging, and a line is on disk moments after its event. Files
+//! roll over by size to `mail_logs.@<timestamp>.s`, as AsyncOS names rolled logs.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+/// A cheap, cloneable handle to the mail log.
+#[derive(Debug, Clone)]
+pub struct MailLog {
+    sink: Sink,
+}
+
+#[derive(Debug, Clone)]
+enum Sink {
+    Thread(mpsc::Sender<String>),
+    /// Lines kept in memory, for unit tests of code that logs.
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+/// Default size at which the log rolls over.
+pub const DEFAULT_ROLL_BYTES: u64 = 100 * 1024 * 1024;
+
+impl MailLog {
+    /// Opens (appending) `<dir>/mail_logs` and starts the writer thread. The thread ends when the
+    /// last handle is dropped, after writing everything sent.
+    pub fn open(dir: &Path, roll_bytes: u64) -> io::Result<(MailLog, std::thread::JoinHandle<()>)> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join("mail_logs");
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        let (tx, rx) = mpsc::channel::<String>();
+        let mut writer = Writer {
+            path,
+            out: BufWriter::with_capacity(64 * 1024, file),
+            size,
+            roll_bytes,
+        };
+        let handle = std::thread::Builder::new()
+            .name("mail_logs".into())
+            .spawn(move || {
+                while let Ok(line) = rx.recv() {
+                    writer.write(&line);
+                    while let Ok(line) = rx.try_recv() {
+                        writer.write(&line);
+                    }
+                    writer.flush();
+                }
+                writer.flush();
+            })?;
+        Ok((
+            MailLog {
+                sink: Sink::Thread(tx),
+            },
+            handle,
+        ))
+    }
+
+    /// A log that keeps its lines in memory (without timestamps), for tests.
+    pub fn memory() -> (MailLog, Arc<Mutex<Vec<String>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        (
+            MailLog {
+                sink: Sink::Memory(lines.clone()),
+            },
+            lines,
+        )
+    }
+
+    /// Logs one `Info:` event.
+    pub fn info(&self, text: impl AsRef<str>) {
+        self.event("Info", text.as_ref());
+    }
+
+    /// Logs one `Warning:` event.
+    pub fn warning(&self, text: impl AsRef<str>) {
+        self.event("Warning", text.as_ref());
+    }
+
+    fn event(&self, level: &str, text: &str) {
+        // A line break inside an event would forge a second event for log parsers.
+        let text = text.replace(['\r', '\n'], " ");
+        match &self.sink {
+            Sink::Thread(tx) => {
+                let line = format!("{} {level}: {text}\n", timestamp());
+                // The writer only stops at shutdown; a line sent after that has nowhere to go.
+                let _ = tx.send(line);
+            }
+            Sink::Memory(lines) => {
+                if let Ok(mut l) = lines.lock() {
+                    l.push(text);
+                }
+            }
+        }
+    }
+}
+
+/// The AsyncOS timestamp, `Fri Feb 16 21:19:22 2024` (ctime layout, local time).
+pub fn timestamp() -> String {
+    chrono::Local::now()
+        .format("%a %b %e %H:%M:%S %Y")
+        .to_string()
+}
+
+/// Quotes a Message-ID or subject the way AsyncOS does: `'…'`, or `"…"` when it contains `'`.
+pub fn quote(s: &str) -> String {
+    if s.contains('\'') {
+        format!("\"{s}\"")
+    } else {
+        format!("'{s}'")
+    }
+}
+
+struct Writer {
+    path: PathBuf,
+    out: BufWriter<File>,
+    size: u64,
+    roll_bytes: u64,
+}
+
+impl Writer {
+    fn write(&mut self, line: &str) {
+        if self.size + line.len() as u64 > self.roll_bytes && self.size > 0 {
+            self.roll();
+        }
+        match self.out.write_all(line.as_bytes()) {
+            Ok(()) => self.size += line.len() as u64,
+            Err(e) => tracing::error!(error = %e, "cannot write mail_logs"),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.out.flush() {
+            tracing::error!(error = %e, "cannot flush mail_logs");
+        }
+    }
+
+    /// Renames the current file to `mail_logs.@<timestamp>.s` and starts a new one.
+    fn roll(&mut self) {
+        self.flush();
+        let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
+        let rolled = self.path.with_file_name(format!("mail_logs.@{stamp}.s"));
+        let reopened = fs::rename(&self.path, &rolled).and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+        });
+        match reopened {
+            Ok(file) => {
+                self.out = BufWriter::with_capacity(64 * 1024, file);
+                self.size = 0;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot roll mail_logs"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("<a@b>"), "'<a@b>'");
+        assert_eq!(quote("it's"), "\"it's\"");
+    }
+
+    #[test]
+    fn lines_have_the_asyncos_layout_and_roll() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, handle) = MailLog::open(dir.path(), 200).unwrap();
+        for i in 0..10 {
+            log.info(format!(
+                "New SMTP ICID {i} interface Management (127.0.0.1) address 127.0.0.1"
+            ));
+        }
+        log.info("evil\nFri Feb 16 21:19:22 2024 Info: forged");
+        drop(log);
+        handle.join().unwrap();
+        let text = fs::read_to_string(dir.path().join("mail_logs")).unwrap();
+        let last = text.lines().last().unwrap();
+        // "Fri Feb 16 21:19:22 2024 Info: ..." — weekday, month, day, time, year.
+        let parts: Vec<&str> = last.split_whitespace().collect();
+        assert_eq!(parts[0].len(), 3);
+        assert_eq!(parts[3].len(), 8);
+        assert_eq!(parts[4].len(), 4);
+        assert_eq!(parts[5], "Info:");
+        assert!(last.ends_with("evil Fri Feb 16 21:19:22 2024 Info: forged"));
+        let rolled = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name().into_string().unwrap();
+                n.starts_with("mail_logs.@") && n.ends_with(".s")
+            })
+            .count();
+        assert!(rolled >= 1, "rolled files exist");
+    }
+}

@@ -1,0 +1,119 @@
+//! The inbound MTA: SMTP listeners and sessions.
+//!
+//! A listener accepts connections, applies the connection limit and hands each connection to a
+//! [`session`], which speaks ESMTP (RFC 5321) with PIPELINING, SIZE, 8BITMIME,
+//! ENHANCEDSTATUSCODES and STARTTLS, applies the HAT and RAT from the current settings snapshot,
+//! and commits each accepted message to the store before answering `250`.
+
+mod io;
+mod received;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_maillog::MailLog;
+use rampart_settings::SharedSettings;
+use rampart_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+/// Listener tunables, from the bootstrap configuration.
+#[derive(Debug, Clone)]
+pub struct MtaConfig {
+    /// Name in the banner, EHLO reply and `Received:` header.
+    pub hostname: String,
+    /// Interface name for mail logs.
+    pub interface: String,
+    pub max_message_size: u64,
+    pub max_recipients: u32,
+    pub max_connections: u32,
+    /// Longest silence allowed from a client.
+    pub timeout: Duration,
+    /// Protocol errors tolerated before the session is closed.
+    pub max_errors: u32,
+}
+
+/// Everything sessions share.
+#[derive(Clone)]
+pub struct Mta {
+    pub(crate) config: Arc<MtaConfig>,
+    pub(crate) store: Store,
+    pub(crate) settings: SharedSettings,
+    pub(crate) log: MailLog,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Mta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mta")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Mta {
+    pub fn new(
+        config: MtaConfig,
+        store: Store,
+        settings: SharedSettings,
+        log: MailLog,
+        tls: Option<TlsAcceptor>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Mta {
+        let connections = Arc::new(Semaphore::new(config.max_connections as usize));
+        Mta {
+            config: Arc::new(config),
+            store,
+            settings,
+            log,
+            tls,
+            connections,
+            shutdown,
+        }
+    }
+
+    /// Accepts connections on `listener` until shutdown is signalled.
+    pub async fn serve(self, listener: TcpListener) {
+        let local = listener.local_addr().ok();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let local = stream
+                .local_addr()
+                .ok()
+                .or(local)
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+            let mta = self.clone();
+            tokio::spawn(async move {
+                session::run(mta, stream, peer, local).await;
+            });
+        }
+    }
+
+    /// Waits until every session has ended, or until `grace` has passed.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        let all = self.config.max_connections;
+        tokio::time::timeout(grace, self.connections.acquire_many(all))
+            .await
+            .is_ok()
+    }
+}

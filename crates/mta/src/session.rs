@@ -1,0 +1,626 @@
+//! One inbound SMTP session (RFC 5321 §3, §4), from the banner to QUIT.
+//!
+//! The read mode (commands or DATA) is kept apart from the transaction state: commands are taken
+//! one line at a time from the buffer, so pipelined commands (RFC 2920) are answered in order and
+//! their replies leave in one write when the session would next wait for input.
+
+use std::net::{IpAddr, SocketAddr};
+
+use rampart_settings::{FlowPolicy, HatMatch};
+use rampart_smtp::reply::{code, replies};
+use rampart_smtp::{
+    Command, DataDecoder, DataStatus, Enhanced, MailParams, Mailbox, Reply, tls_names,
+};
+use rampart_store::{Icid, Mid, NewMessage, NewRecipient, QueueKind};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::Mta;
+use crate::io::{Io, Line, Stream};
+
+/// Runs a session on an accepted connection, enforcing the connection limit and the HAT.
+pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local: SocketAddr) {
+    let Ok(_permit) = mta.connections.clone().try_acquire_owned() else {
+        mta.log.warning(format!(
+            "Connection from {} refused: {} concurrent connections reached",
+            peer.ip(),
+            mta.config.max_connections
+        ));
+        let _ = stream
+            .write_all(&replies::TOO_MANY_CONNECTIONS.to_wire())
+            .await;
+        return;
+    };
+    let icid = match mta.store.next_icid().await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot allocate ICID");
+            let _ = stream.write_all(&replies::STORAGE_FAILED.to_wire()).await;
+            return;
+        }
+    };
+    let peer_ip = canonical_ip(peer.ip());
+    let iface = &mta.config.interface;
+    mta.log.info(format!(
+        "New SMTP ICID {icid} interface {iface} ({}) address {peer_ip} reverse dns host unknown verified no",
+        canonical_ip(local.ip())
+    ));
+    let hat = mta.settings.load().classify(peer_ip);
+    mta.log.info(format!(
+        "ICID {icid} {} SG {} match {} SBRS None country not applicable",
+        hat.policy.as_str(),
+        hat.group,
+        hat.matched
+    ));
+    let span = tracing::info_span!("smtp_session", icid = icid.0, peer = %peer_ip);
+    let _enter = span.enter();
+    if hat.policy == FlowPolicy::Tcprefuse {
+        drop(stream);
+        mta.log.info(format!("ICID {icid} close"));
+        return;
+    }
+    let mut session = Session {
+        io: Io::new(stream),
+        icid,
+        peer: peer_ip,
+        hat,
+        helo: None,
+        tls: None,
+        tx: None,
+        errors: 0,
+        mta: mta.clone(),
+    };
+    session.serve().await;
+    session.io.shutdown().await;
+    mta.log.info(format!("ICID {icid} close"));
+}
+
+/// IPv4 clients of a dual-stack socket appear as `::ffff:a.b.c.d`; log and match them as IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// What the session does after a command.
+enum Next {
+    Continue,
+    Quit,
+    StartTls,
+    Data,
+}
+
+/// The mail transaction between MAIL and the end of DATA.
+struct Transaction {
+    mid: Mid,
+    from: Option<Mailbox>,
+    rcpts: Vec<Mailbox>,
+}
+
+struct Session<S> {
+    mta: Mta,
+    io: Io<S>,
+    icid: Icid,
+    peer: IpAddr,
+    hat: HatMatch,
+    helo: Option<String>,
+    /// `(protocol, cipher)` once STARTTLS succeeded.
+    tls: Option<(String, String)>,
+    tx: Option<Transaction>,
+    /// Error replies sent so far.
+    errors: u32,
+}
+
+/// Why waiting for input ended without input.
+enum Wait {
+    Input,
+    Closed,
+    TimedOut,
+    ShuttingDown,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    async fn serve(&mut self) {
+        if self.hat.policy == FlowPolicy::Reject {
+            self.rejected().await;
+            return;
+        }
+        self.io.reply(&Reply::owned(
+            code::SERVICE_READY,
+            None,
+            format!("{} ESMTP Rampart", self.mta.config.hostname),
+        ));
+        loop {
+            let Some(line) = self.next_line(true).await else {
+                break;
+            };
+            let result = match line {
+                Line::TooLong => Err(replies::LINE_TOO_LONG),
+                Line::Command(bytes) => match Command::parse(&bytes) {
+                    Ok(cmd) => self.handle(cmd).await,
+                    Err(e) => Err(e.reply()),
+                },
+            };
+            match result {
+                Ok(Next::Continue) => {}
+                Ok(Next::Quit) => {
+                    self.io.reply(&replies::BYE);
+                    break;
+                }
+                Ok(Next::Data) => {
+                    if !self.receive_data().await {
+                        break;
+                    }
+                }
+                Ok(Next::StartTls) => {
+                    if !self.start_tls().await {
+                        break;
+                    }
+                }
+                Err(reply) => {
+                    self.io.reply(&reply);
+                    if reply.is_permanent() {
+                        self.errors += 1;
+                        if self.errors >= self.mta.config.max_errors {
+                            self.io.reply(&replies::TOO_MANY_ERRORS);
+                            self.mta
+                                .log
+                                .info(format!("ICID {} too many errors, closing", self.icid));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.abort_transaction();
+    }
+
+    /// A REJECT client gets `554` instead of a banner and nothing but QUIT afterwards
+    /// (RFC 5321 §3.1).
+    async fn rejected(&mut self) {
+        self.io.reply(&Reply::owned(
+            code::TRANSACTION_FAILED,
+            Some(Enhanced(5, 7, 1)),
+            format!("{} Access denied", self.mta.config.hostname),
+        ));
+        while let Some(line) = self.next_line(true).await {
+            if matches!(line, Line::Command(ref b) if Command::parse(b) == Ok(Command::Quit)) {
+                self.io.reply(&replies::BYE);
+                return;
+            }
+            self.io.reply(&replies::BAD_SEQUENCE);
+            self.errors += 1;
+            if self.errors >= self.mta.config.max_errors {
+                self.io.reply(&replies::TOO_MANY_ERRORS);
+                return;
+            }
+        }
+    }
+
+    /// The next command line, reading as needed. `None` when the session must end (the client
+    /// left, timed out, or the appliance is shutting down); the reply for that is queued.
+    async fn next_line(&mut self, interruptible: bool) -> Option<Line> {
+        loop {
+            if let Some(line) = self.io.take_line() {
+                return Some(line);
+            }
+            match self.wait_input(interruptible).await {
+                Wait::Input => {}
+                Wait::Closed => return None,
+                Wait::TimedOut => {
+                    self.io.reply(&replies::TIMEOUT);
+                    self.mta
+                        .log
+                        .info(format!("ICID {} timeout waiting for client", self.icid));
+                    return None;
+                }
+                Wait::ShuttingDown => {
+                    self.io.reply(&replies::SHUTTING_DOWN);
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn wait_input(&mut self, interruptible: bool) -> Wait {
+        let mut shutdown = self.mta.shutdown.clone();
+        if interruptible && *shutdown.borrow_and_update() {
+            return Wait::ShuttingDown;
+        }
+        let timeout = self.mta.config.timeout;
+        let read = tokio::time::timeout(timeout, self.io.read_more());
+        let outcome = tokio::select! {
+            r = read => match r {
+                Err(_) => Wait::TimedOut,
+                Ok(Ok(0)) | Ok(Err(_)) => Wait::Closed,
+                Ok(Ok(_)) => Wait::Input,
+            },
+            _ = shutdown.wait_for(|stop| *stop), if interruptible => Wait::ShuttingDown,
+        };
+        outcome
+    }
+
+    async fn handle(&mut self, cmd: Command) -> Result<Next, Reply> {
+        match cmd {
+            Command::Ehlo(host) => {
+                self.abort_transaction();
+                let mut text = format!(
+                    "{}\nPIPELINING\nSIZE {}\n8BITMIME\nENHANCEDSTATUSCODES",
+                    self.mta.config.hostname, self.mta.config.max_message_size
+                );
+                if self.mta.tls.is_some() && self.tls.is_none() {
+                    text.push_str("\nSTARTTLS");
+                }
+                self.helo = Some(host);
+                self.io.reply(&Reply::owned(code::OK, None, text));
+                Ok(Next::Continue)
+            }
+            Command::Helo(host) => {
+                self.abort_transaction();
+                self.helo = Some(host);
+                self.io.reply(&Reply::owned(
+                    code::OK,
+                    None,
+                    self.mta.config.hostname.clone(),
+                ));
+                Ok(Next::Continue)
+            }
+            Command::Mail { from, params } => self.mail(from, params).await,
+            Command::Rcpt { to } => self.rcpt(to),
+            Command::Data => {
+                let tx = self.tx.as_ref().ok_or(replies::NEED_MAIL)?;
+                if tx.rcpts.is_empty() {
+                    return Err(replies::NO_VALID_RECIPIENTS);
+                }
+                Ok(Next::Data)
+            }
+            Command::Rset => {
+                self.abort_transaction();
+                self.io.reply(&replies::RESET);
+                Ok(Next::Continue)
+            }
+            Command::Noop => {
+                self.io.reply(&replies::OK);
+                Ok(Next::Continue)
+            }
+            Command::Quit => Ok(Next::Quit),
+            Command::Vrfy => {
+                self.io.reply(&replies::VRFY);
+                Ok(Next::Continue)
+            }
+            Command::Help => {
+                self.io.reply(&replies::HELP);
+                Ok(Next::Continue)
+            }
+            Command::StartTls => {
+                if self.tls.is_some() {
+                    Err(replies::ALREADY_TLS)
+                } else if self.mta.tls.is_none() {
+                    Err(replies::TLS_NOT_AVAILABLE)
+                } else if self.tx.is_some() {
+                    Err(replies::BAD_SEQUENCE)
+                } else {
+                    Ok(Next::StartTls)
+                }
+            }
+            Command::NotImplemented(_) => Err(replies::NOT_IMPLEMENTED),
+        }
+    }
+
+    /// MAIL FROM (RFC 5321 §4.1.1.2): starts a transaction and gives it its MID.
+    async fn mail(&mut self, from: Option<Mailbox>, params: MailParams) -> Result<Next, Reply> {
+        if self.helo.is_none() {
+            return Err(replies::NEED_HELO);
+        }
+        if self.tx.is_some() {
+            return Err(replies::NESTED_MAIL);
+        }
+        if params
+            .size
+            .is_some_and(|s| s > self.mta.config.max_message_size)
+        {
+            return Err(replies::MESSAGE_TOO_BIG);
+        }
+        let mid = self.mta.store.next_mid().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot allocate MID");
+            replies::STORAGE_FAILED
+        })?;
+        let icid = self.icid;
+        let sender = from.as_ref().map(ToString::to_string).unwrap_or_default();
+        self.mta.log.info(format!("Start MID {mid} ICID {icid}"));
+        self.mta
+            .log
+            .info(format!("MID {mid} ICID {icid} From: <{sender}>"));
+        self.tx = Some(Transaction {
+            mid,
+            from,
+            rcpts: Vec::new(),
+        });
+        self.io.reply(&replies::SENDER_OK);
+        Ok(Next::Continue)
+    }
+
+    /// RCPT TO (RFC 5321 §4.1.1.3), with the relay check: RELAY clients may send anywhere,
+    /// everyone else only to domains the RAT accepts.
+    fn rcpt(&mut self, to: Mailbox) -> Result<Next, Reply> {
+        let max = self.mta.config.max_recipients as usize;
+        let relay = self.hat.policy == FlowPolicy::Relay;
+        let accepted = relay || self.mta.settings.load().rat_accepts(to.domain.as_str());
+        let icid = self.icid;
+        let tx = self.tx.as_mut().ok_or(replies::NEED_MAIL)?;
+        if tx.rcpts.len() >= max {
+            return Err(replies::TOO_MANY_RECIPIENTS);
+        }
+        let mid = tx.mid;
+        if !accepted {
+            self.mta
+                .log
+                .info(format!("MID {mid} ICID {icid} To: <{to}> Rejected by RAT"));
+            return Err(replies::RELAY_DENIED);
+        }
+        let rid = tx.rcpts.len();
+        self.mta
+            .log
+            .info(format!("MID {mid} ICID {icid} RID {rid} To: <{to}>"));
+        tx.rcpts.push(to);
+        self.io.reply(&replies::RECIPIENT_OK);
+        Ok(Next::Continue)
+    }
+
+    /// DATA (RFC 5321 §4.1.1.4): reads the message, then commits it durably before `250`.
+    /// Returns false when the connection is gone.
+    async fn receive_data(&mut self) -> bool {
+        let Some(tx) = self.tx.take() else {
+            return true;
+        };
+        let (mid, icid) = (tx.mid, self.icid);
+        let helo = self.helo.clone().unwrap_or_default();
+        let single = match tx.rcpts.as_slice() {
+            [one] => Some(one.to_string()),
+            _ => None,
+        };
+        let prefix = crate::received::header(
+            &helo,
+            &self.peer.to_string(),
+            &self.mta.config.hostname,
+            self.tls.is_some(),
+            mid.0,
+            single.as_deref(),
+        );
+        let max = usize::try_from(self.mta.config.max_message_size).unwrap_or(usize::MAX);
+        let mut decoder = DataDecoder::new(max, &prefix);
+        self.io.reply(&replies::START_DATA);
+        loop {
+            let buffered = self.io.buffered();
+            let len = buffered.len();
+            if len > 0 {
+                match decoder.feed(buffered) {
+                    DataStatus::Done { consumed } => {
+                        self.io.consume(consumed);
+                        break;
+                    }
+                    DataStatus::More => self.io.consume(len),
+                }
+            }
+            // DATA is not interrupted by shutdown: the message in flight is finished first.
+            match self.wait_input(false).await {
+                Wait::Input => {}
+                Wait::TimedOut => {
+                    self.io.reply(&replies::TIMEOUT);
+                    self.mta
+                        .log
+                        .info(format!("MID {mid} ICID {icid} timeout during DATA"));
+                    self.mta
+                        .log
+                        .info(format!("Message finished MID {mid} aborted"));
+                    return false;
+                }
+                Wait::Closed | Wait::ShuttingDown => {
+                    self.mta
+                        .log
+                        .info(format!("MID {mid} ICID {icid} lost connection during DATA"));
+                    self.mta
+                        .log
+                        .info(format!("Message finished MID {mid} aborted"));
+                    return false;
+                }
+            }
+        }
+        if decoder.too_big() {
+            self.mta.log.info(format!(
+                "MID {mid} ICID {icid} Receiving Failed: Message Size Too Large ({} bytes, limit {max})",
+                decoder.size()
+            ));
+            self.mta
+                .log
+                .info(format!("Message finished MID {mid} aborted"));
+            self.io.reply(&replies::MESSAGE_TOO_BIG);
+            return true;
+        }
+        let body = decoder.into_message();
+        let reply = self.commit(tx, body).await;
+        self.io.reply(&reply);
+        true
+    }
+
+    /// Commits an accepted message and returns the reply for the client.
+    async fn commit(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
+        let (mid, icid) = (tx.mid, self.icid);
+        let (message_id, subject) = header_fields(&body);
+        let log = &self.mta.log;
+        if let Some(id) = &message_id {
+            log.info(format!(
+                "MID {mid} Message-ID {}",
+                rampart_maillog::quote(id)
+            ));
+        }
+        if let Some(s) = &subject {
+            log.info(format!("MID {mid} Subject {}", rampart_maillog::quote(s)));
+        }
+        let sender = tx
+            .from
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        log.info(format!(
+            "MID {mid} ready {} bytes from <{sender}>",
+            body.len()
+        ));
+        let mut tracking = vec![
+            format!(
+                "Message {mid} received on ICID {icid} from {} (sender group {}, {})",
+                self.peer,
+                self.hat.group,
+                self.hat.policy.as_str()
+            ),
+            format!("Message {mid} from: <{sender}>"),
+        ];
+        let recipients: Vec<NewRecipient> = tx
+            .rcpts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                tracking.push(format!("Message {mid} to: <{r}>"));
+                NewRecipient {
+                    rcpt_idx: i as u32,
+                    recipient: r.to_string(),
+                    queue_name: r.domain.to_string(),
+                    kind: QueueKind::Deliver,
+                }
+            })
+            .collect();
+        tracking.push(format!("Message {mid} ready {} bytes", body.len()));
+        tracking.push(format!("Message {mid} queued for delivery"));
+        let message = NewMessage {
+            mid,
+            icid: icid.0,
+            sender,
+            remote_ip: self.peer.to_string(),
+            helo: self.helo.clone().unwrap_or_default(),
+            sender_group: self.hat.group.clone(),
+            relayed: self.hat.policy == FlowPolicy::Relay,
+            tls: self.tls.as_ref().map(|(p, _)| p.clone()),
+            message_id,
+            subject,
+            body,
+            recipients,
+            tracking,
+        };
+        match self.mta.store.accept(message).await {
+            Ok(()) => {
+                log.info(format!("MID {mid} queued for delivery"));
+                Reply::owned(
+                    code::OK,
+                    Some(Enhanced(2, 0, 0)),
+                    format!("Ok: queued as {mid}"),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, mid = mid.0, "cannot store message");
+                log.warning(format!(
+                    "MID {mid} ICID {icid} Receiving Failed: could not store message, replied 451"
+                ));
+                log.info(format!("Message finished MID {mid} aborted"));
+                replies::STORAGE_FAILED
+            }
+        }
+    }
+
+    /// STARTTLS (RFC 3207): handshake, then the session starts over without EHLO.
+    async fn start_tls(&mut self) -> bool {
+        let Some(acceptor) = self.mta.tls.clone() else {
+            return true;
+        };
+        self.io.reply(&replies::START_TLS);
+        if self.io.flush().await.is_err() {
+            return false;
+        }
+        if self.io.has_buffered_input() {
+            self.mta.log.info(format!(
+                "ICID {} discarded input pipelined after STARTTLS",
+                self.icid
+            ));
+            self.io.discard_input();
+        }
+        let Stream::Plain(plain) = std::mem::replace(&mut self.io.stream, Stream::Upgrading) else {
+            return false;
+        };
+        match tokio::time::timeout(self.mta.config.timeout, acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                let (_, conn) = tls.get_ref();
+                let protocol = conn
+                    .protocol_version()
+                    .map(|v| tls_names::protocol_name(&format!("{v:?}")))
+                    .unwrap_or_default();
+                let cipher = conn
+                    .negotiated_cipher_suite()
+                    .map(|c| tls_names::cipher_name(&format!("{:?}", c.suite())))
+                    .unwrap_or_default();
+                self.mta.log.info(format!(
+                    "ICID {} TLS success protocol {protocol} cipher {cipher}",
+                    self.icid
+                ));
+                self.io.stream = Stream::Tls(Box::new(tls));
+                self.tls = Some((protocol, cipher));
+                self.helo = None;
+                true
+            }
+            Ok(Err(e)) => {
+                self.mta
+                    .log
+                    .info(format!("ICID {} TLS failed: {e}", self.icid));
+                false
+            }
+            Err(_) => {
+                self.mta.log.info(format!(
+                    "ICID {} TLS failed: handshake timed out",
+                    self.icid
+                ));
+                false
+            }
+        }
+    }
+
+    fn abort_transaction(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            self.mta
+                .log
+                .info(format!("Message finished MID {} aborted", tx.mid));
+        }
+    }
+}
+
+/// Message-ID (with angle brackets) and Subject of a stored message, from its header section.
+fn header_fields(message: &[u8]) -> (Option<String>, Option<String>) {
+    let end = memchr::memmem::find(message, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(message.len());
+    let head = message.get(..end.min(1 << 20)).unwrap_or_default();
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(head) else {
+        return (None, None);
+    };
+    let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
+    (
+        parsed.message_id().map(|id| format!("<{}>", clean(id))),
+        parsed.subject().map(clean),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_fields_are_found_and_cleaned() {
+        let m = b"Received: x\r\nMessage-ID: <abc@example.com>\r\nSubject: =?UTF-8?Q?caf=C3=A9?= time\r\n\r\nSubject: not this\r\n";
+        assert_eq!(
+            header_fields(m),
+            (
+                Some("<abc@example.com>".into()),
+                Some("caf\u{e9} time".into())
+            )
+        );
+        assert_eq!(header_fields(b"\r\nbody only"), (None, None));
+    }
+}

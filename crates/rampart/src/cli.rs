@@ -1,0 +1,122 @@
+//! Command-line interface. Subcommands follow AsyncOS names where AsyncOS has one.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use rampart_config::Config;
+use rampart_settings::Settings;
+use rampart_store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rampart",
+    version,
+    about = "Rampart secure email gateway appliance"
+)]
+struct Cli {
+    /// Bootstrap configuration file (TOML); without it, the embedded default is used.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the appliance: SMTP listeners, delivery, web UI and API.
+    Serve,
+    /// Write all runtime settings (HAT, RAT, ...) to FILE as TOML ("-" for standard output).
+    Saveconfig { file: PathBuf },
+    /// Validate FILE and apply all of its runtime settings at once, or nothing if any is invalid.
+    Loadconfig { file: PathBuf },
+    /// Print the configuration reference (every key of the --config file) as Markdown.
+    ConfigReference,
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => crate::serve::serve(load_config(cli.config.as_deref())?).await,
+            Command::Saveconfig { file } => {
+                saveconfig(&load_config(cli.config.as_deref())?, &file).await
+            }
+            Command::Loadconfig { file } => {
+                loadconfig(&load_config(cli.config.as_deref())?, &file).await
+            }
+            Command::ConfigReference => {
+                print!("{}", rampart_config::reference_markdown());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the configuration file, or the embedded default without one.
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Config> {
+    let Some(path) = path else {
+        return Ok(Config::embedded_default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    Config::parse(&text)
+        .map_err(|e| anyhow::anyhow!("config file {} is invalid:\n{e}", path.display()))
+}
+
+/// Opens the store in the configured data dir (creating it on first use).
+pub(crate) async fn open_store(config: &Config) -> Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("rampart.db");
+    Store::open(&path)
+        .await
+        .with_context(|| format!("cannot open database {}", path.display()))
+}
+
+async fn saveconfig(config: &Config, file: &Path) -> Result<()> {
+    let store = open_store(config).await?;
+    let text = store.load_settings().await?.to_toml();
+    if file == Path::new("-") {
+        print!("{text}");
+    } else {
+        std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))?;
+        eprintln!("runtime settings written to {}", file.display());
+    }
+    Ok(())
+}
+
+async fn loadconfig(config: &Config, file: &Path) -> Result<()> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let settings = Settings::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("{} is invalid, nothing was changed:\n{e}", file.display()))?;
+    let store = open_store(config).await?;
+    store.save_settings(&settings).await?;
+    eprintln!(
+        "runtime settings loaded from {}; a running appliance applies them within a second",
+        file.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The `rampart` binary: command line, configuration loading, wiring and shutdown. This is the
+//! only crate that reads the environment and configuration files.
+
+mod cli;
+mod serve;
+mod tls;
+
+use std::process::ExitCode;
+
+/// Entry point shared by the shipped binary and the end-to-end test harness.
+pub fn main() -> ExitCode {
+    cli::main()
+}

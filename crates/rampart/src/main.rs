@@ -1,0 +1,5 @@
+//! `rampart`: the Rampart secure email gateway appliance.
+
+fn main() -> std::process::ExitCode {
+    rampart::main()
+}

@@ -1,0 +1,216 @@
+//! `rampart serve`: opens the store, starts the listeners and the background tasks, and shuts
+//! down gracefully on SIGTERM or SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use rampart_config::Config;
+use rampart_maillog::MailLog;
+use rampart_mta::{Mta, MtaConfig};
+use rampart_settings::SharedSettings;
+use rampart_store::{Role, Store, User};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How long running SMTP sessions may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often the settings generation is checked for changes made by other processes.
+const SETTINGS_POLL: Duration = Duration::from_secs(1);
+
+pub(crate) async fn serve(config: Config) -> Result<()> {
+    init_tracing();
+    // One crypto provider for the whole process (see docs/ARCHITECTURE.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let store = crate::cli::open_store(&config).await?;
+    let (log, log_thread) = MailLog::open(
+        &config.data_dir.join("logs"),
+        rampart_maillog::DEFAULT_ROLL_BYTES,
+    )
+    .context("cannot open mail_logs")?;
+    ensure_admin(&store).await?;
+
+    let settings = store.load_settings().await?;
+    let snapshot = settings
+        .compile()
+        .map_err(|e| anyhow::anyhow!("stored runtime settings are invalid:\n{e}"))?;
+    let shared: SharedSettings = Arc::new(ArcSwap::from_pointee(snapshot));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(watch_settings(
+        store.clone(),
+        shared.clone(),
+        stop_rx.clone(),
+    ));
+
+    let tls = crate::tls::server_config(&config)?;
+    let mta = Mta::new(
+        MtaConfig {
+            hostname: config.hostname.clone(),
+            interface: config.smtp.interface.clone(),
+            max_message_size: config.smtp.max_message_size,
+            max_recipients: config.smtp.max_recipients,
+            max_connections: config.smtp.max_connections,
+            timeout: Duration::from_secs(config.smtp.timeout_secs),
+            max_errors: config.smtp.max_errors,
+        },
+        store.clone(),
+        shared.clone(),
+        log.clone(),
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+        stop_rx.clone(),
+    );
+    let mut smtp_tasks = Vec::new();
+    for addr in &config.smtp.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for SMTP on {addr}"))?;
+        let bound = listener.local_addr()?;
+        println!("smtp listening on {bound}");
+        smtp_tasks.push(tokio::spawn(mta.clone().serve(listener)));
+    }
+
+    let web_listener = TcpListener::bind(config.web.listen)
+        .await
+        .with_context(|| format!("cannot listen for the web UI on {}", config.web.listen))?;
+    let web_addr = web_listener.local_addr()?;
+    println!("web listening on {web_addr}");
+    println!(
+        "Web UI and REST API: http://{web_addr}/ (API under /api/v1; log in as an appliance account, e.g. admin)"
+    );
+    let app = rampart_web::router(rampart_web::AppState::new(store.clone(), shared.clone()));
+    let mut web_stop = stop_rx.clone();
+    let web = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = web_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(web_listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "web server failed");
+        }
+    });
+
+    log.info(format!(
+        "Rampart {} starting, hostname {}",
+        env!("CARGO_PKG_VERSION"),
+        config.hostname
+    ));
+    wait_for_signal().await;
+    log.info("Rampart shutting down");
+    let _ = stop_tx.send(true);
+    for t in smtp_tasks {
+        let _ = t.await;
+    }
+    if !mta.drain(SHUTDOWN_GRACE).await {
+        tracing::warn!("SMTP sessions still open after the shutdown grace period");
+    }
+    let _ = web.await;
+    store.close().await;
+    drop(mta);
+    drop(log);
+    // The log thread ends once every handle is gone; wait so the last lines reach the disk.
+    let _ = tokio::task::spawn_blocking(move || log_thread.join()).await;
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Creates the `admin` account on first start (SPEC §7).
+async fn ensure_admin(store: &Store) -> Result<()> {
+    if store.user_count().await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match std::env::var("RAMPART_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (random_password(), true),
+    };
+    let hash = rampart_web::auth::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))?;
+    store
+        .put_user(&User {
+            name: "admin".into(),
+            password_hash: hash,
+            role: Role::Admin,
+        })
+        .await?;
+    if generated {
+        eprintln!(
+            "rampart: created the administrator account 'admin' with password: {password}\n\
+             rampart: this is shown only once; set RAMPART_ADMIN_PASSWORD before the first start to choose it"
+        );
+    } else {
+        eprintln!(
+            "rampart: created the administrator account 'admin' with the password from RAMPART_ADMIN_PASSWORD"
+        );
+    }
+    Ok(())
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// Reloads the settings snapshot whenever another process (the CLI) changed them.
+async fn watch_settings(store: Store, shared: SharedSettings, mut stop: watch::Receiver<bool>) {
+    let mut seen = store.settings_generation().await.unwrap_or(-1);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SETTINGS_POLL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Ok(generation) = store.settings_generation().await else {
+            continue;
+        };
+        if generation == seen {
+            continue;
+        }
+        match store.load_settings().await.map(|s| s.compile()) {
+            Ok(Ok(snapshot)) => {
+                shared.store(Arc::new(snapshot));
+                seen = generation;
+                tracing::info!(generation, "runtime settings reloaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "stored settings are invalid; keeping the previous ones")
+            }
+            Err(e) => tracing::error!(error = %e, "cannot load settings"),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,222 @@
+//! The host access table (HAT): sender groups matched on the client's IP, in order, each with a
+//! mail flow policy (SPEC §1). A group whose hosts include `ALL` matches every client; a client
+//! that matches no group is refused (`554`), as if the table ended with `ALL REJECT`.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// What a sender group's clients may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FlowPolicy {
+    /// Inbound mail: only recipients in the RAT are accepted.
+    Accept,
+    /// Outbound mail: any recipient is accepted.
+    Relay,
+    /// Greeted with `554` and refused.
+    Reject,
+    /// The connection is closed before the banner.
+    Tcprefuse,
+}
+
+impl FlowPolicy {
+    /// The AsyncOS name, as in mail logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowPolicy::Accept => "ACCEPT",
+            FlowPolicy::Relay => "RELAY",
+            FlowPolicy::Reject => "REJECT",
+            FlowPolicy::Tcprefuse => "TCPREFUSE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderGroup {
+    /// Group name, e.g. `RELAYLIST`.
+    pub name: String,
+    /// IP addresses, CIDR ranges, or `ALL`.
+    pub hosts: Vec<String>,
+    pub policy: FlowPolicy,
+}
+
+/// The result of matching a client against the HAT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HatMatch {
+    pub group: String,
+    pub policy: FlowPolicy,
+    /// The host entry that matched, for the log line (`match 127.0.0.0/8`).
+    pub matched: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    name: String,
+    policy: FlowPolicy,
+    hosts: Vec<(String, Option<IpNet>)>,
+}
+
+pub(crate) fn default_table() -> Vec<SenderGroup> {
+    vec![
+        SenderGroup {
+            name: "LOOPBACK".into(),
+            hosts: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            policy: FlowPolicy::Accept,
+        },
+        SenderGroup {
+            name: "ALL".into(),
+            hosts: vec!["ALL".into()],
+            policy: FlowPolicy::Accept,
+        },
+    ]
+}
+
+pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<String>) -> Vec<Compiled> {
+    let mut out = Vec::with_capacity(groups.len());
+    for (i, g) in groups.iter().enumerate() {
+        let name_ok = !g.name.is_empty()
+            && g.name.len() <= 64
+            && g.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            errors.push(format!(
+                "hat[{i}]: name {:?} must be 1-64 letters, digits, '_' or '-'",
+                g.name
+            ));
+        }
+        if groups
+            .iter()
+            .take(i)
+            .any(|o| o.name.eq_ignore_ascii_case(&g.name))
+        {
+            errors.push(format!(
+                "hat[{i}]: sender group name {:?} is used twice",
+                g.name
+            ));
+        }
+        let mut hosts = Vec::with_capacity(g.hosts.len());
+        for h in &g.hosts {
+            let h = h.trim();
+            if h.eq_ignore_ascii_case("ALL") {
+                hosts.push(("ALL".to_owned(), None));
+            } else if let Some(net) = crate::parse_net(h) {
+                hosts.push((h.to_owned(), Some(net.trunc())));
+            } else {
+                errors.push(format!(
+                    "hat[{i}] ({}): host {h:?} is not an IP address, a CIDR range or ALL",
+                    g.name
+                ));
+            }
+        }
+        out.push(Compiled {
+            name: g.name.clone(),
+            policy: g.policy,
+            hosts,
+        });
+    }
+    out
+}
+
+pub(crate) fn classify(table: &[Compiled], ip: IpAddr) -> HatMatch {
+    // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    for g in table {
+        for (text, net) in &g.hosts {
+            let hit = match net {
+                None => true,
+                Some(net) => net.contains(&ip),
+            };
+            if hit {
+                return HatMatch {
+                    group: g.name.clone(),
+                    policy: g.policy,
+                    matched: text.clone(),
+                };
+            }
+        }
+    }
+    HatMatch {
+        group: "ALL".into(),
+        policy: FlowPolicy::Reject,
+        matched: "no sender group".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(groups: &[(&str, &[&str], FlowPolicy)]) -> Vec<Compiled> {
+        let groups: Vec<SenderGroup> = groups
+            .iter()
+            .map(|(n, h, p)| SenderGroup {
+                name: n.to_string(),
+                hosts: h.iter().map(|s| s.to_string()).collect(),
+                policy: *p,
+            })
+            .collect();
+        let mut errors = Vec::new();
+        let t = compile(&groups, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        t
+    }
+
+    #[test]
+    fn first_match_wins() {
+        let t = table(&[
+            (
+                "RELAYLIST",
+                &["10.1.0.0/16", "192.0.2.5"],
+                FlowPolicy::Relay,
+            ),
+            ("BLOCKED", &["10.0.0.0/8"], FlowPolicy::Reject),
+            ("REFUSE", &["2001:db8::/32"], FlowPolicy::Tcprefuse),
+        ]);
+        let cases = [
+            ("10.1.2.3", "RELAYLIST", FlowPolicy::Relay),
+            ("192.0.2.5", "RELAYLIST", FlowPolicy::Relay),
+            ("::ffff:10.1.2.3", "RELAYLIST", FlowPolicy::Relay),
+            ("10.2.0.1", "BLOCKED", FlowPolicy::Reject),
+            ("2001:db8::1", "REFUSE", FlowPolicy::Tcprefuse),
+            ("198.51.100.1", "ALL", FlowPolicy::Reject),
+        ];
+        for (ip, group, policy) in cases {
+            let m = classify(&t, ip.parse().unwrap());
+            assert_eq!((m.group.as_str(), m.policy), (group, policy), "{ip}");
+        }
+    }
+
+    #[test]
+    fn invalid_entries_are_named() {
+        let groups = vec![
+            SenderGroup {
+                name: "bad name".into(),
+                hosts: vec!["10.0.0.0/33".into()],
+                policy: FlowPolicy::Accept,
+            },
+            SenderGroup {
+                name: "X".into(),
+                hosts: vec![],
+                policy: FlowPolicy::Accept,
+            },
+            SenderGroup {
+                name: "x".into(),
+                hosts: vec![],
+                policy: FlowPolicy::Accept,
+            },
+        ];
+        let mut errors = Vec::new();
+        compile(&groups, &mut errors);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("hat[0]: name \"bad name\""));
+        assert!(errors[1].contains("\"10.0.0.0/33\""));
+        assert!(errors[2].contains("used twice"));
+    }
+}

@@ -1,0 +1,269 @@
+//! Runtime settings: the tables an administrator edits while the appliance runs (HAT, RAT, and
+//! the tables later features add), their validation, and the TOML import/export format of
+//! `saveconfig` / `loadconfig`.
+//!
+//! Settings are validated once into a [`Snapshot`] — patterns parsed, lookups ready — that the
+//! mail path reads without locks through [`SharedSettings`]; a change builds a new snapshot and
+//! swaps it in atomically, so a session sees either the old tables or the new ones, never a mix.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub mod hat;
+pub mod rat;
+
+pub use hat::{FlowPolicy, HatMatch, SenderGroup};
+pub use rat::{RatAction, RatEntry};
+
+/// Validation problems, each naming the entry and saying what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct SettingsErrors(pub Vec<String>);
+
+/// All runtime settings, as stored and as exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Host access table: sender groups in order, first match wins.
+    pub hat: Vec<SenderGroup>,
+    /// Recipient access table: accepted recipient domains.
+    pub rat: Vec<RatEntry>,
+}
+
+impl Default for Settings {
+    /// A fresh appliance: loopback and everyone else ACCEPT (inbound only), nobody relays, and no
+    /// recipient domain is accepted until the administrator adds one — never an open relay.
+    fn default() -> Settings {
+        Settings {
+            hat: hat::default_table(),
+            rat: Vec::new(),
+        }
+    }
+}
+
+/// The names of the settings tables, as used in storage and in the export file.
+pub const TABLES: &[&str] = &["hat", "rat"];
+
+impl Settings {
+    /// Validates every table and builds the snapshot the mail path uses.
+    pub fn compile(self) -> Result<Snapshot, SettingsErrors> {
+        let mut errors = Vec::new();
+        let hat = hat::compile(&self.hat, &mut errors);
+        let rat = rat::compile(&self.rat, &mut errors);
+        if errors.is_empty() {
+            Ok(Snapshot {
+                settings: self,
+                hat,
+                rat,
+            })
+        } else {
+            Err(SettingsErrors(errors))
+        }
+    }
+
+    /// Reads one table from its JSON form (storage and the REST API), replacing the current one.
+    pub fn set_table_json(
+        &mut self,
+        table: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), SettingsErrors> {
+        let one = |e: String| SettingsErrors(vec![e]);
+        match table {
+            "hat" => self.hat = from_json(table, value).map_err(one)?,
+            "rat" => self.rat = from_json(table, value).map_err(one)?,
+            _ => return Err(one(format!("unknown settings table `{table}`"))),
+        }
+        Ok(())
+    }
+
+    /// One table in JSON form.
+    pub fn table_json(&self, table: &str) -> Option<serde_json::Value> {
+        match table {
+            "hat" => serde_json::to_value(&self.hat).ok(),
+            "rat" => serde_json::to_value(&self.rat).ok(),
+            _ => None,
+        }
+    }
+
+    /// The export file of `saveconfig`.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string(self).unwrap_or_default();
+        format!(
+            "# Rampart runtime settings, written by `rampart saveconfig`.\n\
+             # Apply with `rampart loadconfig FILE`: the whole file is validated, then applied at once.\n\n{body}"
+        )
+    }
+
+    /// Parses an export file, reporting every problem found (missing tables keep their defaults).
+    pub fn from_toml(text: &str) -> Result<Settings, SettingsErrors> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            SettingsErrors(vec![format!("not valid TOML: {}", e.to_string().trim())])
+        })?;
+        let mut settings = Settings::default();
+        let mut errors = Vec::new();
+        for (key, value) in table {
+            let json = match serde_json::to_value(&value) {
+                Ok(j) => j,
+                Err(e) => {
+                    errors.push(format!("`{key}`: {e}"));
+                    continue;
+                }
+            };
+            if let Err(e) = settings.set_table_json(&key, &json) {
+                errors.extend(e.0);
+            }
+        }
+        // Semantic checks, so that loadconfig reports everything in one pass.
+        if let Err(e) = settings.clone().compile() {
+            errors.extend(e.0);
+        }
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(SettingsErrors(errors))
+        }
+    }
+}
+
+/// Deserialises a table with the path of the offending field in the error.
+fn from_json<T: serde::de::DeserializeOwned>(
+    table: &str,
+    value: &serde_json::Value,
+) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        format!("`{table}{path}`: {}", e.inner())
+    })
+}
+
+/// Validated settings with their lookups prepared.
+#[derive(Debug)]
+pub struct Snapshot {
+    settings: Settings,
+    hat: Vec<hat::Compiled>,
+    rat: Vec<rat::Compiled>,
+}
+
+impl Snapshot {
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The sender group and mail flow policy for a connecting client (first match).
+    pub fn classify(&self, ip: IpAddr) -> HatMatch {
+        hat::classify(&self.hat, ip)
+    }
+
+    /// Whether mail to `domain` is accepted for delivery (first matching RAT entry).
+    pub fn rat_accepts(&self, domain: &str) -> bool {
+        rat::accepts(&self.rat, domain)
+    }
+}
+
+impl Default for Snapshot {
+    fn default() -> Snapshot {
+        let settings = Settings::default();
+        Snapshot {
+            hat: hat::compile(&settings.hat, &mut Vec::new()),
+            rat: Vec::new(),
+            settings,
+        }
+    }
+}
+
+/// The current snapshot, swapped atomically on change.
+pub type SharedSettings = Arc<ArcSwap<Snapshot>>;
+
+/// Parses a host entry of a sender group: an IP, a CIDR or `ALL`.
+pub(crate) fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_appliance() {
+        let snap = Settings::default().compile().unwrap();
+        let lo = snap.classify("127.0.0.1".parse().unwrap());
+        assert_eq!(
+            (lo.group.as_str(), lo.policy),
+            ("LOOPBACK", FlowPolicy::Accept)
+        );
+        let v6 = snap.classify("::1".parse().unwrap());
+        assert_eq!(v6.policy, FlowPolicy::Accept);
+        let other = snap.classify("192.0.2.7".parse().unwrap());
+        assert_eq!(
+            (other.group.as_str(), other.policy),
+            ("ALL", FlowPolicy::Accept)
+        );
+        assert!(
+            !snap.rat_accepts("example.com"),
+            "no domain accepted until added"
+        );
+    }
+
+    #[test]
+    fn toml_round_trip() {
+        let mut s = Settings::default();
+        s.rat.push(RatEntry {
+            domain: "example.com".into(),
+            action: RatAction::Accept,
+        });
+        s.hat.insert(
+            0,
+            SenderGroup {
+                name: "RELAYLIST".into(),
+                hosts: vec!["10.0.0.0/8".into()],
+                policy: FlowPolicy::Relay,
+            },
+        );
+        let text = s.to_toml();
+        assert_eq!(Settings::from_toml(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn from_toml_reports_every_error() {
+        let text = r#"
+[[hat]]
+name = "BAD"
+hosts = ["300.1.1.1"]
+policy = "ACCEPT"
+
+[[rat]]
+domain = "exa mple.com"
+action = "accept"
+
+[[rat]]
+domain = "ok.example"
+action = "maybe"
+
+[unknown]
+x = 1
+"#;
+        let errors = Settings::from_toml(text).unwrap_err().0;
+        let joined = errors.join("\n");
+        assert!(joined.contains("`rat[1].action`"), "{joined}");
+        assert!(
+            joined.contains("unknown settings table `unknown`"),
+            "{joined}"
+        );
+        let text = "[[hat]]\nname = \"BAD\"\nhosts = [\"300.1.1.1\"]\npolicy = \"ACCEPT\"\n[[rat]]\ndomain = \"exa mple.com\"\naction = \"accept\"\n";
+        let joined = Settings::from_toml(text).unwrap_err().0.join("\n");
+        assert!(
+            joined.contains("hat[0] (BAD): host \"300.1.1.1\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("rat[0]: domain \"exa mple.com\""),
+            "{joined}"
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! The store: one SQLite database (WAL) holding messages, queue rows, tracking events, runtime
+//! settings, accounts and ID counters. This is the only crate with SQL in it.
+//!
+//! Accepting a message goes through [`Store::accept`], which hands the message to a single writer
+//! task. The writer commits whatever messages are waiting in *one* transaction (group commit): with
+//! `synchronous = FULL`, each commit costs one fsync of the WAL however many messages it carries,
+//! so concurrent sessions share fsyncs instead of queueing behind one each. `accept` returns only
+//! after that commit, which is when the session may answer `250`.
+
+mod ids;
+mod messages;
+mod settings;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+pub use ids::{Dcid, Icid, Mid};
+pub use messages::{NewMessage, NewRecipient, QueueKind, QueueRow, StoredMessage, TrackingEvent};
+pub use users::{Role, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored settings are invalid: {0}")]
+    Settings(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Messages committed together at most, so one huge burst cannot hold the write lock for long.
+const MAX_BATCH: usize = 256;
+
+/// A handle to the store; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    writer: mpsc::Sender<messages::Job>,
+    ids: std::sync::Arc<ids::Allocators>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk when it returns; a `250` must survive a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .disable_statement_logging();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../../migrations").run(&pool).await?;
+        let conn = options.connect().await?;
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(messages::writer(conn, rx));
+        Ok(Store {
+            ids: std::sync::Arc::new(ids::Allocators::default()),
+            pool,
+            writer: tx,
+        })
+    }
+
+    /// Durably stores an accepted message with all its queue rows and tracking events, in one
+    /// transaction shared with whatever other messages are being accepted at the same moment.
+    pub async fn accept(&self, message: NewMessage) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(messages::Job { message, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The next message ID; never repeats, across restarts too.
+    pub async fn next_mid(&self) -> Result<Mid, StoreError> {
+        self.ids.next(&self.pool, ids::Kind::Mid).await.map(Mid)
+    }
+
+    /// The next injection connection ID.
+    pub async fn next_icid(&self) -> Result<Icid, StoreError> {
+        self.ids.next(&self.pool, ids::Kind::Icid).await.map(Icid)
+    }
+
+    /// The next delivery connection ID.
+    pub async fn next_dcid(&self) -> Result<Dcid, StoreError> {
+        self.ids.next(&self.pool, ids::Kind::Dcid).await.map(Dcid)
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the pool after the writer has finished what it was given.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Current unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Current unix time in milliseconds.
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) async fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("rampart.db")).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn ids_never_repeat_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rampart.db");
+        let store = Store::open(&path).await.unwrap();
+        let a = store.next_mid().await.unwrap();
+        let b = store.next_mid().await.unwrap();
+        assert!(b.0 > a.0);
+        let i = store.next_icid().await.unwrap();
+        store.close().await;
+        drop(store);
+        let store = Store::open(&path).await.unwrap();
+        let c = store.next_mid().await.unwrap();
+        assert!(c.0 > b.0, "{c:?} after {b:?}");
+        assert!(store.next_icid().await.unwrap().0 > i.0);
+    }
+}

@@ -1,0 +1,341 @@
+//! Messages, their queue rows and tracking events, and the group-commit writer.
+
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{MAX_BATCH, Mid, Store, StoreError, unix_now, unix_now_ms};
+
+/// What a queue row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// A normal delivery to a recipient.
+    Deliver,
+    /// A journal copy for the Threat Defense Connector.
+    Journal,
+}
+
+impl QueueKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Deliver => "deliver",
+            QueueKind::Journal => "journal",
+        }
+    }
+}
+
+/// A message accepted by the MTA, ready to be committed.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub mid: Mid,
+    pub icid: u64,
+    /// Envelope sender without brackets; empty for the null sender.
+    pub sender: String,
+    pub remote_ip: String,
+    pub helo: String,
+    pub sender_group: String,
+    pub relayed: bool,
+    pub tls: Option<String>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    /// The message as stored: our `Received:` header, then the client's bytes (CRLF-canonical).
+    pub body: Vec<u8>,
+    pub recipients: Vec<NewRecipient>,
+    /// Tracking events to record with the message, in order.
+    pub tracking: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRecipient {
+    pub rcpt_idx: u32,
+    pub recipient: String,
+    /// The queue this row goes to: the recipient's domain, or `the.tdc.queue`.
+    pub queue_name: String,
+    pub kind: QueueKind,
+}
+
+/// A stored message, as read back.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub mid: Mid,
+    pub icid: u64,
+    pub received_at: i64,
+    pub sender: String,
+    pub remote_ip: String,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// One queue row, as read back.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    pub id: i64,
+    pub mid: Mid,
+    pub rcpt_idx: u32,
+    pub recipient: String,
+    pub queue_name: String,
+    pub kind: String,
+    pub state: String,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrackingEvent {
+    /// Unix milliseconds.
+    pub at: i64,
+    pub text: String,
+}
+
+pub(crate) struct Job {
+    pub(crate) message: NewMessage,
+    pub(crate) reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("mid", &self.message.mid)
+            .finish()
+    }
+}
+
+/// The group-commit loop: take one job, then everything else already waiting, commit them in
+/// one transaction, answer them all.
+pub(crate) async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&mut conn, batch.iter().map(|j| &j.message)).await;
+        match result {
+            Ok(()) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                // One bad message must not fail its neighbours: retry each on its own.
+                tracing::warn!(error = %e, n = batch.len(), "group commit failed, committing one by one");
+                for job in batch.drain(..) {
+                    let one = commit(&mut conn, std::iter::once(&job.message)).await;
+                    let _ = job.reply.send(one);
+                }
+            }
+        }
+    }
+    let _ = conn.close().await;
+}
+
+async fn commit<'a>(
+    conn: &mut SqliteConnection,
+    messages: impl Iterator<Item = &'a NewMessage>,
+) -> Result<(), StoreError> {
+    let mut tx = conn.begin().await?;
+    let now = unix_now();
+    let now_ms = unix_now_ms();
+    for m in messages {
+        sqlx::query(
+            "INSERT INTO messages (mid, icid, received_at, sender, remote_ip, helo, sender_group, relayed, \
+             tls, message_id, subject, size, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .bind(m.mid.0 as i64)
+        .bind(m.icid as i64)
+        .bind(now)
+        .bind(&m.sender)
+        .bind(&m.remote_ip)
+        .bind(&m.helo)
+        .bind(&m.sender_group)
+        .bind(m.relayed)
+        .bind(&m.tls)
+        .bind(&m.message_id)
+        .bind(&m.subject)
+        .bind(m.body.len() as i64)
+        .bind(&m.body)
+        .execute(&mut *tx)
+        .await?;
+        for r in &m.recipients {
+            sqlx::query(
+                "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, created_at, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            )
+            .bind(m.mid.0 as i64)
+            .bind(r.rcpt_idx)
+            .bind(&r.recipient)
+            .bind(&r.queue_name)
+            .bind(r.kind.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for text in &m.tracking {
+            sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
+                .bind(m.mid.0 as i64)
+                .bind(now_ms)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl Store {
+    /// A stored message with its body.
+    pub async fn message(&self, mid: Mid) -> Result<Option<StoredMessage>, StoreError> {
+        let row = sqlx::query(
+            "SELECT mid, icid, received_at, sender, remote_ip, message_id, subject, body FROM messages WHERE mid = ?1",
+        )
+        .bind(mid.0 as i64)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            None => None,
+            Some(r) => Some(StoredMessage {
+                mid: Mid(r.try_get::<i64, _>("mid")? as u64),
+                icid: r.try_get::<i64, _>("icid")? as u64,
+                received_at: r.try_get("received_at")?,
+                sender: r.try_get("sender")?,
+                remote_ip: r.try_get("remote_ip")?,
+                message_id: r.try_get("message_id")?,
+                subject: r.try_get("subject")?,
+                body: r.try_get("body")?,
+            }),
+        })
+    }
+
+    /// All messages' MIDs, oldest first.
+    pub async fn mids(&self) -> Result<Vec<Mid>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT mid FROM messages ORDER BY mid")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(|m| Mid(m as u64)).collect())
+    }
+
+    /// Queue rows of one message.
+    pub async fn queue_rows(&self, mid: Mid) -> Result<Vec<QueueRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, mid, rcpt_idx, recipient, queue_name, kind, state, attempts FROM queue WHERE mid = ?1 ORDER BY id",
+        )
+        .bind(mid.0 as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(QueueRow {
+                    id: r.try_get("id")?,
+                    mid: Mid(r.try_get::<i64, _>("mid")? as u64),
+                    rcpt_idx: r.try_get::<i64, _>("rcpt_idx")? as u32,
+                    recipient: r.try_get("recipient")?,
+                    queue_name: r.try_get("queue_name")?,
+                    kind: r.try_get("kind")?,
+                    state: r.try_get("state")?,
+                    attempts: r.try_get::<i64, _>("attempts")? as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of queue rows still waiting for delivery.
+    pub async fn queued_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE state = 'queued'")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n as u64)
+    }
+
+    /// Tracking events of one message, in order.
+    pub async fn tracking(&self, mid: Mid) -> Result<Vec<TrackingEvent>, StoreError> {
+        let rows = sqlx::query("SELECT at, text FROM tracking WHERE mid = ?1 ORDER BY id")
+            .bind(mid.0 as i64)
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(TrackingEvent {
+                    at: r.try_get("at")?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::temp_store;
+
+    fn message(mid: Mid, n_rcpts: u32) -> NewMessage {
+        NewMessage {
+            mid,
+            icid: 7,
+            sender: "a@example.org".into(),
+            remote_ip: "127.0.0.1".into(),
+            helo: "client".into(),
+            sender_group: "LOOPBACK".into(),
+            relayed: false,
+            tls: None,
+            message_id: Some("<id@x>".into()),
+            subject: Some("hi".into()),
+            body: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+            recipients: (0..n_rcpts)
+                .map(|i| NewRecipient {
+                    rcpt_idx: i,
+                    recipient: format!("u{i}@example.com"),
+                    queue_name: "example.com".into(),
+                    kind: QueueKind::Deliver,
+                })
+                .collect(),
+            tracking: vec!["Message received".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_accepts_are_all_committed() {
+        let (_dir, store) = temp_store().await;
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mid = store.next_mid().await.unwrap();
+                store.accept(message(mid, 2)).await.unwrap();
+                mid
+            }));
+        }
+        let mut mids = Vec::new();
+        for t in tasks {
+            mids.push(t.await.unwrap());
+        }
+        assert_eq!(store.queued_count().await.unwrap(), 100);
+        let stored = store.message(mids[3]).await.unwrap().unwrap();
+        assert_eq!(stored.body, b"Subject: hi\r\n\r\nbody\r\n");
+        assert_eq!(store.queue_rows(mids[3]).await.unwrap().len(), 2);
+        assert_eq!(
+            store.tracking(mids[3]).await.unwrap()[0].text,
+            "Message received"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_message_does_not_fail_its_batch() {
+        let (_dir, store) = temp_store().await;
+        let mid = store.next_mid().await.unwrap();
+        store.accept(message(mid, 1)).await.unwrap();
+        // The same MID again violates the primary key; others in flight must still commit.
+        let dup = store.accept(message(mid, 1));
+        let mid2 = store.next_mid().await.unwrap();
+        let ok = store.accept(message(mid2, 1));
+        let (dup, ok) = tokio::join!(dup, ok);
+        assert!(dup.is_err());
+        ok.unwrap();
+        assert_eq!(store.mids().await.unwrap(), vec![mid, mid2]);
+        // Nothing half-written: the failed duplicate added no queue rows.
+        assert_eq!(store.queued_count().await.unwrap(), 2);
+    }
+}

@@ -1,0 +1,81 @@
+//! Runtime settings: one JSON document per table, and a generation number that every change bumps
+//! so that a running appliance notices changes made by another process (the CLI).
+
+use rampart_settings::Settings;
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+impl Store {
+    /// Loads the settings; tables never saved keep their defaults.
+    pub async fn load_settings(&self) -> Result<Settings, StoreError> {
+        let rows = sqlx::query("SELECT name, value FROM settings")
+            .fetch_all(self.pool())
+            .await?;
+        let mut settings = Settings::default();
+        for r in rows {
+            let name: String = r.try_get("name")?;
+            let value: String = r.try_get("value")?;
+            let json: serde_json::Value = serde_json::from_str(&value)
+                .map_err(|e| StoreError::Settings(format!("{name}: {e}")))?;
+            settings
+                .set_table_json(&name, &json)
+                .map_err(|e| StoreError::Settings(e.to_string()))?;
+        }
+        Ok(settings)
+    }
+
+    /// Saves every table in one transaction and bumps the generation. The caller validates first.
+    pub async fn save_settings(&self, settings: &Settings) -> Result<i64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for table in rampart_settings::TABLES {
+            let json = settings
+                .table_json(table)
+                .ok_or_else(|| StoreError::Settings(format!("cannot serialise {table}")))?;
+            sqlx::query("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value")
+                .bind(table)
+                .bind(json.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE settings_meta SET generation = generation + 1 WHERE id = 1 RETURNING generation",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    /// The settings generation: changes whenever any process saves settings.
+    pub async fn settings_generation(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT generation FROM settings_meta WHERE id = 1")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rampart_settings::{RatAction, RatEntry};
+
+    use crate::tests::temp_store;
+
+    #[tokio::test]
+    async fn save_load_and_generation() {
+        let (_dir, store) = temp_store().await;
+        assert_eq!(store.load_settings().await.unwrap(), Default::default());
+        let g0 = store.settings_generation().await.unwrap();
+        let mut s = store.load_settings().await.unwrap();
+        s.rat.push(RatEntry {
+            domain: "example.com".into(),
+            action: RatAction::Accept,
+        });
+        let g1 = store.save_settings(&s).await.unwrap();
+        assert!(g1 > g0);
+        assert_eq!(store.settings_generation().await.unwrap(), g1);
+        assert_eq!(store.load_settings().await.unwrap(), s);
+    }
+}

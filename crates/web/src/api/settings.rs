@@ -1,0 +1,77 @@
+//! Whole-table settings resources: `hat`, `rat` (and the tables later features add).
+//!
+//! A PUT replaces the table, validated with every other table as one snapshot; on success it is
+//! stored in one transaction and swapped into the running appliance at once.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use serde_json::Value;
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+fn get_table(state: &AppState, table: &str) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.settings.load();
+    snapshot
+        .settings()
+        .table_json(table)
+        .map(Json)
+        .ok_or_else(|| ApiError::internal(format!("cannot serialise {table}")))
+}
+
+async fn put_table(
+    state: &AppState,
+    caller: &Caller,
+    table: &str,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let Json(body) =
+        body.map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))?;
+    let _guard = state.settings_edit.lock().await;
+    let mut settings = state.settings.load().settings().clone();
+    settings
+        .set_table_json(table, &body)
+        .map_err(|e| ApiError::bad_request(e.0.join("; ")))?;
+    let snapshot = settings
+        .clone()
+        .compile()
+        .map_err(|e| ApiError::bad_request(e.0.join("; ")))?;
+    state.store.save_settings(&settings).await?;
+    state.settings.store(Arc::new(snapshot));
+    tracing::info!(user = %caller.name, table, "settings table replaced through the API");
+    get_table(state, table)
+}
+
+pub(crate) async fn get_hat(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    get_table(&state, "hat")
+}
+
+pub(crate) async fn put_hat(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    put_table(&state, &caller, "hat", body).await
+}
+
+pub(crate) async fn get_rat(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    get_table(&state, "rat")
+}
+
+pub(crate) async fn put_rat(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    put_table(&state, &caller, "rat", body).await
+}
