@@ -1,0 +1,101 @@
+//! The command line: configuration errors, saveconfig / loadconfig.
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn invalid_config_lists_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "hostnme = \"x\"\n[smtp]\nmax_message_size = -1\n[tdc]\ntls = \"sometimes\"\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "`hostnme`: unknown key",
+        "`smtp.max_message_size`",
+        "`tdc.tls`",
+    ] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+}
+
+#[tokio::test]
+async fn saveconfig_loadconfig_round_trip_applies_without_restart() {
+    let app = Appliance::start("").await;
+    app.accept_domains(&["example.com"]).await;
+    let saved = app.dir.join("saved.toml");
+    let out = app.cli(&["saveconfig", saved.to_str().unwrap()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(
+        text.contains("[[rat]]") && text.contains("domain = \"example.com\""),
+        "{text}"
+    );
+
+    // An invalid file changes nothing and names every problem.
+    let bad = app.dir.join("bad.toml");
+    std::fs::write(&bad, "[[rat]]\ndomain = \"no such\"\naction = \"accept\"\n[[hat]]\nname = \"X\"\nhosts = [\"1.2.3.400\"]\npolicy = \"ACCEPT\"\n").unwrap();
+    let out = app.cli(&["loadconfig", bad.to_str().unwrap()]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing was changed") && err.contains("rat[0]") && err.contains("hat[0]"),
+        "{err}"
+    );
+
+    // A valid edit is picked up by the running appliance.
+    let edited = text.replace("domain = \"example.com\"", "domain = \"example.net\"");
+    std::fs::write(&saved, edited).unwrap();
+    let out = app.cli(&["loadconfig", saved.to_str().unwrap()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the running appliance to accept example.net", || async {
+        let (mut c, _) = SmtpClient::greeted(app.smtp).await;
+        c.cmd("EHLO client.test").await;
+        c.cmd("MAIL FROM:<a@sender.test>").await;
+        c.cmd("RCPT TO:<u@example.net>").await.code == 250
+    })
+    .await;
+    let (mut c, _) = SmtpClient::greeted(app.smtp).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<a@sender.test>").await;
+    assert_eq!(
+        c.cmd("RCPT TO:<u@example.com>").await.code,
+        550,
+        "the old table is gone"
+    );
+
+    // Round trip: the saved file of a fresh appliance after loadconfig is identical.
+    let fresh = Appliance::start("").await;
+    let out = fresh.cli(&["loadconfig", saved.to_str().unwrap()]).await;
+    assert!(out.status.success());
+    let again = fresh.dir.join("again.toml");
+    assert!(
+        fresh
+            .cli(&["saveconfig", again.to_str().unwrap()])
+            .await
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&again).unwrap(),
+        std::fs::read_to_string(&saved).unwrap()
+    );
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real appliance as a child process on loopback ports chosen by the
+//! kernel, a temporary data dir each, real SMTP, real swaks, real SQLite files.
+
+mod harness;
+
+mod api;
+mod cli;
+mod durability;
+mod smtp_ingest;
+mod smtp_refusals;
+mod smuggling;
+mod swaks;
