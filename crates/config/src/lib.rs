@@ -480,3 +480,14 @@ listen = "localhost"
         );
     }
 }
+
+#[cfg(test)]
+mod tidy {
+    /// docs/CONFIG.md carries the generated reference; keep it in step with the code.
+    #[test]
+    fn config_reference_in_docs_is_current() {
+        let doc = include_str!("../../../docs/CONFIG.md");
+        let want = format!("<!-- BEGIN GENERATED -->\n{}<!-- END GENERATED -->", super::reference_markdown());
+        assert!(doc.contains(&want), "docs/CONFIG.md is out of date: run `cargo xtask codegen`");
+    }
+}

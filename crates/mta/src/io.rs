@@ -135,29 +135,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// Takes the next complete line from the buffer, if there is one. Lines end with LF; a CR
     /// before it is removed. Over-long lines are reported once and skipped.
     pub(crate) fn take_line(&mut self) -> Option<Line> {
-        loop {
-            let rest = self.buf.get(self.pos..).unwrap_or_default();
-            match memchr::memchr(b'\n', rest) {
-                Some(n) => {
-                    let too_long = self.discarding || n + 1 > MAX_COMMAND_LINE;
-                    let line = rest.get(..n).unwrap_or_default();
-                    let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
-                    self.consume(n + 1);
-                    if too_long {
-                        self.discarding = false;
-                        return Some(Line::TooLong);
-                    }
-                    return Some(Line::Command(line));
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        match memchr::memchr(b'\n', rest) {
+            Some(n) => {
+                let too_long = self.discarding || n + 1 > MAX_COMMAND_LINE;
+                let line = rest.get(..n).unwrap_or_default();
+                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                self.consume(n + 1);
+                if too_long {
+                    self.discarding = false;
+                    return Some(Line::TooLong);
                 }
-                None => {
-                    if rest.len() > MAX_COMMAND_LINE {
-                        // Keep memory bounded: drop what we have and remember to drop the rest.
-                        self.discarding = true;
-                        self.buf.clear();
-                        self.pos = 0;
-                    }
-                    return None;
+                Some(Line::Command(line))
+            }
+            None => {
+                if rest.len() > MAX_COMMAND_LINE {
+                    // Keep memory bounded: drop what we have and remember to drop the rest.
+                    self.discarding = true;
+                    self.buf.clear();
+                    self.pos = 0;
                 }
+                None
             }
         }
     }

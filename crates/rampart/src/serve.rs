@@ -158,11 +158,7 @@ async fn ensure_admin(store: &Store) -> Result<()> {
 
 fn random_password() -> String {
     use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rng();
-    (0..16)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
+    rand::rng().sample_iter(&rand::distr::Alphanumeric).take(20).map(char::from).collect()
 }
 
 /// Reloads the settings snapshot whenever another process (the CLI) changed them.

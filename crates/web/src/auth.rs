@@ -104,13 +104,10 @@ pub async fn authenticate(state: &AppState, name: &str, password: &str) -> Optio
         .into();
     {
         let entries = state.auth.entries.lock().await;
-        if let Some((n, role, at)) = entries.get(&key) {
-            if at.elapsed() < CACHE_TTL {
-                return Some(Caller {
-                    name: n.clone(),
-                    role: *role,
-                });
-            }
+        if let Some((n, role, at)) = entries.get(&key)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Some(Caller { name: n.clone(), role: *role });
         }
     }
     let user = state.store.user(name).await.ok()??;
