@@ -29,12 +29,17 @@ fn main() -> Result<()> {
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -51,12 +56,20 @@ fn have(command: &str) -> bool {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
 }
 
 /// Installs missing Debian packages with apt-get (through sudo when not root).
 fn ensure_packages(packages: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = packages.iter().filter(|(_, cmd)| !have(cmd)).map(|(pkg, _)| *pkg).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, cmd)| !have(cmd))
+        .map(|(pkg, _)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -66,14 +79,19 @@ fn ensure_packages(packages: &[(&str, &str)]) -> Result<()> {
     } else if have("sudo") {
         vec!["sudo"]
     } else {
-        bail!("the tests need {} (apt-get install -y {}); run as root or install them first", missing.join(", "), missing.join(" "));
+        bail!(
+            "the tests need {} (apt-get install -y {}); run as root or install them first",
+            missing.join(", "),
+            missing.join(" ")
+        );
     };
     let apt = |args: &[&str]| {
         let mut all: Vec<&str> = prefix.clone();
         all.push("apt-get");
         all.extend_from_slice(args);
         let mut cmd = Command::new(all.first().copied().unwrap_or("apt-get"));
-        cmd.args(all.get(1..).unwrap_or_default()).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd.args(all.get(1..).unwrap_or_default())
+            .env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut cmd)
     };
     apt(&["update", "-qq"])?;
@@ -84,29 +102,58 @@ fn ensure_packages(packages: &[(&str, &str)]) -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     ensure_packages(TEST_PACKAGES)?;
-    let nextest = Command::new("cargo").args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let nextest = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if nextest {
-        let profile = if std::env::var_os("CI").is_some() { "ci" } else { "default" };
-        run(Command::new("cargo").args(["nextest", "run", "--workspace", "--profile", profile]).args(extra))
+        let profile = if std::env::var_os("CI").is_some() {
+            "ci"
+        } else {
+            "default"
+        };
+        run(Command::new("cargo")
+            .args(["nextest", "run", "--workspace", "--profile", profile])
+            .args(extra))
     } else {
         eprintln!("xtask: cargo-nextest not found, using cargo test");
-        run(Command::new("cargo").args(["test", "--workspace"]).args(extra))
+        run(Command::new("cargo")
+            .args(["test", "--workspace"])
+            .args(extra))
     }
 }
 
 fn ci() -> Result<()> {
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
-    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     test(&[])
 }
 
 fn codegen() -> Result<()> {
     let out = Command::new("cargo")
-        .args(["run", "--quiet", "--package", "rampart", "--", "config-reference"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "rampart",
+            "--",
+            "config-reference",
+        ])
         .output()
         .context("cannot run rampart config-reference")?;
     if !out.status.success() {
-        bail!("rampart config-reference failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "rampart config-reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let table = String::from_utf8(out.stdout)?;
     let path = Path::new("docs/CONFIG.md");
@@ -115,7 +162,11 @@ fn codegen() -> Result<()> {
     let (Some(b), Some(e)) = (doc.find(begin), doc.find(end)) else {
         bail!("docs/CONFIG.md lacks the generated-section markers");
     };
-    let updated = format!("{}{begin}{table}{}", doc.get(..b).unwrap_or_default(), doc.get(e..).unwrap_or_default());
+    let updated = format!(
+        "{}{begin}{table}{}",
+        doc.get(..b).unwrap_or_default(),
+        doc.get(e..).unwrap_or_default()
+    );
     std::fs::write(path, updated)?;
     eprintln!("xtask: docs/CONFIG.md updated");
     Ok(())

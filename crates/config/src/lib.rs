@@ -487,7 +487,13 @@ mod tidy {
     #[test]
     fn config_reference_in_docs_is_current() {
         let doc = include_str!("../../../docs/CONFIG.md");
-        let want = format!("<!-- BEGIN GENERATED -->\n{}<!-- END GENERATED -->", super::reference_markdown());
-        assert!(doc.contains(&want), "docs/CONFIG.md is out of date: run `cargo xtask codegen`");
+        let want = format!(
+            "<!-- BEGIN GENERATED -->\n{}<!-- END GENERATED -->",
+            super::reference_markdown()
+        );
+        assert!(
+            doc.contains(&want),
+            "docs/CONFIG.md is out of date: run `cargo xtask codegen`"
+        );
     }
 }

@@ -158,7 +158,11 @@ async fn ensure_admin(store: &Store) -> Result<()> {
 
 fn random_password() -> String {
     use rand::Rng;
-    rand::rng().sample_iter(&rand::distr::Alphanumeric).take(20).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
 }
 
 /// Reloads the settings snapshot whenever another process (the CLI) changed them.

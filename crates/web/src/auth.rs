@@ -107,7 +107,10 @@ pub async fn authenticate(state: &AppState, name: &str, password: &str) -> Optio
         if let Some((n, role, at)) = entries.get(&key)
             && at.elapsed() < CACHE_TTL
         {
-            return Some(Caller { name: n.clone(), role: *role });
+            return Some(Caller {
+                name: n.clone(),
+                role: *role,
+            });
         }
     }
     let user = state.store.user(name).await.ok()??;
