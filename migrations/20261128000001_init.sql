@@ -46,6 +46,18 @@ CREATE TABLE queue (
 CREATE INDEX queue_due ON queue (state, next_attempt_at);
 CREATE INDEX queue_mid ON queue (mid);
 
+-- AsyncOS `tophosts` figures per recipient host (destination domain, or 'the.tdc.queue').
+-- Active recipients are counted live from the queue; the rest is kept here, across restarts.
+CREATE TABLE host_counters (
+    host TEXT PRIMARY KEY,
+    connections_out INTEGER NOT NULL DEFAULT 0, -- open delivery connections now
+    delivered INTEGER NOT NULL DEFAULT 0,       -- recipients delivered
+    soft_bounced INTEGER NOT NULL DEFAULT 0,    -- soft bounce events
+    hard_bounced INTEGER NOT NULL DEFAULT 0,    -- recipients hard bounced (including expiry)
+    down INTEGER NOT NULL DEFAULT 0,            -- 1 when the last connection attempt failed
+    last_attempt_at INTEGER
+) STRICT;
+
 -- Message tracking: what happened to each MID, in order.
 CREATE TABLE tracking (
     id INTEGER PRIMARY KEY,

@@ -125,8 +125,14 @@ section! {
 section! {
     /// `[delivery]`: outbound SMTP.
     Delivery in "delivery." {
-        /// Port used for hosts found by MX lookup.
+        /// Port used for hosts found by MX lookup, and for SMTP route hosts that name no port.
         port: u16 = 25,
+        /// Seconds to wait for a TCP connection to a destination host.
+        connect_timeout_secs: u64 = 30,
+        /// Seconds to wait for the banner and for each reply to a command.
+        command_timeout_secs: u64 = 120,
+        /// Seconds to wait for the reply after the end of the message (RFC 5321 §4.5.3.2.6).
+        data_timeout_secs: u64 = 600,
     }
 }
 
@@ -287,6 +293,24 @@ impl Config {
             (
                 "tdc.max_messages_per_connection",
                 self.tdc.max_messages_per_connection,
+            ),
+        ] {
+            if v == 0 {
+                bad(key, "must be greater than 0");
+            }
+        }
+        for (key, v) in [
+            (
+                "delivery.connect_timeout_secs",
+                self.delivery.connect_timeout_secs,
+            ),
+            (
+                "delivery.command_timeout_secs",
+                self.delivery.command_timeout_secs,
+            ),
+            (
+                "delivery.data_timeout_secs",
+                self.delivery.data_timeout_secs,
             ),
         ] {
             if v == 0 {

@@ -33,6 +33,29 @@ enum Command {
     Loadconfig { file: PathBuf },
     /// Print the configuration reference (every key of the --config file) as Markdown.
     ConfigReference,
+    /// Show the delivery figures per recipient host, as AsyncOS `tophosts` does.
+    Tophosts {
+        /// Order of the rows.
+        #[arg(long, value_enum, default_value_t = crate::status::Sort::Active)]
+        sort: crate::status::Sort,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search message tracking, or show one message's events with --mid.
+    Tracking {
+        #[arg(long)]
+        mid: Option<u64>,
+        #[arg(long)]
+        sender: Option<String>,
+        #[arg(long)]
+        recipient: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -55,6 +78,27 @@ pub(crate) fn main() -> ExitCode {
             }
             Command::Loadconfig { file } => {
                 loadconfig(&load_config(cli.config.as_deref())?, &file).await
+            }
+            Command::Tophosts { sort, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::status::tophosts(&store, sort, json).await
+            }
+            Command::Tracking {
+                mid,
+                sender,
+                recipient,
+                subject,
+                json,
+            } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                let filter = rampart_store::TrackFilter {
+                    mid: mid.map(rampart_store::Mid),
+                    sender,
+                    recipient,
+                    subject,
+                    limit: 100,
+                };
+                crate::status::tracking(&store, &filter, json).await
             }
             Command::ConfigReference => {
                 print!("{}", rampart_config::reference_markdown());

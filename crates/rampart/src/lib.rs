@@ -3,6 +3,7 @@
 
 mod cli;
 mod serve;
+mod status;
 mod tls;
 
 use std::process::ExitCode;

@@ -61,6 +61,32 @@ pub(crate) async fn serve(config: Config) -> Result<()> {
         Some(tokio_rustls::TlsAcceptor::from(tls)),
         stop_rx.clone(),
     );
+    let resolver = rampart_delivery::dns::HickoryResolver::new(
+        &config.dns.nameservers,
+        Duration::from_secs(10),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?;
+    let client_tls =
+        rampart_delivery::client::TlsConfigs::new(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = rampart_delivery::Engine::new(
+        rampart_delivery::EngineConfig {
+            hostname: config.hostname.clone(),
+            port: config.delivery.port,
+            timeouts: rampart_delivery::client::Timeouts {
+                connect: Duration::from_secs(config.delivery.connect_timeout_secs),
+                command: Duration::from_secs(config.delivery.command_timeout_secs),
+                data: Duration::from_secs(config.delivery.data_timeout_secs),
+            },
+        },
+        store.clone(),
+        shared.clone(),
+        log.clone(),
+        Arc::new(resolver),
+        client_tls,
+        stop_rx.clone(),
+    );
+    let delivery = tokio::spawn(engine.run());
+
     let mut smtp_tasks = Vec::new();
     for addr in &config.smtp.listen {
         let listener = TcpListener::bind(addr)
@@ -108,6 +134,7 @@ pub(crate) async fn serve(config: Config) -> Result<()> {
         tracing::warn!("SMTP sessions still open after the shutdown grace period");
     }
     let _ = web.await;
+    let _ = delivery.await;
     store.close().await;
     drop(mta);
     drop(log);

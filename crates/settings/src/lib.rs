@@ -13,11 +13,16 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod delivery;
+mod domains;
 pub mod hat;
 pub mod rat;
+pub mod routes;
 
+pub use delivery::{BounceProfile, DestinationControl, TlsPolicy};
 pub use hat::{FlowPolicy, HatMatch, SenderGroup};
 pub use rat::{RatAction, RatEntry};
+pub use routes::{RouteHost, SmtpRoute};
 
 /// Validation problems, each naming the entry and saying what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +36,12 @@ pub struct Settings {
     pub hat: Vec<SenderGroup>,
     /// Recipient access table: accepted recipient domains.
     pub rat: Vec<RatEntry>,
+    /// SMTP routes: destination domains sent to fixed hosts instead of their MX.
+    pub smtp_routes: Vec<SmtpRoute>,
+    /// Per-destination connection limits and TLS.
+    pub destination_controls: Vec<DestinationControl>,
+    /// Retry timing and expiry of normal deliveries.
+    pub bounce_profile: BounceProfile,
 }
 
 impl Default for Settings {
@@ -40,12 +51,21 @@ impl Default for Settings {
         Settings {
             hat: hat::default_table(),
             rat: Vec::new(),
+            smtp_routes: Vec::new(),
+            destination_controls: vec![DestinationControl::default_entry()],
+            bounce_profile: BounceProfile::default(),
         }
     }
 }
 
 /// The names of the settings tables, as used in storage and in the export file.
-pub const TABLES: &[&str] = &["hat", "rat"];
+pub const TABLES: &[&str] = &[
+    "hat",
+    "rat",
+    "smtp_routes",
+    "destination_controls",
+    "bounce_profile",
+];
 
 impl Settings {
     /// Validates every table and builds the snapshot the mail path uses.
@@ -53,11 +73,18 @@ impl Settings {
         let mut errors = Vec::new();
         let hat = hat::compile(&self.hat, &mut errors);
         let rat = rat::compile(&self.rat, &mut errors);
+        let routes = routes::compile(&self.smtp_routes, &mut errors);
+        let (default_control, controls) =
+            delivery::compile_controls(&self.destination_controls, &mut errors);
+        delivery::validate_profile(&self.bounce_profile, &mut errors);
         if errors.is_empty() {
             Ok(Snapshot {
                 settings: self,
                 hat,
                 rat,
+                routes,
+                default_control,
+                controls,
             })
         } else {
             Err(SettingsErrors(errors))
@@ -74,6 +101,11 @@ impl Settings {
         match table {
             "hat" => self.hat = from_json(table, value).map_err(one)?,
             "rat" => self.rat = from_json(table, value).map_err(one)?,
+            "smtp_routes" => self.smtp_routes = from_json(table, value).map_err(one)?,
+            "destination_controls" => {
+                self.destination_controls = from_json(table, value).map_err(one)?
+            }
+            "bounce_profile" => self.bounce_profile = from_json(table, value).map_err(one)?,
             _ => return Err(one(format!("unknown settings table `{table}`"))),
         }
         Ok(())
@@ -84,6 +116,9 @@ impl Settings {
         match table {
             "hat" => serde_json::to_value(&self.hat).ok(),
             "rat" => serde_json::to_value(&self.rat).ok(),
+            "smtp_routes" => serde_json::to_value(&self.smtp_routes).ok(),
+            "destination_controls" => serde_json::to_value(&self.destination_controls).ok(),
+            "bounce_profile" => serde_json::to_value(&self.bounce_profile).ok(),
             _ => None,
         }
     }
@@ -146,6 +181,9 @@ pub struct Snapshot {
     settings: Settings,
     hat: Vec<hat::Compiled>,
     rat: Vec<rat::Compiled>,
+    routes: Vec<routes::Compiled>,
+    default_control: DestinationControl,
+    controls: Vec<delivery::CompiledControl>,
 }
 
 impl Snapshot {
@@ -162,16 +200,23 @@ impl Snapshot {
     pub fn rat_accepts(&self, domain: &str) -> bool {
         rat::accepts(&self.rat, domain)
     }
-}
 
-impl Default for Snapshot {
-    fn default() -> Snapshot {
-        let settings = Settings::default();
-        Snapshot {
-            hat: hat::compile(&settings.hat, &mut Vec::new()),
-            rat: Vec::new(),
-            settings,
-        }
+    /// The SMTP route for a destination domain, if one applies.
+    pub fn route(&self, domain: &str) -> Option<&[RouteHost]> {
+        routes::lookup(&self.routes, domain)
+    }
+
+    /// The destination controls that apply to a domain.
+    pub fn destination(&self, domain: &str) -> &DestinationControl {
+        domains::most_specific(
+            self.controls.iter().map(|c| (&c.pattern, &c.control)),
+            domain,
+        )
+        .unwrap_or(&self.default_control)
+    }
+
+    pub fn bounce_profile(&self) -> &BounceProfile {
+        &self.settings.bounce_profile
     }
 }
 

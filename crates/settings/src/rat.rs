@@ -19,35 +19,15 @@ pub struct RatEntry {
 }
 
 #[derive(Debug)]
-pub(crate) enum Pattern {
-    Exact(String),
-    /// `.example.com`: stored with the leading dot, matches strictly below it.
-    Subdomains(String),
-    All,
-}
-
-#[derive(Debug)]
 pub(crate) struct Compiled {
-    pattern: Pattern,
+    pattern: crate::domains::Pattern,
     action: RatAction,
 }
 
 pub(crate) fn compile(entries: &[RatEntry], errors: &mut Vec<String>) -> Vec<Compiled> {
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        let d = e.domain.trim().to_ascii_lowercase();
-        let pattern = if d == "all" {
-            Some(Pattern::All)
-        } else if let Some(rest) = d.strip_prefix('.') {
-            rampart_smtp::Domain::parse(rest)
-                .ok()
-                .map(|_| Pattern::Subdomains(d.clone()))
-        } else {
-            rampart_smtp::Domain::parse(&d)
-                .ok()
-                .map(|dom| Pattern::Exact(dom.as_str().to_owned()))
-        };
-        match pattern {
+        match crate::domains::Pattern::parse(&e.domain) {
             Some(pattern) => out.push(Compiled {
                 pattern,
                 action: e.action,
@@ -64,12 +44,7 @@ pub(crate) fn compile(entries: &[RatEntry], errors: &mut Vec<String>) -> Vec<Com
 pub(crate) fn accepts(table: &[Compiled], domain: &str) -> bool {
     let domain = domain.to_ascii_lowercase();
     for e in table {
-        let hit = match &e.pattern {
-            Pattern::Exact(d) => *d == domain,
-            Pattern::Subdomains(suffix) => domain.ends_with(suffix.as_str()),
-            Pattern::All => true,
-        };
-        if hit {
+        if e.pattern.matches(&domain) {
             return e.action == RatAction::Accept;
         }
     }

@@ -74,11 +74,53 @@ impl Reply {
         }
     }
 
+    /// Parses the lines of a server reply (without CRLF) as read by a client. The enhanced code is
+    /// taken from the first line when it carries one. `None` for lines that are not a reply.
+    pub fn parse_lines<S: AsRef<str>>(lines: &[S]) -> Option<Reply> {
+        let first = lines.first()?.as_ref();
+        let code: u16 = first.get(..3)?.parse().ok()?;
+        if !(200..600).contains(&code) {
+            return None;
+        }
+        let mut enhanced = None;
+        let mut texts = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            let mut text = line.as_ref().get(4..).unwrap_or("");
+            if let Some((e, rest)) = parse_enhanced(text) {
+                if i == 0 {
+                    enhanced = Some(e);
+                }
+                if enhanced == Some(e) {
+                    text = rest;
+                }
+            }
+            texts.push(text.to_owned());
+        }
+        Some(Reply {
+            code,
+            enhanced,
+            text: Cow::Owned(texts.join("\n")),
+        })
+    }
+
     pub fn to_wire(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.write_to(&mut out);
         out
     }
+}
+
+/// `5.1.1 rest` → (Enhanced(5, 1, 1), "rest").
+fn parse_enhanced(text: &str) -> Option<(Enhanced, &str)> {
+    let (code, rest) = text.split_once(' ').unwrap_or((text, ""));
+    let mut parts = code.split('.');
+    let class: u8 = parts.next()?.parse().ok()?;
+    let subject: u16 = parts.next()?.parse().ok()?;
+    let detail: u16 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || !(2..=5).contains(&class) {
+        return None;
+    }
+    Some((Enhanced(class, subject, detail), rest))
 }
 
 impl fmt::Display for Reply {
@@ -247,6 +289,29 @@ mod tests {
             replies::MESSAGE_TOO_BIG.to_string(),
             "552 5.3.4 Message size exceeds fixed maximum message size"
         );
+    }
+
+    #[test]
+    fn parse_server_replies() {
+        let r = Reply::parse_lines(&["550 5.1.1 <u@example.com>: user unknown"]).unwrap();
+        assert_eq!(
+            (r.code, r.enhanced, r.text.as_ref()),
+            (
+                550,
+                Some(Enhanced(5, 1, 1)),
+                "<u@example.com>: user unknown"
+            )
+        );
+        let r =
+            Reply::parse_lines(&["250-mx.example.com", "250-PIPELINING", "250 SIZE 100"]).unwrap();
+        assert_eq!(
+            (r.code, r.enhanced, r.text.as_ref()),
+            (250, None, "mx.example.com\nPIPELINING\nSIZE 100")
+        );
+        let r = Reply::parse_lines(&["451 Try again later"]).unwrap();
+        assert_eq!(r.to_string(), "451 Try again later");
+        assert_eq!(Reply::parse_lines(&["hello"]), None);
+        assert_eq!(Reply::parse_lines(&["999 x"]), None);
     }
 
     #[test]

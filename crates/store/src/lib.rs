@@ -9,6 +9,7 @@
 
 mod ids;
 mod messages;
+mod queue;
 mod settings;
 mod users;
 
@@ -21,7 +22,11 @@ use sqlx::{ConnectOptions, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 pub use ids::{Dcid, Icid, Mid};
-pub use messages::{NewMessage, NewRecipient, QueueKind, QueueRow, StoredMessage, TrackingEvent};
+pub use messages::{
+    NewMessage, NewRecipient, QueueKind, QueueRow, StoredMessage, TrackFilter, Tracked,
+    TrackingEvent,
+};
+pub use queue::{Claimed, HostDelta, HostRow, Outcome, RowOutcome};
 pub use users::{Role, User};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,8 @@ pub struct Store {
     pool: SqlitePool,
     writer: mpsc::Sender<messages::Job>,
     ids: std::sync::Arc<ids::Allocators>,
+    /// Signalled after every commit of new messages, so the delivery scheduler wakes at once.
+    queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -67,11 +74,13 @@ impl Store {
         sqlx::migrate!("../../migrations").run(&pool).await?;
         let conn = options.connect().await?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(messages::writer(conn, rx));
+        let queued = std::sync::Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(messages::writer(conn, rx, queued.clone()));
         Ok(Store {
             ids: std::sync::Arc::new(ids::Allocators::default()),
             pool,
             writer: tx,
+            queued,
         })
     }
 
@@ -99,6 +108,11 @@ impl Store {
     /// The next delivery connection ID.
     pub async fn next_dcid(&self) -> Result<Dcid, StoreError> {
         self.ids.next(&self.pool, ids::Kind::Dcid).await.map(Dcid)
+    }
+
+    /// Notified whenever new queue rows were committed.
+    pub fn queued_notify(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.queued.clone()
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

@@ -15,7 +15,7 @@ pub enum QueueKind {
 }
 
 impl QueueKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             QueueKind::Deliver => "deliver",
             QueueKind::Journal => "journal",
@@ -101,7 +101,11 @@ impl std::fmt::Debug for Job {
 
 /// The group-commit loop: take one job, then everything else already waiting, commit them in
 /// one transaction, answer them all.
-pub(crate) async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+pub(crate) async fn writer(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    queued: std::sync::Arc<tokio::sync::Notify>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -117,6 +121,7 @@ pub(crate) async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Jo
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Ok(()));
                 }
+                queued.notify_one();
             }
             Err(e) => {
                 // One bad message must not fail its neighbours: retry each on its own.
@@ -125,6 +130,7 @@ pub(crate) async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Jo
                     let one = commit(&mut conn, std::iter::once(&job.message)).await;
                     let _ = job.reply.send(one);
                 }
+                queued.notify_one();
             }
         }
     }
@@ -136,52 +142,61 @@ async fn commit<'a>(
     messages: impl Iterator<Item = &'a NewMessage>,
 ) -> Result<(), StoreError> {
     let mut tx = conn.begin().await?;
-    let now = unix_now();
-    let now_ms = unix_now_ms();
     for m in messages {
-        sqlx::query(
-            "INSERT INTO messages (mid, icid, received_at, sender, remote_ip, helo, sender_group, relayed, \
-             tls, message_id, subject, size, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .bind(m.mid.0 as i64)
-        .bind(m.icid as i64)
-        .bind(now)
-        .bind(&m.sender)
-        .bind(&m.remote_ip)
-        .bind(&m.helo)
-        .bind(&m.sender_group)
-        .bind(m.relayed)
-        .bind(&m.tls)
-        .bind(&m.message_id)
-        .bind(&m.subject)
-        .bind(m.body.len() as i64)
-        .bind(&m.body)
-        .execute(&mut *tx)
-        .await?;
-        for r in &m.recipients {
-            sqlx::query(
-                "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, created_at, next_attempt_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )
-            .bind(m.mid.0 as i64)
-            .bind(r.rcpt_idx)
-            .bind(&r.recipient)
-            .bind(&r.queue_name)
-            .bind(r.kind.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for text in &m.tracking {
-            sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
-                .bind(m.mid.0 as i64)
-                .bind(now_ms)
-                .bind(text)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_message(&mut tx, m).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Inserts a message with its queue rows and tracking events into an open transaction.
+pub(crate) async fn insert_message(
+    tx: &mut SqliteConnection,
+    m: &NewMessage,
+) -> Result<(), StoreError> {
+    let now = unix_now();
+    let now_ms = unix_now_ms();
+    sqlx::query(
+        "INSERT INTO messages (mid, icid, received_at, sender, remote_ip, helo, sender_group, relayed, \
+         tls, message_id, subject, size, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )
+    .bind(m.mid.0 as i64)
+    .bind(m.icid as i64)
+    .bind(now)
+    .bind(&m.sender)
+    .bind(&m.remote_ip)
+    .bind(&m.helo)
+    .bind(&m.sender_group)
+    .bind(m.relayed)
+    .bind(&m.tls)
+    .bind(&m.message_id)
+    .bind(&m.subject)
+    .bind(m.body.len() as i64)
+    .bind(&m.body)
+    .execute(&mut *tx)
+    .await?;
+    for r in &m.recipients {
+        sqlx::query(
+            "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, created_at, next_attempt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )
+        .bind(m.mid.0 as i64)
+        .bind(r.rcpt_idx)
+        .bind(&r.recipient)
+        .bind(&r.queue_name)
+        .bind(r.kind.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for text in &m.tracking {
+        sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
+            .bind(m.mid.0 as i64)
+            .bind(now_ms)
+            .bind(text)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -337,5 +352,78 @@ mod tests {
         assert_eq!(store.mids().await.unwrap(), vec![mid, mid2]);
         // Nothing half-written: the failed duplicate added no queue rows.
         assert_eq!(store.queued_count().await.unwrap(), 2);
+    }
+}
+
+/// A message tracking search; all given fields must match (substrings, case-insensitive).
+#[derive(Debug, Clone, Default)]
+pub struct TrackFilter {
+    pub mid: Option<Mid>,
+    pub sender: Option<String>,
+    pub recipient: Option<String>,
+    pub subject: Option<String>,
+    pub limit: u32,
+}
+
+/// One message with its tracking events.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub mid: Mid,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub received_at: i64,
+    pub events: Vec<TrackingEvent>,
+}
+
+impl Store {
+    /// Message tracking: messages matching `filter`, newest first, with their events.
+    pub async fn track(&self, filter: &TrackFilter) -> Result<Vec<Tracked>, StoreError> {
+        let like = |s: &Option<String>| {
+            s.as_ref().map(|v| {
+                format!(
+                    "%{}%",
+                    v.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )
+            })
+        };
+        let rows = sqlx::query(
+            "SELECT m.mid, m.sender, m.subject, m.message_id, m.received_at FROM messages m \
+             WHERE (?1 IS NULL OR m.mid = ?1) \
+             AND (?2 IS NULL OR m.sender LIKE ?2 ESCAPE '\\') \
+             AND (?3 IS NULL OR EXISTS (SELECT 1 FROM queue q WHERE q.mid = m.mid AND q.recipient LIKE ?3 ESCAPE '\\')) \
+             AND (?4 IS NULL OR m.subject LIKE ?4 ESCAPE '\\') \
+             ORDER BY m.mid DESC LIMIT ?5",
+        )
+        .bind(filter.mid.map(|m| m.0 as i64))
+        .bind(like(&filter.sender))
+        .bind(like(&filter.recipient))
+        .bind(like(&filter.subject))
+        .bind(filter.limit.max(1))
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mid = Mid(r.try_get::<i64, _>("mid")? as u64);
+            let recipients: Vec<String> = sqlx::query_scalar(
+                "SELECT recipient FROM queue WHERE mid = ?1 AND kind = 'deliver' ORDER BY rcpt_idx",
+            )
+            .bind(mid.0 as i64)
+            .fetch_all(self.pool())
+            .await?;
+            out.push(Tracked {
+                mid,
+                sender: r.try_get("sender")?,
+                recipients,
+                subject: r.try_get("subject")?,
+                message_id: r.try_get("message_id")?,
+                received_at: r.try_get("received_at")?,
+                events: self.tracking(mid).await?,
+            });
+        }
+        Ok(out)
     }
 }

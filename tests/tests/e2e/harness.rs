@@ -29,6 +29,7 @@ pub struct Appliance {
     pub web: SocketAddr,
     pub config_path: PathBuf,
     pub stderr_path: PathBuf,
+    _dns: Option<crate::dns::DnsServer>,
 }
 
 impl Appliance {
@@ -44,7 +45,14 @@ impl Appliance {
     /// Starts (or restarts) an appliance in an existing data dir.
     pub async fn start_in(dir: &Path, extra: &str) -> Appliance {
         let config_path = dir.join("rampart.toml");
-        write_config(dir, &config_path, extra);
+        // Unless the test brings its own, a DNS server that answers SERVFAIL to everything: mail
+        // the test does not route stays queued (a temporary failure) instead of bouncing.
+        let dns = if extra.contains("[dns]") {
+            None
+        } else {
+            Some(crate::dns::DnsServer::start_failing().await)
+        };
+        write_config(dir, &config_path, extra, dns.as_ref().map(|d| d.addr));
         let stderr_path = dir.join("stderr.log");
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -93,6 +101,7 @@ impl Appliance {
             web: web.unwrap(),
             config_path,
             stderr_path,
+            _dns: dns,
         }
     }
 
@@ -222,17 +231,17 @@ impl Appliance {
 
 /// The test configuration: loopback, ports picked by the kernel, short timeouts where a test
 /// needs them (through `extra`).
-fn write_config(dir: &Path, path: &Path, extra: &str) {
+fn write_config(dir: &Path, path: &Path, extra: &str, dns: Option<SocketAddr>) {
     let text = format!(
         "hostname = \"rampart.test\"\ndata_dir = \"{}\"\n{}\n",
         dir.join("data").display(),
-        merge_sections(extra)
+        merge_sections(extra, dns)
     );
     std::fs::write(path, text).unwrap();
 }
 
 /// Puts the test defaults into `[smtp]` and `[web]` unless `extra` sets those keys.
-fn merge_sections(extra: &str) -> String {
+fn merge_sections(extra: &str, dns: Option<SocketAddr>) -> String {
     let mut table: toml::Table = extra.parse().unwrap();
     let smtp = table
         .entry("smtp")
@@ -246,6 +255,16 @@ fn merge_sections(extra: &str) -> String {
         .or_insert(toml::Value::Table(Default::default()));
     if let toml::Value::Table(t) = web {
         t.entry("listen").or_insert("127.0.0.1:0".into());
+    }
+    if let Some(dns) = dns {
+        // Never the machine's resolver: tests only talk to loopback.
+        let section = table
+            .entry("dns")
+            .or_insert(toml::Value::Table(Default::default()));
+        if let toml::Value::Table(t) = section {
+            t.entry("nameservers")
+                .or_insert(toml::Value::Array(vec![dns.to_string().into()]));
+        }
     }
     toml::to_string(&table).unwrap()
 }

@@ -1,10 +1,13 @@
 //! End-to-end tests: the real appliance as a child process on loopback ports chosen by the
 //! kernel, a temporary data dir each, real SMTP, real swaks, real SQLite files.
 
+mod dns;
 mod harness;
+mod sink;
 
 mod api;
 mod cli;
+mod delivery;
 mod durability;
 mod smtp_ingest;
 mod smtp_refusals;

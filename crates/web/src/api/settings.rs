@@ -46,32 +46,10 @@ async fn put_table(
     get_table(state, table)
 }
 
-pub(crate) async fn get_hat(
-    State(state): State<AppState>,
-    _caller: Caller,
-) -> Result<Json<Value>, ApiError> {
-    get_table(&state, "hat")
-}
-
-pub(crate) async fn put_hat(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    put_table(&state, &caller, "hat", body).await
-}
-
-pub(crate) async fn get_rat(
-    State(state): State<AppState>,
-    _caller: Caller,
-) -> Result<Json<Value>, ApiError> {
-    get_table(&state, "rat")
-}
-
-pub(crate) async fn put_rat(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    put_table(&state, &caller, "rat", body).await
+/// `GET /api/v1/{resource}` for a settings table.
+pub(crate) fn get_handler(table: &'static str) -> axum::routing::MethodRouter<AppState> {
+    axum::routing::get(move |State(state): State<AppState>, _caller: Caller| async move { get_table(&state, table) })
+        .put(move |State(state): State<AppState>, caller: Caller, body: Result<Json<Value>, JsonRejection>| async move {
+            put_table(&state, &caller, table, body).await
+        })
 }

@@ -1,0 +1,12 @@
+//! Delivery: per-destination queues fed from the store, routing (SMTP routes, MX lookups with
+//! hickory-resolver), the SMTP client, retries with the bounce profile, DSNs and the `tophosts`
+//! counters. Journal copies for the Threat Defense Connector use the same machinery as one more
+//! destination, `the.tdc.queue`.
+
+pub mod client;
+pub mod dns;
+pub mod dsn;
+mod engine;
+pub mod route;
+
+pub use engine::{Engine, EngineConfig};

@@ -1,0 +1,390 @@
+//! The delivery queue: claiming due rows with a lease, recording attempt outcomes, and the
+//! per-host counters behind `tophosts`.
+//!
+//! Claiming moves `next_attempt_at` (and `lease_until`) forward *before* the attempt, so a row
+//! whose attempt never reports back — the process died — comes due again by itself. At start-up
+//! [`Store::release_leases`] makes such rows due at once.
+
+use sqlx::{Connection, Row};
+
+use crate::messages::{NewMessage, insert_message};
+use crate::{Mid, Store, StoreError, unix_now, unix_now_ms};
+
+/// A queue row claimed for an attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub mid: Mid,
+    pub rcpt_idx: u32,
+    pub recipient: String,
+    pub queue_name: String,
+    pub kind: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// Unix seconds when the row was queued.
+    pub created_at: i64,
+}
+
+/// How one attempt for one row ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again at this unix time.
+    Retry {
+        next_attempt_at: i64,
+    },
+    /// Permanently failed.
+    Bounced,
+    /// Gave up: too old or too many attempts.
+    Expired,
+    /// Removed without delivery and without a bounce (journal copies that failed).
+    Dropped,
+}
+
+#[derive(Debug, Clone)]
+pub struct RowOutcome {
+    pub id: i64,
+    pub outcome: Outcome,
+    /// The reply or error text that explains the outcome.
+    pub reply: String,
+}
+
+/// One line of `tophosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRow {
+    pub host: String,
+    pub active_recipients: u64,
+    pub connections_out: u64,
+    pub delivered: u64,
+    pub soft_bounced: u64,
+    pub hard_bounced: u64,
+    pub down: bool,
+}
+
+/// Counter changes for one host, applied with an outcome.
+#[derive(Debug, Clone, Default)]
+pub struct HostDelta {
+    pub delivered: u64,
+    pub soft_bounced: u64,
+    pub hard_bounced: u64,
+}
+
+impl Store {
+    /// Makes every row that was claimed by a previous process due now, and zeroes the
+    /// connection counts it left behind. Call once at start-up, before delivering.
+    pub async fn release_leases(&self) -> Result<u64, StoreError> {
+        let now = unix_now();
+        let released = sqlx::query(
+            "UPDATE queue SET next_attempt_at = ?1, lease_until = 0 WHERE state = 'queued' AND lease_until > 0",
+        )
+        .bind(now)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE host_counters SET connections_out = 0")
+            .execute(self.pool())
+            .await?;
+        Ok(released)
+    }
+
+    /// Claims up to `limit` due rows, leasing them for `lease_secs`.
+    pub async fn claim_due(&self, lease_secs: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+        let now = unix_now();
+        let rows = sqlx::query(
+            "UPDATE queue SET next_attempt_at = ?1 + ?2, lease_until = ?1 + ?2 \
+             WHERE id IN (SELECT id FROM queue WHERE state = 'queued' AND next_attempt_at <= ?1 \
+                          ORDER BY next_attempt_at, id LIMIT ?3) \
+             RETURNING id, mid, rcpt_idx, recipient, queue_name, kind, attempts, created_at",
+        )
+        .bind(now)
+        .bind(lease_secs)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = rows
+            .into_iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get("id")?,
+                    mid: Mid(r.try_get::<i64, _>("mid")? as u64),
+                    rcpt_idx: r.try_get::<i64, _>("rcpt_idx")? as u32,
+                    recipient: r.try_get("recipient")?,
+                    queue_name: r.try_get("queue_name")?,
+                    kind: r.try_get("kind")?,
+                    attempts: r.try_get::<i64, _>("attempts")? as u32,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_key(|c| (c.mid, c.rcpt_idx));
+        Ok(out)
+    }
+
+    /// When the next not-yet-due row comes due (unix seconds), if any row is waiting.
+    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM queue WHERE state = 'queued'")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// Records the outcome of an attempt in one transaction: row states, tracking events, host
+    /// counters and, for a bounce, the DSN message with its queue row. Returns the MIDs whose
+    /// rows are now all final (delivered, bounced, expired or dropped).
+    pub async fn record_attempt(
+        &self,
+        host: &str,
+        outcomes: &[RowOutcome],
+        delta: &HostDelta,
+        tracking: &[(Mid, String)],
+        dsn: Option<&NewMessage>,
+    ) -> Result<Vec<Mid>, StoreError> {
+        let now = unix_now();
+        let now_ms = unix_now_ms();
+        let mut conn = self.pool().acquire().await?;
+        let mut tx = conn.begin().await?;
+        for o in outcomes {
+            let (state, next) = match o.outcome {
+                Outcome::Delivered => ("delivered", None),
+                Outcome::Retry { next_attempt_at } => ("queued", Some(next_attempt_at)),
+                Outcome::Bounced => ("bounced", None),
+                Outcome::Expired => ("expired", None),
+                Outcome::Dropped => ("dropped", None),
+            };
+            sqlx::query(
+                "UPDATE queue SET state = ?2, attempts = attempts + 1, last_reply = ?3, lease_until = 0, \
+                 next_attempt_at = COALESCE(?4, next_attempt_at), done_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE ?5 END \
+                 WHERE id = ?1",
+            )
+            .bind(o.id)
+            .bind(state)
+            .bind(&o.reply)
+            .bind(next)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (mid, text) in tracking {
+            sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
+                .bind(mid.0 as i64)
+                .bind(now_ms)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
+             delivered = delivered + excluded.delivered, soft_bounced = soft_bounced + excluded.soft_bounced, \
+             hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at",
+        )
+        .bind(host)
+        .bind(delta.delivered as i64)
+        .bind(delta.soft_bounced as i64)
+        .bind(delta.hard_bounced as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(m) = dsn {
+            insert_message(&mut tx, m).await?;
+        }
+        let mut mids: Vec<i64> = Vec::new();
+        for o in outcomes {
+            if !matches!(o.outcome, Outcome::Retry { .. }) {
+                let mid: i64 = sqlx::query_scalar("SELECT mid FROM queue WHERE id = ?1")
+                    .bind(o.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !mids.contains(&mid) {
+                    mids.push(mid);
+                }
+            }
+        }
+        let mut finished = Vec::new();
+        for mid in mids {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM queue WHERE mid = ?1 AND state = 'queued'",
+            )
+            .bind(mid)
+            .fetch_one(&mut *tx)
+            .await?;
+            if open == 0 {
+                finished.push(Mid(mid as u64));
+            }
+        }
+        tx.commit().await?;
+        if dsn.is_some() {
+            self.queued.notify_one();
+        }
+        Ok(finished)
+    }
+
+    /// Adjusts the open-connection count of a host (+1 on connect, -1 on close).
+    pub async fn host_connection(&self, host: &str, delta: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO host_counters (host, connections_out) VALUES (?1, MAX(?2, 0)) \
+             ON CONFLICT(host) DO UPDATE SET connections_out = MAX(connections_out + ?2, 0)",
+        )
+        .bind(host)
+        .bind(delta)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a host down (its last connection attempt failed) or up.
+    pub async fn host_down(&self, host: &str, down: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO host_counters (host, down) VALUES (?1, ?2) ON CONFLICT(host) DO UPDATE SET down = excluded.down",
+        )
+        .bind(host)
+        .bind(down)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The `tophosts` table: every host with counters or queued recipients.
+    pub async fn tophosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        let rows = sqlx::query(
+            "WITH active AS (SELECT queue_name AS host, COUNT(*) AS n FROM queue WHERE state = 'queued' GROUP BY queue_name), \
+             hosts AS (SELECT host FROM host_counters UNION SELECT host FROM active) \
+             SELECT hosts.host AS host, COALESCE(active.n, 0) AS active, COALESCE(c.connections_out, 0) AS conns, \
+             COALESCE(c.delivered, 0) AS delivered, COALESCE(c.soft_bounced, 0) AS soft, \
+             COALESCE(c.hard_bounced, 0) AS hard, COALESCE(c.down, 0) AS down \
+             FROM hosts LEFT JOIN active ON active.host = hosts.host LEFT JOIN host_counters c ON c.host = hosts.host \
+             ORDER BY active DESC, hosts.host",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(HostRow {
+                    host: r.try_get("host")?,
+                    active_recipients: r.try_get::<i64, _>("active")? as u64,
+                    connections_out: r.try_get::<i64, _>("conns")? as u64,
+                    delivered: r.try_get::<i64, _>("delivered")? as u64,
+                    soft_bounced: r.try_get::<i64, _>("soft")? as u64,
+                    hard_bounced: r.try_get::<i64, _>("hard")? as u64,
+                    down: r.try_get::<i64, _>("down")? != 0,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::temp_store;
+    use crate::{NewRecipient, QueueKind};
+
+    async fn queue_one(store: &Store, n_rcpts: u32) -> Mid {
+        let mid = store.next_mid().await.unwrap();
+        let m = NewMessage {
+            mid,
+            icid: 1,
+            sender: "a@example.org".into(),
+            remote_ip: "127.0.0.1".into(),
+            helo: "h".into(),
+            sender_group: "ALL".into(),
+            relayed: false,
+            tls: None,
+            message_id: None,
+            subject: None,
+            body: b"x\r\n".to_vec(),
+            recipients: (0..n_rcpts)
+                .map(|i| NewRecipient {
+                    rcpt_idx: i,
+                    recipient: format!("u{i}@example.com"),
+                    queue_name: "example.com".into(),
+                    kind: QueueKind::Deliver,
+                })
+                .collect(),
+            tracking: vec![],
+        };
+        store.accept(m).await.unwrap();
+        mid
+    }
+
+    #[tokio::test]
+    async fn claim_lease_release_and_record() {
+        let (_dir, store) = temp_store().await;
+        let mid = queue_one(&store, 2).await;
+        let claimed = store.claim_due(600, 100).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert!(
+            store.claim_due(600, 100).await.unwrap().is_empty(),
+            "leased rows are not claimed twice"
+        );
+        // A crash: the lease is given back at start-up.
+        assert_eq!(store.release_leases().await.unwrap(), 2);
+        let claimed = store.claim_due(600, 100).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let outcomes = vec![
+            RowOutcome {
+                id: claimed[0].id,
+                outcome: Outcome::Delivered,
+                reply: "250 ok".into(),
+            },
+            RowOutcome {
+                id: claimed[1].id,
+                outcome: Outcome::Retry {
+                    next_attempt_at: unix_now() + 60,
+                },
+                reply: "451 later".into(),
+            },
+        ];
+        let delta = HostDelta {
+            delivered: 1,
+            soft_bounced: 1,
+            hard_bounced: 0,
+        };
+        let finished = store
+            .record_attempt(
+                "example.com",
+                &outcomes,
+                &delta,
+                &[(mid, "done".into())],
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(finished.is_empty(), "one recipient still queued");
+        let hosts = store.tophosts().await.unwrap();
+        assert_eq!(
+            hosts,
+            vec![HostRow {
+                host: "example.com".into(),
+                active_recipients: 1,
+                connections_out: 0,
+                delivered: 1,
+                soft_bounced: 1,
+                hard_bounced: 0,
+                down: false
+            }]
+        );
+        let outcomes = vec![RowOutcome {
+            id: claimed[1].id,
+            outcome: Outcome::Bounced,
+            reply: "550 no".into(),
+        }];
+        let delta = HostDelta {
+            hard_bounced: 1,
+            ..Default::default()
+        };
+        let finished = store
+            .record_attempt("example.com", &outcomes, &delta, &[], None)
+            .await
+            .unwrap();
+        assert_eq!(finished, vec![mid]);
+        let rows = store.queue_rows(mid).await.unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.state.as_str(), r.attempts))
+                .collect::<Vec<_>>(),
+            [("delivered", 1), ("bounced", 2)]
+        );
+    }
+}
