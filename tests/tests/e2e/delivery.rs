@@ -550,3 +550,71 @@ async fn tophosts_cli_shows_what_the_sinks_received() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json[0]["delivered_recipients"], 6);
 }
+
+#[tokio::test]
+async fn helo_fallback_and_lockstep_without_pipelining() {
+    let dest = Sink::start(Script {
+        ehlo_refused: true,
+        pipelining: false,
+        rcpt: [(
+            "bad@example.com".to_string(),
+            "550 5.1.1 unknown".to_string(),
+        )]
+        .into(),
+        ..Script::default()
+    })
+    .await;
+    let app = appliance_with_routes(
+        "",
+        json!([{"domain": "example.com", "hosts": [dest.addr.to_string()]}]),
+    )
+    .await;
+    let mid = send(
+        &app,
+        "",
+        &["a@example.com", "bad@example.com"],
+        "old-server",
+    )
+    .await;
+    app.wait_log(&format!("Message finished MID {mid} done"))
+        .await;
+    let got = dest.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpts, ["a@example.com"]);
+}
+
+#[tokio::test]
+async fn unreachable_destination_is_marked_down_and_retried() {
+    // Reserve a port, then close it: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = appliance_with_routes(
+        "",
+        json!([{"domain": "example.com", "hosts": [format!("127.0.0.1:{port}")]}]),
+    )
+    .await;
+    let mid = send(&app, "a@sender.test", &["u@example.com"], "unreachable").await;
+    app.wait_log(&format!("Delayed: DCID 0 MID {mid} to RID 0 - 4.4.1 - 4.4.1 Unable to connect to any host for example.com")).await;
+    wait_until("example.com marked down", || async {
+        tophost(&app, "example.com").await["down"] == true
+    })
+    .await;
+    let host = tophost(&app, "example.com").await;
+    assert_eq!(host["active_recipients"], 1, "still queued for a retry");
+    let out = app.cli(&["tophosts"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("*example.com"));
+    // The destination comes back: the retry delivers and the mark goes.
+    let dest = Sink::start_on(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Script::default(),
+    )
+    .await;
+    dest.wait_messages(1).await;
+    wait_until("example.com up again", || async {
+        tophost(&app, "example.com").await["down"] == false
+    })
+    .await;
+}

@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Clone)]
 pub struct Script {
     pub banner: String,
+    /// Answer EHLO with 502, as an old server would, so the client must fall back to HELO.
+    pub ehlo_refused: bool,
     pub pipelining: bool,
     /// Offer STARTTLS with this server configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -36,6 +38,7 @@ impl Default for Script {
     fn default() -> Script {
         Script {
             banner: "220 sink.test ESMTP".into(),
+            ehlo_refused: false,
             pipelining: true,
             tls: None,
             rcpt: HashMap::new(),
@@ -152,7 +155,9 @@ impl Sink {
         loop {
             let line = conn.line().await?;
             let upper = line.to_ascii_uppercase();
-            if upper.starts_with("EHLO") {
+            if upper.starts_with("EHLO") && self.script.lock().unwrap().ehlo_refused {
+                self.reply(conn, "502 5.5.1 EHLO not supported").await?;
+            } else if upper.starts_with("EHLO") {
                 let (pipelining, tls) = {
                     let s = self.script.lock().unwrap();
                     (s.pipelining, s.tls.is_some() && !conn.tls)
