@@ -18,6 +18,9 @@ CREATE TABLE messages (
     helo TEXT NOT NULL,
     sender_group TEXT NOT NULL,          -- HAT sender group that accepted the connection
     relayed INTEGER NOT NULL,            -- 1 when the client was RELAY (outgoing mail)
+    policy TEXT NOT NULL DEFAULT 'DEFAULT', -- the mail policy this MID was processed under
+    verdict TEXT NOT NULL DEFAULT 'deliver', -- deliver | drop | bounce | quarantine
+    findings TEXT NOT NULL DEFAULT '',   -- what the security services found; '' = clean
     tls TEXT,                            -- TLS protocol of the session, if any
     message_id TEXT,
     subject TEXT,
@@ -35,7 +38,7 @@ CREATE TABLE queue (
     queue_name TEXT NOT NULL,            -- destination domain, or 'the.tdc.queue'
     kind TEXT NOT NULL DEFAULT 'deliver' CHECK (kind IN ('deliver', 'journal')),
     state TEXT NOT NULL DEFAULT 'queued'
-        CHECK (state IN ('queued', 'delivered', 'bounced', 'expired', 'dropped')),
+        CHECK (state IN ('queued', 'delivered', 'bounced', 'expired', 'dropped', 'quarantined')),
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,         -- unix seconds
     next_attempt_at INTEGER NOT NULL,    -- unix seconds; moved forward before each attempt

@@ -681,6 +681,9 @@ impl Inner {
             helo: self.config.hostname.clone(),
             sender_group: String::new(),
             relayed: true,
+            policy: String::new(),
+            verdict: "deliver".into(),
+            findings: String::new(),
             tls: None,
             message_id: None,
             subject: Some("Delivery Status Notification (Failure)".into()),
@@ -690,6 +693,7 @@ impl Inner {
                 recipient: message.sender.clone(),
                 queue_name: domain,
                 kind: QueueKind::Deliver,
+                state: rampart_store::RowState::Queued,
             }],
             tracking: vec![format!(
                 "Message {mid} is a bounce notification for MID {}",

@@ -6,6 +6,7 @@
 //! and commits each accepted message to the store before answering `250`.
 
 mod io;
+mod process;
 mod received;
 mod session;
 

@@ -11,7 +11,7 @@ use rampart_smtp::reply::{code, replies};
 use rampart_smtp::{
     Command, DataDecoder, DataStatus, Enhanced, MailParams, Mailbox, Reply, tls_names,
 };
-use rampart_store::{Icid, Mid, NewMessage, NewRecipient, QueueKind};
+use rampart_store::{Icid, Mid};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -444,7 +444,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         true
     }
 
-    /// Commits an accepted message and returns the reply for the client.
+    /// Runs the mail policies over an accepted message, commits every resulting MID with its
+    /// queue rows in one transaction, and returns the reply for the client.
     async fn commit(&mut self, tx: Transaction, body: Vec<u8>) -> Reply {
         let (mid, icid) = (tx.mid, self.icid);
         let (message_id, subject) = header_fields(&body);
@@ -467,54 +468,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "MID {mid} ready {} bytes from <{sender}>",
             body.len()
         ));
-        let mut tracking = vec![
-            format!(
-                "Message {mid} received on ICID {icid} from {} (sender group {}, {})",
-                self.peer,
-                self.hat.group,
-                self.hat.policy.as_str()
-            ),
-            format!("Message {mid} from: <{sender}>"),
-        ];
-        let recipients: Vec<NewRecipient> = tx
-            .rcpts
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                tracking.push(format!("Message {mid} to: <{r}>"));
-                NewRecipient {
-                    rcpt_idx: i as u32,
-                    recipient: r.to_string(),
-                    queue_name: r.domain.to_string(),
-                    kind: QueueKind::Deliver,
-                }
-            })
-            .collect();
-        tracking.push(format!("Message {mid} ready {} bytes", body.len()));
-        tracking.push(format!("Message {mid} queued for delivery"));
-        let message = NewMessage {
+        let envelope = crate::process::Envelope {
             mid,
-            icid: icid.0,
-            sender,
-            remote_ip: self.peer.to_string(),
-            helo: self.helo.clone().unwrap_or_default(),
-            sender_group: self.hat.group.clone(),
-            relayed: self.hat.policy == FlowPolicy::Relay,
-            tls: self.tls.as_ref().map(|(p, _)| p.clone()),
-            message_id,
-            subject,
-            body,
-            recipients,
-            tracking,
+            icid,
+            from: tx.from.as_ref(),
+            rcpts: &tx.rcpts,
+            peer: self.peer,
+            helo: self.helo.as_deref().unwrap_or_default(),
+            hat: &self.hat,
+            tls: self.tls.as_ref().map(|(p, _)| p.as_str()),
+            message_id: message_id.as_deref(),
+            subject: subject.as_deref(),
         };
-        match self.mta.store.accept(message).await {
+        let processed = match crate::process::process(&self.mta, &envelope, body).await {
+            Ok(p) => p,
+            Err(reply) => return reply,
+        };
+        if processed.messages.is_empty() {
+            for line in processed.log_after {
+                log.info(line);
+            }
+            return processed.reply;
+        }
+        match self.mta.store.accept_all(processed.messages).await {
             Ok(()) => {
-                log.info(format!("MID {mid} queued for delivery"));
-                Reply::owned(
-                    code::OK,
-                    Some(Enhanced(2, 0, 0)),
-                    format!("Ok: queued as {mid}"),
-                )
+                for line in processed.log_after {
+                    log.info(line);
+                }
+                processed.reply
             }
             Err(e) => {
                 tracing::error!(error = %e, mid = mid.0, "cannot store message");

@@ -18,11 +18,14 @@ mod domains;
 pub mod hat;
 pub mod rat;
 pub mod routes;
+pub mod tdc;
 
 pub use delivery::{BounceProfile, DestinationControl, TlsPolicy};
 pub use hat::{FlowPolicy, HatMatch, SenderGroup};
+pub use rampart_policy::{MailPolicy, PolicyTable, TdcChoice, TdcMode};
 pub use rat::{RatAction, RatEntry};
 pub use routes::{RouteHost, SmtpRoute};
+pub use tdc::TdcSettings;
 
 /// Validation problems, each naming the entry and saying what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +45,12 @@ pub struct Settings {
     pub destination_controls: Vec<DestinationControl>,
     /// Retry timing and expiry of normal deliveries.
     pub bounce_profile: BounceProfile,
+    /// Incoming mail policies (mail from non-RELAY clients), DEFAULT last.
+    pub incoming_policies: Vec<MailPolicy>,
+    /// Outgoing mail policies (mail from RELAY clients), DEFAULT last.
+    pub outgoing_policies: Vec<MailPolicy>,
+    /// The global Threat Defense Connector setting.
+    pub tdc: TdcSettings,
 }
 
 impl Default for Settings {
@@ -54,6 +63,9 @@ impl Default for Settings {
             smtp_routes: Vec::new(),
             destination_controls: vec![DestinationControl::default_entry()],
             bounce_profile: BounceProfile::default(),
+            incoming_policies: vec![MailPolicy::default_policy()],
+            outgoing_policies: vec![MailPolicy::default_policy()],
+            tdc: TdcSettings::default(),
         }
     }
 }
@@ -65,6 +77,9 @@ pub const TABLES: &[&str] = &[
     "smtp_routes",
     "destination_controls",
     "bounce_profile",
+    "incoming_policies",
+    "outgoing_policies",
+    "tdc",
 ];
 
 impl Settings {
@@ -77,6 +92,19 @@ impl Settings {
         let (default_control, controls) =
             delivery::compile_controls(&self.destination_controls, &mut errors);
         delivery::validate_profile(&self.bounce_profile, &mut errors);
+        let incoming = PolicyTable::compile(
+            &self.incoming_policies,
+            "incoming_policies",
+            true,
+            &mut errors,
+        );
+        let outgoing = PolicyTable::compile(
+            &self.outgoing_policies,
+            "outgoing_policies",
+            false,
+            &mut errors,
+        );
+        tdc::validate(&self.tdc, &mut errors);
         if errors.is_empty() {
             Ok(Snapshot {
                 settings: self,
@@ -85,6 +113,8 @@ impl Settings {
                 routes,
                 default_control,
                 controls,
+                incoming,
+                outgoing,
             })
         } else {
             Err(SettingsErrors(errors))
@@ -106,6 +136,9 @@ impl Settings {
                 self.destination_controls = from_json(table, value).map_err(one)?
             }
             "bounce_profile" => self.bounce_profile = from_json(table, value).map_err(one)?,
+            "incoming_policies" => self.incoming_policies = from_json(table, value).map_err(one)?,
+            "outgoing_policies" => self.outgoing_policies = from_json(table, value).map_err(one)?,
+            "tdc" => self.tdc = from_json(table, value).map_err(one)?,
             _ => return Err(one(format!("unknown settings table `{table}`"))),
         }
         Ok(())
@@ -119,6 +152,9 @@ impl Settings {
             "smtp_routes" => serde_json::to_value(&self.smtp_routes).ok(),
             "destination_controls" => serde_json::to_value(&self.destination_controls).ok(),
             "bounce_profile" => serde_json::to_value(&self.bounce_profile).ok(),
+            "incoming_policies" => serde_json::to_value(&self.incoming_policies).ok(),
+            "outgoing_policies" => serde_json::to_value(&self.outgoing_policies).ok(),
+            "tdc" => serde_json::to_value(&self.tdc).ok(),
             _ => None,
         }
     }
@@ -184,6 +220,8 @@ pub struct Snapshot {
     routes: Vec<routes::Compiled>,
     default_control: DestinationControl,
     controls: Vec<delivery::CompiledControl>,
+    incoming: PolicyTable,
+    outgoing: PolicyTable,
 }
 
 impl Snapshot {
@@ -217,6 +255,25 @@ impl Snapshot {
 
     pub fn bounce_profile(&self) -> &BounceProfile {
         &self.settings.bounce_profile
+    }
+
+    /// The policy table for mail from RELAY clients (`outgoing`) or everyone else.
+    pub fn policies(&self, outgoing: bool) -> &PolicyTable {
+        if outgoing {
+            &self.outgoing
+        } else {
+            &self.incoming
+        }
+    }
+
+    /// The intake address an incoming policy's clean messages are journaled to, if any.
+    pub fn journal_address(&self, incoming_policy: usize) -> Option<String> {
+        tdc::resolve(&self.settings.tdc, &self.incoming, incoming_policy)
+    }
+
+    /// The Threat Defense Connector column label of a policy's mode.
+    pub fn tdc_label(&self, mode: TdcMode) -> &'static str {
+        tdc::label(&self.settings.tdc, mode)
     }
 }
 
@@ -252,6 +309,78 @@ mod tests {
         assert!(
             !snap.rat_accepts("example.com"),
             "no domain accepted until added"
+        );
+    }
+
+    #[test]
+    fn journal_address_resolution() {
+        use rampart_policy::TdcChoice;
+        let policy = |name: &str, mode: TdcMode, addr: &str| MailPolicy {
+            name: name.into(),
+            senders: vec![],
+            recipients: vec![format!("@{name}.example.com")],
+            content_filters: vec![],
+            tdc: TdcChoice {
+                mode,
+                intake_address: addr.into(),
+            },
+        };
+        let mut s = Settings {
+            incoming_policies: vec![
+                policy("custom", TdcMode::Custom, "custom@intake.test"),
+                policy("no", TdcMode::No, ""),
+                policy("inherit", TdcMode::Default, ""),
+                MailPolicy {
+                    tdc: TdcChoice {
+                        mode: TdcMode::Global,
+                        intake_address: String::new(),
+                    },
+                    ..MailPolicy::default_policy()
+                },
+            ],
+            tdc: TdcSettings {
+                enabled: true,
+                intake_address: "global@intake.test".into(),
+            },
+            ..Settings::default()
+        };
+        let snap = s.clone().compile().unwrap();
+        let got: Vec<Option<String>> = (0..4).map(|i| snap.journal_address(i)).collect();
+        assert_eq!(
+            got,
+            [
+                Some("custom@intake.test".into()),
+                None,
+                Some("global@intake.test".into()),
+                Some("global@intake.test".into())
+            ]
+        );
+        assert_eq!(
+            [
+                TdcMode::Custom,
+                TdcMode::No,
+                TdcMode::Default,
+                TdcMode::Global
+            ]
+            .map(|m| snap.tdc_label(m)),
+            ["Enabled", "Disabled", "(use default)", "Enabled"]
+        );
+        // The global switch is the master switch.
+        s.tdc.enabled = false;
+        let snap = s.clone().compile().unwrap();
+        assert!((0..4).all(|i| snap.journal_address(i).is_none()));
+        assert_eq!(snap.tdc_label(TdcMode::Global), "Disabled");
+        // A fresh appliance: DEFAULT shows Disabled.
+        let fresh = Settings::default().compile().unwrap();
+        let default = fresh.policies(false).policies().last().unwrap();
+        assert_eq!(fresh.tdc_label(default.tdc.mode), "Disabled");
+        // Enabled without an address is refused.
+        s.tdc = TdcSettings {
+            enabled: true,
+            intake_address: String::new(),
+        };
+        assert!(
+            s.clone().compile().unwrap_err().0[0].contains("Message Intake Address is required")
         );
     }
 

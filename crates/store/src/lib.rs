@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use ids::{Dcid, Icid, Mid};
 pub use messages::{
-    NewMessage, NewRecipient, QueueKind, QueueRow, StoredMessage, TrackFilter, Tracked,
+    NewMessage, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage, TrackFilter, Tracked,
     TrackingEvent,
 };
 pub use queue::{Claimed, HostDelta, HostRow, Outcome, RowOutcome};
@@ -87,9 +87,15 @@ impl Store {
     /// Durably stores an accepted message with all its queue rows and tracking events, in one
     /// transaction shared with whatever other messages are being accepted at the same moment.
     pub async fn accept(&self, message: NewMessage) -> Result<(), StoreError> {
+        self.accept_all(vec![message]).await
+    }
+
+    /// Like [`Store::accept`] for the several MIDs one SMTP transaction became (policy splits):
+    /// all of them or none.
+    pub async fn accept_all(&self, messages: Vec<NewMessage>) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(messages::Job { message, reply })
+            .send(messages::Job { messages, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

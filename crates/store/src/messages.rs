@@ -34,6 +34,12 @@ pub struct NewMessage {
     pub helo: String,
     pub sender_group: String,
     pub relayed: bool,
+    /// The mail policy the message was processed under.
+    pub policy: String,
+    /// deliver | drop | bounce | quarantine.
+    pub verdict: String,
+    /// What the security services found, `; `-separated; empty when clean.
+    pub findings: String,
     pub tls: Option<String>,
     pub message_id: Option<String>,
     pub subject: Option<String>,
@@ -51,6 +57,31 @@ pub struct NewRecipient {
     /// The queue this row goes to: the recipient's domain, or `the.tdc.queue`.
     pub queue_name: String,
     pub kind: QueueKind,
+    /// The row's first state: normally `queued`.
+    pub state: RowState,
+}
+
+/// The state a queue row starts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowState {
+    Queued,
+    /// Dropped by a security service: kept for tracking, never delivered.
+    Dropped,
+    /// Held in the quarantine until released or deleted.
+    Quarantined,
+    /// Refused by a security service; the sender is notified.
+    Bounced,
+}
+
+impl RowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Queued => "queued",
+            RowState::Dropped => "dropped",
+            RowState::Quarantined => "quarantined",
+            RowState::Bounced => "bounced",
+        }
+    }
 }
 
 /// A stored message, as read back.
@@ -87,14 +118,17 @@ pub struct TrackingEvent {
 }
 
 pub(crate) struct Job {
-    pub(crate) message: NewMessage,
+    pub(crate) messages: Vec<NewMessage>,
     pub(crate) reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
-            .field("mid", &self.message.mid)
+            .field(
+                "mids",
+                &self.messages.iter().map(|m| m.mid).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -115,7 +149,7 @@ pub(crate) async fn writer(
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, batch.iter().map(|j| &j.message)).await;
+        let result = commit(&mut conn, batch.iter().flat_map(|j| j.messages.iter())).await;
         match result {
             Ok(()) => {
                 for job in batch.drain(..) {
@@ -127,7 +161,7 @@ pub(crate) async fn writer(
                 // One bad message must not fail its neighbours: retry each on its own.
                 tracing::warn!(error = %e, n = batch.len(), "group commit failed, committing one by one");
                 for job in batch.drain(..) {
-                    let one = commit(&mut conn, std::iter::once(&job.message)).await;
+                    let one = commit(&mut conn, job.messages.iter()).await;
                     let _ = job.reply.send(one);
                 }
                 queued.notify_one();
@@ -158,7 +192,8 @@ pub(crate) async fn insert_message(
     let now_ms = unix_now_ms();
     sqlx::query(
         "INSERT INTO messages (mid, icid, received_at, sender, remote_ip, helo, sender_group, relayed, \
-         tls, message_id, subject, size, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         tls, message_id, subject, size, body, policy, verdict, findings) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )
     .bind(m.mid.0 as i64)
     .bind(m.icid as i64)
@@ -173,18 +208,22 @@ pub(crate) async fn insert_message(
     .bind(&m.subject)
     .bind(m.body.len() as i64)
     .bind(&m.body)
+    .bind(&m.policy)
+    .bind(&m.verdict)
+    .bind(&m.findings)
     .execute(&mut *tx)
     .await?;
     for r in &m.recipients {
         sqlx::query(
-            "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, created_at, next_attempt_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, state, created_at, next_attempt_at, done_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, CASE WHEN ?6 IN ('queued', 'quarantined') THEN NULL ELSE ?7 END)",
         )
         .bind(m.mid.0 as i64)
         .bind(r.rcpt_idx)
         .bind(&r.recipient)
         .bind(&r.queue_name)
         .bind(r.kind.as_str())
+        .bind(r.state.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -295,6 +334,9 @@ mod tests {
             helo: "client".into(),
             sender_group: "LOOPBACK".into(),
             relayed: false,
+            policy: "DEFAULT".into(),
+            verdict: "deliver".into(),
+            findings: String::new(),
             tls: None,
             message_id: Some("<id@x>".into()),
             subject: Some("hi".into()),
@@ -305,6 +347,7 @@ mod tests {
                     recipient: format!("u{i}@example.com"),
                     queue_name: "example.com".into(),
                     kind: QueueKind::Deliver,
+                    state: RowState::Queued,
                 })
                 .collect(),
             tracking: vec!["Message received".into()],

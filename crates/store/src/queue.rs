@@ -290,6 +290,9 @@ mod tests {
             helo: "h".into(),
             sender_group: "ALL".into(),
             relayed: false,
+            policy: "DEFAULT".into(),
+            verdict: "deliver".into(),
+            findings: String::new(),
             tls: None,
             message_id: None,
             subject: None,
@@ -300,6 +303,7 @@ mod tests {
                     recipient: format!("u{i}@example.com"),
                     queue_name: "example.com".into(),
                     kind: QueueKind::Deliver,
+                    state: crate::RowState::Queued,
                 })
                 .collect(),
             tracking: vec![],

@@ -1,0 +1,347 @@
+//! What happens between the end of DATA and `250`: each recipient is matched to a mail policy,
+//! recipients of different policies become separate MIDs ("splintering"), each split is judged by
+//! its policy's security services, and clean splits of incoming policies get their Threat Defense
+//! journal copy — all decided before the one transaction that makes the message durable.
+
+use std::net::IpAddr;
+
+use rampart_maillog::quote;
+use rampart_policy::{Disposition, Facts};
+use rampart_settings::{FlowPolicy, HatMatch};
+use rampart_smtp::reply::{code, replies};
+use rampart_smtp::{Enhanced, Mailbox, Reply};
+use rampart_store::{Icid, Mid, NewMessage, NewRecipient, QueueKind, RowState};
+
+use crate::Mta;
+
+/// The queue name of Threat Defense journal copies (SPEC §1).
+pub const TDC_QUEUE: &str = "the.tdc.queue";
+
+/// Everything known about the transaction besides the message bytes.
+pub(crate) struct Envelope<'a> {
+    pub mid: Mid,
+    pub icid: Icid,
+    pub from: Option<&'a Mailbox>,
+    pub rcpts: &'a [Mailbox],
+    pub peer: IpAddr,
+    pub helo: &'a str,
+    pub hat: &'a HatMatch,
+    pub tls: Option<&'a str>,
+    pub message_id: Option<&'a str>,
+    pub subject: Option<&'a str>,
+}
+
+pub(crate) struct Processed {
+    /// The MIDs to commit together (empty when the whole message was refused).
+    pub messages: Vec<NewMessage>,
+    /// The reply to the end of DATA once they are committed.
+    pub reply: Reply,
+    /// Mail log lines that become true once the commit succeeded.
+    pub log_after: Vec<String>,
+}
+
+pub(crate) async fn process(
+    mta: &Mta,
+    env: &Envelope<'_>,
+    body: Vec<u8>,
+) -> Result<Processed, Reply> {
+    let settings = mta.settings.load_full();
+    let outgoing = env.hat.policy == FlowPolicy::Relay;
+    let table = settings.policies(outgoing);
+    let direction = if outgoing { "outbound" } else { "inbound" };
+    let groups = table.split(env.from, env.rcpts);
+    let facts = Facts::from_message(&body, Some(env.peer));
+    let sender = env.from.map(ToString::to_string).unwrap_or_default();
+
+    // Judge every split first: if all of them refuse the message, the client is told so.
+    let mut judged = Vec::with_capacity(groups.len());
+    for (pidx, rcpt_idxs) in groups {
+        let Some(policy) = table.get(pidx) else {
+            continue;
+        };
+        let verdict = policy.judge(&facts);
+        judged.push((pidx, policy.name.clone(), rcpt_idxs, verdict));
+    }
+    let mut log_before = Vec::new();
+    let mut log_after = Vec::new();
+    if let Some(text) = all_bounce_text(&judged) {
+        for (_, name, _, v) in &judged {
+            log_before.push(format!(
+                "MID {} bounced by content filter '{}' in the {direction} table (policy {name})",
+                env.mid,
+                v.matched_filters.last().cloned().unwrap_or_default()
+            ));
+        }
+        log_before.push(format!("Message finished MID {} done", env.mid));
+        return Ok(Processed {
+            messages: vec![],
+            reply: Reply::owned(code::MAILBOX_UNAVAILABLE, Some(Enhanced(5, 7, 1)), text),
+            log_after: log_before,
+        });
+    }
+
+    let mut messages = Vec::with_capacity(judged.len());
+    let mut mids = Vec::with_capacity(judged.len());
+    for (i, (pidx, name, rcpt_idxs, verdict)) in judged.into_iter().enumerate() {
+        let mid = if i == 0 {
+            log_before.push(format!(
+                "MID {} matched all recipients for per-recipient policy {name} in the {direction} table",
+                env.mid
+            ));
+            env.mid
+        } else {
+            let new = mta
+                .store
+                .next_mid()
+                .await
+                .map_err(|_| replies::STORAGE_FAILED)?;
+            log_before.push(format!(
+                "MID {} was split creating MID {new} due to a per-recipient policy {name} in the {direction} table",
+                env.mid
+            ));
+            new
+        };
+        mids.push(mid);
+        for f in &verdict.matched_filters {
+            log_before.push(format!(
+                "MID {mid} content filter '{f}' matched in the {direction} table"
+            ));
+        }
+        let (state, finding_line) = match &verdict.disposition {
+            Disposition::Deliver => (RowState::Queued, None),
+            Disposition::Drop => (
+                RowState::Dropped,
+                Some(format!(
+                    "MID {mid} dropped by content filter '{}' in the {direction} table",
+                    last(&verdict.matched_filters)
+                )),
+            ),
+            Disposition::Quarantine => (
+                RowState::Quarantined,
+                Some(format!(
+                    "MID {mid} quarantined to \"Policy\" (content filter:{})",
+                    last(&verdict.matched_filters)
+                )),
+            ),
+            Disposition::Bounce(_) => (
+                RowState::Bounced,
+                Some(format!(
+                    "MID {mid} bounced by content filter '{}' in the {direction} table",
+                    last(&verdict.matched_filters)
+                )),
+            ),
+        };
+        let split_body = verdict.apply(&body);
+        let mut tracking = vec![
+            format!(
+                "Message {mid} received on ICID {} from {} (sender group {}, {})",
+                env.icid,
+                env.peer,
+                env.hat.group,
+                env.hat.policy.as_str()
+            ),
+            format!("Message {mid} from: <{sender}>"),
+        ];
+        if i > 0 {
+            tracking.push(format!(
+                "Message {mid} was split from MID {} by policy {name}",
+                env.mid
+            ));
+        }
+        tracking.push(format!("Message {mid} matched policy {name} ({direction})"));
+        let mut recipients = Vec::with_capacity(rcpt_idxs.len() + 1);
+        for (rid, &ri) in rcpt_idxs.iter().enumerate() {
+            let Some(r) = env.rcpts.get(ri) else { continue };
+            tracking.push(format!("Message {mid} to: <{r}>"));
+            if i > 0 {
+                log_before.push(format!("MID {mid} ICID {} RID {rid} To: <{r}>", env.icid));
+            }
+            recipients.push(NewRecipient {
+                rcpt_idx: rid as u32,
+                recipient: r.to_string(),
+                queue_name: r.domain.to_string(),
+                kind: QueueKind::Deliver,
+                state,
+            });
+        }
+        tracking.push(format!("Message {mid} ready {} bytes", split_body.len()));
+        let verdict_text = if verdict.findings.is_empty() {
+            format!(
+                "Message {mid} security services verdict: {}, clean",
+                verdict.as_str()
+            )
+        } else {
+            format!(
+                "Message {mid} security services verdict: {} ({})",
+                verdict.as_str(),
+                verdict.findings.join("; ")
+            )
+        };
+        tracking.push(verdict_text);
+        match (&verdict.disposition, &finding_line) {
+            (Disposition::Deliver, _) => {
+                tracking.push(format!("Message {mid} queued for delivery"));
+                log_after.push(format!("MID {mid} queued for delivery"));
+            }
+            (_, Some(line)) => {
+                log_after.push(line.clone());
+                if !matches!(verdict.disposition, Disposition::Quarantine) {
+                    log_after.push(format!("Message finished MID {mid} done"));
+                }
+                tracking.push(line.replacen("MID", "Message", 1));
+            }
+            _ => {}
+        }
+        // The Threat Defense Connector journals clean messages of incoming policies only.
+        if !outgoing
+            && verdict.is_clean()
+            && let Some(intake) = settings.journal_address(pidx)
+        {
+            recipients.push(NewRecipient {
+                rcpt_idx: recipients.len() as u32,
+                recipient: intake,
+                queue_name: TDC_QUEUE.into(),
+                kind: QueueKind::Journal,
+                state: RowState::Queued,
+            });
+            let id = env.message_id.unwrap_or("");
+            log_after.push(format!(
+                "TDC: MID {mid} with Message-ID {} enqueued for delivery to Cisco Secure Email Threat Defense",
+                quote(id)
+            ));
+            tracking.push(format!(
+                "Message {mid} enqueued for delivery to Cisco Secure Email Threat Defense"
+            ));
+        }
+        messages.push(NewMessage {
+            mid,
+            icid: env.icid.0,
+            sender: sender.clone(),
+            remote_ip: env.peer.to_string(),
+            helo: env.helo.to_owned(),
+            sender_group: env.hat.group.clone(),
+            relayed: outgoing,
+            policy: name.clone(),
+            verdict: verdict.as_str().to_owned(),
+            findings: verdict.findings.join("; "),
+            tls: env.tls.map(str::to_owned),
+            message_id: env.message_id.map(str::to_owned),
+            subject: env.subject.map(str::to_owned),
+            body: split_body,
+            recipients,
+            tracking,
+        });
+        if let Disposition::Bounce(text) = &verdict.disposition {
+            // Part of the message was refused by policy: tell the sender with a DSN.
+            if let Some(dsn) = bounce_notice(mta, &messages, mid, text).await {
+                log_after.push(format!(
+                    "MID {} was generated for bounce of MID {mid}",
+                    dsn.mid
+                ));
+                messages.push(dsn);
+            }
+        }
+    }
+    for line in log_before {
+        mta.log.info(line);
+    }
+    let ids = mids
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Processed {
+        messages,
+        reply: Reply::owned(
+            code::OK,
+            Some(Enhanced(2, 0, 0)),
+            format!("Ok: queued as {ids}"),
+        ),
+        log_after,
+    })
+}
+
+fn last(list: &[String]) -> &str {
+    list.last().map(String::as_str).unwrap_or("")
+}
+
+/// The custom reply when every split was refused by a bounce action.
+fn all_bounce_text(
+    judged: &[(usize, String, Vec<usize>, rampart_policy::Verdict)],
+) -> Option<String> {
+    let mut text = None;
+    for (_, _, _, v) in judged {
+        match &v.disposition {
+            Disposition::Bounce(t) => {
+                text.get_or_insert_with(|| t.clone());
+            }
+            _ => return None,
+        }
+    }
+    text
+}
+
+/// A DSN for the recipients of a split that a content filter bounced (only when other splits
+/// of the same message were accepted; otherwise the client got the refusal directly).
+async fn bounce_notice(
+    mta: &Mta,
+    messages: &[NewMessage],
+    mid: Mid,
+    text: &str,
+) -> Option<NewMessage> {
+    let m = messages.iter().find(|m| m.mid == mid)?;
+    if m.sender.is_empty() {
+        return None;
+    }
+    let failed: Vec<rampart_delivery::dsn::Failed> = m
+        .recipients
+        .iter()
+        .filter(|r| r.kind == QueueKind::Deliver)
+        .map(|r| rampart_delivery::dsn::Failed {
+            recipient: r.recipient.clone(),
+            status: "5.7.1".into(),
+            diagnostic: format!("550 5.7.1 {text}"),
+            remote_mta: None,
+        })
+        .collect();
+    let dsn_mid = mta.store.next_mid().await.ok()?;
+    let body = rampart_delivery::dsn::build(
+        &mta.config.hostname,
+        &m.sender,
+        mid.0,
+        chrono::Local::now(),
+        &failed,
+        &m.body,
+    );
+    let domain = m
+        .sender
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default();
+    Some(NewMessage {
+        mid: dsn_mid,
+        icid: 0,
+        sender: String::new(),
+        remote_ip: "127.0.0.1".into(),
+        helo: mta.config.hostname.clone(),
+        sender_group: String::new(),
+        relayed: true,
+        policy: String::new(),
+        verdict: "deliver".into(),
+        findings: String::new(),
+        tls: None,
+        message_id: None,
+        subject: Some("Delivery Status Notification (Failure)".into()),
+        body,
+        recipients: vec![NewRecipient {
+            rcpt_idx: 0,
+            recipient: m.sender.clone(),
+            queue_name: domain,
+            kind: QueueKind::Deliver,
+            state: RowState::Queued,
+        }],
+        tracking: vec![format!(
+            "Message {dsn_mid} is a bounce notification for MID {mid}"
+        )],
+    })
+}

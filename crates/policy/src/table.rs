@@ -1,0 +1,324 @@
+//! The ordered table of mail policies and recipient splitting (SPEC §3).
+
+use rampart_smtp::Mailbox;
+use serde::{Deserialize, Serialize};
+
+use crate::filters::{self, CompiledFilter, ContentFilter};
+use crate::patterns::{self, Pattern};
+
+/// The policy that always exists, is always last and matches everything.
+pub const DEFAULT_POLICY: &str = "DEFAULT";
+
+/// One mail policy as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailPolicy {
+    pub name: String,
+    /// Sender patterns; empty = any sender.
+    #[serde(default)]
+    pub senders: Vec<String>,
+    /// Recipient patterns; empty = any recipient.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Content filters, in order.
+    #[serde(default)]
+    pub content_filters: Vec<ContentFilter>,
+    /// The Threat Defense Connector choice (incoming policies only).
+    #[serde(default)]
+    pub tdc: TdcChoice,
+}
+
+/// The per-policy Threat Defense Connector setting (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdcChoice {
+    pub mode: TdcMode,
+    /// Required for `custom`, ignored otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub intake_address: String,
+}
+
+impl Default for TdcChoice {
+    fn default() -> TdcChoice {
+        TdcChoice {
+            mode: TdcMode::Default,
+            intake_address: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TdcMode {
+    /// Use Default Settings: inherit the DEFAULT policy's choice (not for DEFAULT itself).
+    Default,
+    /// Use Global Settings: the global Message Intake Address.
+    Global,
+    /// Use custom Message Intake Address.
+    Custom,
+    /// No journaling.
+    No,
+}
+
+impl MailPolicy {
+    /// The DEFAULT policy of a new appliance: matches all, no filters, connector off (`No`).
+    pub fn default_policy() -> MailPolicy {
+        MailPolicy {
+            name: DEFAULT_POLICY.into(),
+            senders: vec![],
+            recipients: vec![],
+            content_filters: vec![],
+            tdc: TdcChoice {
+                mode: TdcMode::No,
+                intake_address: String::new(),
+            },
+        }
+    }
+}
+
+/// A validated policy, ready to match.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    pub name: String,
+    senders: Vec<Pattern>,
+    recipients: Vec<Pattern>,
+    pub(crate) filters: Vec<CompiledFilter>,
+    pub tdc: TdcChoice,
+}
+
+/// The ordered policies of one direction, DEFAULT last.
+#[derive(Debug, Clone)]
+pub struct PolicyTable {
+    policies: Vec<CompiledPolicy>,
+}
+
+impl PolicyTable {
+    /// Validates `policies` (named `table` in messages, e.g. `incoming_policies`).
+    pub fn compile(
+        policies: &[MailPolicy],
+        table: &str,
+        incoming: bool,
+        errors: &mut Vec<String>,
+    ) -> PolicyTable {
+        let mut out = Vec::with_capacity(policies.len());
+        match policies.last() {
+            Some(p) if p.name == DEFAULT_POLICY => {}
+            _ => errors.push(format!(
+                "{table}: the DEFAULT policy must exist and be last"
+            )),
+        }
+        for (i, p) in policies.iter().enumerate() {
+            let at = format!("{table}[{i}] ({})", p.name);
+            let name_ok = !p.name.is_empty()
+                && p.name.len() <= 64
+                && p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-. ".contains(&b))
+                && p.name.trim() == p.name;
+            if !name_ok {
+                errors.push(format!(
+                    "{at}: name must be 1-64 letters, digits, spaces, '_', '-' or '.'"
+                ));
+            }
+            if policies
+                .iter()
+                .take(i)
+                .any(|o| o.name.eq_ignore_ascii_case(&p.name))
+            {
+                errors.push(format!("{at}: a policy named {:?} exists already", p.name));
+            }
+            let is_default = p.name == DEFAULT_POLICY;
+            if is_default && i + 1 != policies.len() {
+                errors.push(format!("{at}: DEFAULT must be the last policy"));
+            }
+            if is_default && (!p.senders.is_empty() || !p.recipients.is_empty()) {
+                errors.push(format!(
+                    "{at}: DEFAULT matches every message; it takes no sender or recipient patterns"
+                ));
+            }
+            if !is_default && p.senders.is_empty() && p.recipients.is_empty() {
+                errors.push(format!("{at}: give at least one sender or recipient pattern (DEFAULT already matches everything)"));
+            }
+            let mut parse = |list: &[String], what: &str| -> Vec<Pattern> {
+                list.iter()
+                    .filter_map(|s| match Pattern::parse(s) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            errors.push(format!("{at}: {what} pattern {e}"));
+                            None
+                        }
+                    })
+                    .collect()
+            };
+            let senders = parse(&p.senders, "sender");
+            let recipients = parse(&p.recipients, "recipient");
+            match (p.tdc.mode, is_default) {
+                (TdcMode::Default, true) => {
+                    errors.push(format!("{at}: DEFAULT cannot use the default settings; choose global, custom or no"))
+                }
+                (TdcMode::Custom, _) if Mailbox::parse(p.tdc.intake_address.trim()).is_err() => errors.push(format!(
+                    "{at}: a custom Message Intake Address must be a valid address like journal@beta.cmd.cisco.com, got {:?}",
+                    p.tdc.intake_address
+                )),
+                (mode, _) if !incoming && mode != TdcMode::Default && mode != TdcMode::No => errors.push(format!(
+                    "{at}: the Threat Defense Connector journals incoming mail only; outgoing policies take mode \"no\""
+                )),
+                _ => {}
+            }
+            let filters = filters::compile(&p.content_filters, &at, errors);
+            out.push(CompiledPolicy {
+                name: p.name.clone(),
+                senders,
+                recipients,
+                filters,
+                tdc: p.tdc.clone(),
+            });
+        }
+        PolicyTable { policies: out }
+    }
+
+    pub fn policies(&self) -> &[CompiledPolicy] {
+        &self.policies
+    }
+
+    pub fn get(&self, idx: usize) -> Option<&CompiledPolicy> {
+        self.policies.get(idx)
+    }
+
+    /// The first policy whose sender AND recipient conditions match (DEFAULT at the latest).
+    pub fn policy_for(&self, sender: Option<&Mailbox>, rcpt: &Mailbox) -> usize {
+        self.policies
+            .iter()
+            .position(|p| {
+                patterns::any_matches(&p.senders, sender)
+                    && patterns::any_matches(&p.recipients, Some(rcpt))
+            })
+            .unwrap_or(self.policies.len().saturating_sub(1))
+    }
+
+    /// Groups recipient indexes by policy, in order of each group's first recipient
+    /// ("splintering": each group becomes its own MID).
+    pub fn split(&self, sender: Option<&Mailbox>, rcpts: &[Mailbox]) -> Vec<(usize, Vec<usize>)> {
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, r) in rcpts.iter().enumerate() {
+            let p = self.policy_for(sender, r);
+            match groups.iter_mut().find(|(idx, _)| *idx == p) {
+                Some((_, list)) => list.push(i),
+                None => groups.push((p, vec![i])),
+            }
+        }
+        groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str, senders: &[&str], recipients: &[&str]) -> MailPolicy {
+        MailPolicy {
+            name: name.into(),
+            senders: senders.iter().map(|s| s.to_string()).collect(),
+            recipients: recipients.iter().map(|s| s.to_string()).collect(),
+            content_filters: vec![],
+            tdc: TdcChoice::default(),
+        }
+    }
+
+    fn table(policies: Vec<MailPolicy>) -> PolicyTable {
+        let mut errors = Vec::new();
+        let t = PolicyTable::compile(&policies, "incoming_policies", true, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        t
+    }
+
+    fn m(s: &str) -> Mailbox {
+        Mailbox::parse(s).unwrap()
+    }
+
+    #[test]
+    fn first_match_on_sender_and_recipient() {
+        let t = table(vec![
+            policy("finance", &[], &["@finance.example.com"]),
+            policy("vip-from-partner", &["@partner.test"], &["ceo@example.com"]),
+            policy("subs", &[], &["@.example.com"]),
+            policy("postmasters", &[], &["postmaster@"]),
+            MailPolicy::default_policy(),
+        ]);
+        let cases = [
+            ("a@x.test", "u@finance.example.com", "finance"),
+            ("a@partner.test", "CEO@example.com", "vip-from-partner"),
+            ("a@other.test", "ceo@example.com", "DEFAULT"),
+            ("a@x.test", "u@hr.example.com", "subs"),
+            ("a@x.test", "postmaster@example.com", "postmasters"),
+            ("a@x.test", "u@example.com", "DEFAULT"),
+        ];
+        for (sender, rcpt, want) in cases {
+            let idx = t.policy_for(Some(&m(sender)), &m(rcpt));
+            assert_eq!(t.get(idx).unwrap().name, want, "{sender} -> {rcpt}");
+        }
+        // The null sender only matches policies without sender patterns.
+        let idx = t.policy_for(None, &m("ceo@example.com"));
+        assert_eq!(t.get(idx).unwrap().name, "DEFAULT");
+    }
+
+    #[test]
+    fn splitting_groups_recipients_by_policy() {
+        let t = table(vec![
+            policy("finance", &[], &["@finance.example.com"]),
+            MailPolicy::default_policy(),
+        ]);
+        let rcpts = [
+            m("a@example.com"),
+            m("b@finance.example.com"),
+            m("c@example.com"),
+            m("d@finance.example.com"),
+        ];
+        assert_eq!(
+            t.split(None, &rcpts),
+            vec![(1, vec![0, 2]), (0, vec![1, 3])]
+        );
+    }
+
+    #[test]
+    fn invalid_tables_name_each_problem() {
+        let mut custom = policy("c", &[], &["@x.test"]);
+        custom.tdc = TdcChoice {
+            mode: TdcMode::Custom,
+            intake_address: "not an address".into(),
+        };
+        let mut default_inherits = MailPolicy::default_policy();
+        default_inherits.tdc.mode = TdcMode::Default;
+        let policies = vec![
+            policy("dup", &[], &["@a.test"]),
+            policy("DUP", &[], &["bad pattern"]),
+            policy("empty", &[], &[]),
+            custom,
+            default_inherits,
+        ];
+        let mut errors = Vec::new();
+        PolicyTable::compile(&policies, "incoming_policies", true, &mut errors);
+        let joined = errors.join("\n");
+        for want in [
+            "incoming_policies[1] (DUP): a policy named \"DUP\" exists already",
+            "incoming_policies[1] (DUP): recipient pattern \"bad pattern\" is not a pattern",
+            "incoming_policies[2] (empty): give at least one sender or recipient pattern",
+            "incoming_policies[3] (c): a custom Message Intake Address must be a valid address",
+            "incoming_policies[4] (DEFAULT): DEFAULT cannot use the default settings",
+        ] {
+            assert!(joined.contains(want), "missing {want:?} in\n{joined}");
+        }
+        let mut errors = Vec::new();
+        PolicyTable::compile(
+            &[policy("x", &[], &["@a.test"])],
+            "incoming_policies",
+            true,
+            &mut errors,
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("DEFAULT policy must exist and be last"))
+        );
+    }
+}

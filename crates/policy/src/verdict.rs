@@ -1,0 +1,359 @@
+//! The verdict of a policy's security services for one split, and the header changes it makes.
+
+use crate::facts::Facts;
+use crate::filters::FilterAction;
+use crate::table::CompiledPolicy;
+
+/// What happens to the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    Deliver,
+    Drop,
+    /// Refused, with the text the sender sees.
+    Bounce(String),
+    Quarantine,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub disposition: Disposition,
+    /// Content filters that matched, in order.
+    pub matched_filters: Vec<String>,
+    /// Everything the services found: a non-empty list means the message is not clean.
+    pub findings: Vec<String>,
+    pub add_headers: Vec<(String, String)>,
+    pub replace_headers: Vec<(String, String)>,
+    pub subject_tags: Vec<String>,
+}
+
+impl Verdict {
+    /// Clean: delivered as it came, and no service found anything (SPEC §1) — the only messages
+    /// the Threat Defense Connector journals.
+    pub fn is_clean(&self) -> bool {
+        self.disposition == Disposition::Deliver && self.findings.is_empty()
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self.disposition {
+            Disposition::Deliver => "deliver",
+            Disposition::Drop => "drop",
+            Disposition::Bounce(_) => "bounce",
+            Disposition::Quarantine => "quarantine",
+        }
+    }
+
+    /// Applies the header changes to a stored message (CRLF line ends).
+    pub fn apply(&self, message: &[u8]) -> Vec<u8> {
+        if self.add_headers.is_empty()
+            && self.replace_headers.is_empty()
+            && self.subject_tags.is_empty()
+        {
+            return message.to_vec();
+        }
+        let head_end = memchr::memmem::find(message, b"\r\n\r\n")
+            .map(|i| i + 2)
+            .unwrap_or(message.len());
+        let (head, body) = message.split_at(head_end);
+        let mut fields = split_fields(head);
+        for (name, value) in &self.replace_headers {
+            fields.retain(|f| !field_is(f, name));
+            fields.push(format!("{name}: {value}\r\n").into_bytes());
+        }
+        for tag in &self.subject_tags {
+            match fields.iter_mut().find(|f| field_is(f, "subject")) {
+                Some(f) => {
+                    let colon = f.iter().position(|b| *b == b':').unwrap_or(f.len());
+                    let rest = f.get(colon + 1..).unwrap_or_default().to_vec();
+                    let rest = rest.strip_prefix(b" ").unwrap_or(&rest).to_vec();
+                    let mut new = format!("Subject: {tag} ").into_bytes();
+                    new.extend_from_slice(&rest);
+                    *f = new;
+                }
+                None => fields.push(format!("Subject: {tag}\r\n").into_bytes()),
+            }
+        }
+        for (name, value) in &self.add_headers {
+            fields.push(format!("{name}: {value}\r\n").into_bytes());
+        }
+        let mut out = fields.concat();
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// Splits a header section into fields, each with its continuation lines.
+fn split_fields(head: &[u8]) -> Vec<Vec<u8>> {
+    let mut fields: Vec<Vec<u8>> = Vec::new();
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        match fields.last_mut() {
+            Some(last) if continuation => last.extend_from_slice(line),
+            _ => fields.push(line.to_vec()),
+        }
+    }
+    fields
+}
+
+fn field_is(field: &[u8], name: &str) -> bool {
+    field.len() > name.len()
+        && field.get(name.len()) == Some(&b':')
+        && field
+            .get(..name.len())
+            .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+impl CompiledPolicy {
+    /// Runs the policy's content filters in order and returns the verdict.
+    pub fn judge(&self, facts: &Facts) -> Verdict {
+        let mut v = Verdict {
+            disposition: Disposition::Deliver,
+            matched_filters: vec![],
+            findings: vec![],
+            add_headers: vec![],
+            replace_headers: vec![],
+            subject_tags: vec![],
+        };
+        for (name, result) in [
+            ("SPF", facts.spf),
+            ("DKIM", facts.dkim),
+            ("DMARC", facts.dmarc),
+        ] {
+            if let Some(r) = result.filter(|r| {
+                matches!(
+                    r,
+                    crate::AuthResult::Fail
+                        | crate::AuthResult::SoftFail
+                        | crate::AuthResult::PermError
+                )
+            }) {
+                v.findings.push(format!("{name} {}", r.as_str()));
+            }
+        }
+        'filters: for f in &self.filters {
+            if !f.matches(facts) {
+                continue;
+            }
+            v.matched_filters.push(f.name.clone());
+            if f.actions
+                .iter()
+                .any(|a| !matches!(a, FilterAction::Deliver | FilterAction::SkipRemaining))
+            {
+                v.findings.push(format!("content filter {}", f.name));
+            }
+            for a in &f.actions {
+                match a {
+                    FilterAction::Deliver => {}
+                    FilterAction::Drop => {
+                        v.disposition = Disposition::Drop;
+                        break 'filters;
+                    }
+                    FilterAction::Bounce { reply } => {
+                        v.disposition = Disposition::Bounce(reply.clone());
+                        break 'filters;
+                    }
+                    FilterAction::Quarantine => v.disposition = Disposition::Quarantine,
+                    FilterAction::AddHeader { name, value } => {
+                        v.add_headers.push((name.clone(), value.clone()))
+                    }
+                    FilterAction::ReplaceHeader { name, value } => {
+                        v.replace_headers.push((name.clone(), value.clone()))
+                    }
+                    FilterAction::TagSubject { tag } => v.subject_tags.push(tag.clone()),
+                    FilterAction::SkipRemaining => break 'filters,
+                }
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::{Combine, ContentFilter, FilterCondition};
+    use crate::{MailPolicy, PolicyTable};
+
+    fn policy_with(filters: Vec<ContentFilter>) -> CompiledPolicy {
+        let mut p = MailPolicy::default_policy();
+        p.content_filters = filters;
+        let mut errors = Vec::new();
+        let t = PolicyTable::compile(&[p], "incoming_policies", true, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        t.get(0).unwrap().clone()
+    }
+
+    fn filter(
+        name: &str,
+        conditions: Vec<FilterCondition>,
+        actions: Vec<FilterAction>,
+    ) -> ContentFilter {
+        ContentFilter {
+            name: name.into(),
+            combine: Combine::All,
+            conditions,
+            actions,
+        }
+    }
+
+    const MSG: &[u8] = b"Received: x\r\nSubject: Invoice 42\r\nX-Prio: high\r\n\r\nplease pay\r\n";
+
+    #[test]
+    fn clean_when_nothing_matches_or_only_deliver() {
+        let facts = Facts::from_message(MSG, None);
+        let p = policy_with(vec![filter(
+            "none",
+            vec![FilterCondition::Subject {
+                regex: "lottery".into(),
+            }],
+            vec![FilterAction::Drop],
+        )]);
+        assert!(p.judge(&facts).is_clean());
+        let p = policy_with(vec![filter(
+            "allow",
+            vec![FilterCondition::Subject {
+                regex: "invoice".into(),
+            }],
+            vec![FilterAction::Deliver],
+        )]);
+        let v = p.judge(&facts);
+        assert!(v.is_clean(), "an explicit deliver is not a finding");
+        assert_eq!(v.matched_filters, ["allow"]);
+    }
+
+    #[test]
+    fn each_action() {
+        let facts = Facts::from_message(MSG, Some("192.0.2.1".parse().unwrap()));
+        let cond = || {
+            vec![FilterCondition::Header {
+                name: "X-Prio".into(),
+                regex: "^high$".into(),
+            }]
+        };
+        let cases: Vec<(Vec<FilterAction>, Disposition)> = vec![
+            (vec![FilterAction::Drop], Disposition::Drop),
+            (
+                vec![FilterAction::Bounce {
+                    reply: "no invoices".into(),
+                }],
+                Disposition::Bounce("no invoices".into()),
+            ),
+            (vec![FilterAction::Quarantine], Disposition::Quarantine),
+            (
+                vec![FilterAction::TagSubject {
+                    tag: "[EXT]".into(),
+                }],
+                Disposition::Deliver,
+            ),
+        ];
+        for (actions, want) in cases {
+            let v = policy_with(vec![filter("f", cond(), actions.clone())]).judge(&facts);
+            assert_eq!(v.disposition, want, "{actions:?}");
+            assert!(!v.is_clean(), "{actions:?} makes the message not clean");
+        }
+        let ip = FilterCondition::RemoteIp {
+            networks: vec!["192.0.2.0/24".into()],
+        };
+        assert_eq!(
+            policy_with(vec![filter("ip", vec![ip], vec![FilterAction::Drop])])
+                .judge(&facts)
+                .disposition,
+            Disposition::Drop
+        );
+        let big = FilterCondition::SizeAtLeast { bytes: 1_000_000 };
+        assert!(
+            policy_with(vec![filter("big", vec![big], vec![FilterAction::Drop])])
+                .judge(&facts)
+                .is_clean()
+        );
+    }
+
+    #[test]
+    fn skip_remaining_and_any() {
+        let facts = Facts::from_message(MSG, None);
+        let p = policy_with(vec![
+            filter(
+                "skip",
+                vec![FilterCondition::Body {
+                    regex: "pay".into(),
+                }],
+                vec![FilterAction::Deliver, FilterAction::SkipRemaining],
+            ),
+            filter(
+                "never",
+                vec![FilterCondition::Body {
+                    regex: "pay".into(),
+                }],
+                vec![FilterAction::Drop],
+            ),
+        ]);
+        let v = p.judge(&facts);
+        assert_eq!(
+            (v.disposition.clone(), v.matched_filters.clone()),
+            (Disposition::Deliver, vec!["skip".to_string()])
+        );
+        let any = ContentFilter {
+            name: "any".into(),
+            combine: Combine::Any,
+            conditions: vec![
+                FilterCondition::Subject {
+                    regex: "nope".into(),
+                },
+                FilterCondition::Body {
+                    regex: "PAY".into(),
+                },
+            ],
+            actions: vec![FilterAction::Quarantine],
+        };
+        assert_eq!(
+            policy_with(vec![any]).judge(&facts).disposition,
+            Disposition::Quarantine
+        );
+    }
+
+    #[test]
+    fn header_changes() {
+        let facts = Facts::from_message(MSG, None);
+        let p = policy_with(vec![filter(
+            "mark",
+            vec![FilterCondition::Subject {
+                regex: "invoice".into(),
+            }],
+            vec![
+                FilterAction::TagSubject {
+                    tag: "[EXTERNAL]".into(),
+                },
+                FilterAction::AddHeader {
+                    name: "X-Rampart".into(),
+                    value: "checked".into(),
+                },
+                FilterAction::ReplaceHeader {
+                    name: "X-Prio".into(),
+                    value: "normal".into(),
+                },
+            ],
+        )]);
+        let out = String::from_utf8(p.judge(&facts).apply(MSG)).unwrap();
+        assert_eq!(
+            out,
+            "Received: x\r\nSubject: [EXTERNAL] Invoice 42\r\nX-Prio: normal\r\nX-Rampart: checked\r\n\r\nplease pay\r\n"
+        );
+    }
+
+    #[test]
+    fn invalid_filters_are_refused_with_their_place() {
+        let mut p = MailPolicy::default_policy();
+        p.content_filters = vec![filter(
+            "bad",
+            vec![FilterCondition::Subject { regex: "(".into() }],
+            vec![FilterAction::Drop],
+        )];
+        let mut errors = Vec::new();
+        PolicyTable::compile(&[p], "incoming_policies", true, &mut errors);
+        assert!(
+            errors[0].starts_with(
+                "incoming_policies[0] (DEFAULT).content_filters[0] (bad): invalid regex \"(\""
+            ),
+            "{errors:?}"
+        );
+    }
+}
