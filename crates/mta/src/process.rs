@@ -69,7 +69,7 @@ pub(crate) async fn process(
             log_before.push(format!(
                 "MID {} bounced by content filter '{}' in the {direction} table (policy {name})",
                 env.mid,
-                v.matched_filters.last().cloned().unwrap_or_default()
+                v.decided_by.clone().unwrap_or_default()
             ));
         }
         log_before.push(format!("Message finished MID {} done", env.mid));
@@ -113,21 +113,21 @@ pub(crate) async fn process(
                 RowState::Dropped,
                 Some(format!(
                     "MID {mid} dropped by content filter '{}' in the {direction} table",
-                    last(&verdict.matched_filters)
+                    verdict.decided_by.as_deref().unwrap_or_default()
                 )),
             ),
             Disposition::Quarantine => (
                 RowState::Quarantined,
                 Some(format!(
                     "MID {mid} quarantined to \"Policy\" (content filter:{})",
-                    last(&verdict.matched_filters)
+                    verdict.decided_by.as_deref().unwrap_or_default()
                 )),
             ),
             Disposition::Bounce(_) => (
                 RowState::Bounced,
                 Some(format!(
                     "MID {mid} bounced by content filter '{}' in the {direction} table",
-                    last(&verdict.matched_filters)
+                    verdict.decided_by.as_deref().unwrap_or_default()
                 )),
             ),
         };
@@ -259,10 +259,6 @@ pub(crate) async fn process(
         ),
         log_after,
     })
-}
-
-fn last(list: &[String]) -> &str {
-    list.last().map(String::as_str).unwrap_or("")
 }
 
 /// The custom reply when every split was refused by a bounce action.

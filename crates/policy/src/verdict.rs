@@ -19,6 +19,8 @@ pub struct Verdict {
     pub disposition: Disposition,
     /// Content filters that matched, in order.
     pub matched_filters: Vec<String>,
+    /// The filter whose action set the disposition (drop, bounce, quarantine).
+    pub decided_by: Option<String>,
     /// Everything the services found: a non-empty list means the message is not clean.
     pub findings: Vec<String>,
     pub add_headers: Vec<(String, String)>,
@@ -108,6 +110,7 @@ impl CompiledPolicy {
         let mut v = Verdict {
             disposition: Disposition::Deliver,
             matched_filters: vec![],
+            decided_by: None,
             findings: vec![],
             add_headers: vec![],
             replace_headers: vec![],
@@ -145,13 +148,18 @@ impl CompiledPolicy {
                     FilterAction::Deliver => {}
                     FilterAction::Drop => {
                         v.disposition = Disposition::Drop;
+                        v.decided_by = Some(f.name.clone());
                         break 'filters;
                     }
                     FilterAction::Bounce { reply } => {
                         v.disposition = Disposition::Bounce(reply.clone());
+                        v.decided_by = Some(f.name.clone());
                         break 'filters;
                     }
-                    FilterAction::Quarantine => v.disposition = Disposition::Quarantine,
+                    FilterAction::Quarantine => {
+                        v.disposition = Disposition::Quarantine;
+                        v.decided_by = Some(f.name.clone());
+                    }
                     FilterAction::AddHeader { name, value } => {
                         v.add_headers.push((name.clone(), value.clone()))
                     }

@@ -3,6 +3,7 @@
 
 mod dns;
 mod harness;
+mod policies;
 mod sink;
 
 mod api;

@@ -1,5 +1,7 @@
 //! REST API `/api/v1` (SPEC §6–§7): JSON in and out, HTTP Basic with an appliance account.
 
+mod policies;
+mod quarantine;
 mod settings;
 mod status;
 
@@ -19,6 +21,26 @@ pub(crate) fn router() -> Router<AppState> {
             settings::get_handler("destination_controls"),
         )
         .route("/bounce-profile", settings::get_handler("bounce_profile"))
+        .route("/tdc", settings::get_handler("tdc"))
+        .route(
+            "/policies/{direction}",
+            get(policies::get_list).post(policies::add),
+        )
+        .route(
+            "/policies/{direction}/{name}",
+            get(policies::get_one)
+                .put(policies::put_one)
+                .delete(policies::delete_one),
+        )
+        .route("/quarantine", get(quarantine::list))
+        .route(
+            "/quarantine/{mid}",
+            axum::routing::delete(quarantine::delete),
+        )
+        .route(
+            "/quarantine/{mid}/release",
+            axum::routing::post(quarantine::release),
+        )
         .route("/tophosts", get(status::tophosts))
         .route("/tracking", get(status::tracking))
 }

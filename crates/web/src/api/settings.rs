@@ -28,22 +28,41 @@ async fn put_table(
     table: &str,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    edit_settings(state, caller, |settings| {
+        settings
+            .set_table_json(table, &body)
+            .map_err(|e| ApiError::bad_request(e.0.join("; ")))
+    })
+    .await?;
+    tracing::info!(user = %caller.name, table, "settings table replaced through the API");
+    get_table(state, table)
+}
+
+/// The JSON body, or a 400 that says what is wrong with it.
+pub(crate) fn json_body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))
+}
+
+/// Applies `change` to a copy of the settings, validates the whole result, stores it in one
+/// transaction and swaps it into the running appliance. Admins only; edits are serialised.
+pub(crate) async fn edit_settings<T>(
+    state: &AppState,
+    caller: &Caller,
+    change: impl FnOnce(&mut rampart_settings::Settings) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     caller.require_admin()?;
-    let Json(body) =
-        body.map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))?;
     let _guard = state.settings_edit.lock().await;
     let mut settings = state.settings.load().settings().clone();
-    settings
-        .set_table_json(table, &body)
-        .map_err(|e| ApiError::bad_request(e.0.join("; ")))?;
+    let out = change(&mut settings)?;
     let snapshot = settings
         .clone()
         .compile()
         .map_err(|e| ApiError::bad_request(e.0.join("; ")))?;
     state.store.save_settings(&settings).await?;
     state.settings.store(Arc::new(snapshot));
-    tracing::info!(user = %caller.name, table, "settings table replaced through the API");
-    get_table(state, table)
+    Ok(out)
 }
 
 /// `GET /api/v1/{resource}` for a settings table.

@@ -1,0 +1,202 @@
+//! Mail policies: `policies/{incoming,outgoing}` (ordered list, add) and
+//! `policies/{direction}/{name}` (one policy: read, replace, delete), plus `tdc`.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use rampart_settings::{MailPolicy, Settings};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::settings::{edit_settings, json_body};
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+fn table<'a>(
+    settings: &'a mut Settings,
+    direction: &str,
+) -> Result<&'a mut Vec<MailPolicy>, ApiError> {
+    match direction {
+        "incoming" => Ok(&mut settings.incoming_policies),
+        "outgoing" => Ok(&mut settings.outgoing_policies),
+        other => Err(ApiError::not_found(format!(
+            "no such policy table: {other:?} (use incoming or outgoing)"
+        ))),
+    }
+}
+
+/// A policy as the API shows it: the stored fields plus the TDC column label.
+fn view(state: &AppState, p: &MailPolicy) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.insert(
+            "tdc_label".into(),
+            json!(state.settings.load().tdc_label(p.tdc.mode)),
+        );
+    }
+    v
+}
+
+fn list(state: &AppState, direction: &str) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.settings.load();
+    let mut settings = snapshot.settings().clone();
+    let policies = table(&mut settings, direction)?;
+    Ok(Json(Value::Array(
+        policies.iter().map(|p| view(state, p)).collect(),
+    )))
+}
+
+pub(crate) async fn get_list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(direction): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    list(&state, &direction)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPolicy {
+    #[serde(flatten)]
+    policy: MailPolicy,
+    /// Where to insert (0 = first); default: just above DEFAULT.
+    position: Option<usize>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::bad_request(e.inner().to_string())
+        } else {
+            ApiError::bad_request(format!("`{path}`: {}", e.inner()))
+        }
+    })
+}
+
+/// `POST /api/v1/policies/{direction}`: adds a policy above DEFAULT, or at `position`.
+pub(crate) async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(direction): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let new: NewPolicy = parse(json_body(body)?)?;
+    let name = new.policy.name.clone();
+    edit_settings(&state, &caller, |settings| {
+        let policies = table(settings, &direction)?;
+        if policies.iter().any(|p| p.name.eq_ignore_ascii_case(&name)) {
+            return Err(ApiError::conflict(format!(
+                "a policy named {name:?} exists already"
+            )));
+        }
+        let last = policies.len().saturating_sub(1);
+        let at = new.position.unwrap_or(last);
+        if at > last {
+            return Err(ApiError::bad_request(format!(
+                "position {at} is out of range: 0..={last} (DEFAULT stays last)"
+            )));
+        }
+        policies.insert(at, new.policy);
+        Ok(())
+    })
+    .await?;
+    let mut settings = state.settings.load().settings().clone();
+    let p = table(&mut settings, &direction)?
+        .iter()
+        .find(|p| p.name == name)
+        .cloned();
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(p.map(|p| view(&state, &p)).unwrap_or(Value::Null)),
+    ))
+}
+
+pub(crate) async fn get_one(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path((direction, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let mut settings = state.settings.load().settings().clone();
+    let policies = table(&mut settings, &direction)?;
+    let p = policies
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no {direction} policy named {name:?}")))?;
+    Ok(Json(view(&state, p)))
+}
+
+/// `PUT /api/v1/policies/{direction}/{name}`: replaces one policy (it may be renamed, except
+/// DEFAULT). A `position` moves it.
+pub(crate) async fn put_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((direction, name)): Path<(String, String)>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let new: NewPolicy = parse(json_body(body)?)?;
+    let new_name = new.policy.name.clone();
+    edit_settings(&state, &caller, |settings| {
+        let policies = table(settings, &direction)?;
+        let idx = policies
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| ApiError::not_found(format!("no {direction} policy named {name:?}")))?;
+        if name == rampart_policy::DEFAULT_POLICY && new_name != name {
+            return Err(ApiError::bad_request(
+                "the DEFAULT policy cannot be renamed",
+            ));
+        }
+        if new_name != name
+            && policies
+                .iter()
+                .any(|p| p.name.eq_ignore_ascii_case(&new_name))
+        {
+            return Err(ApiError::conflict(format!(
+                "a policy named {new_name:?} exists already"
+            )));
+        }
+        policies.remove(idx);
+        let last = policies
+            .len()
+            .saturating_sub(usize::from(name != rampart_policy::DEFAULT_POLICY));
+        let at = new.position.unwrap_or(idx).min(policies.len());
+        if new.position.is_some_and(|p| p > last) {
+            return Err(ApiError::bad_request(format!(
+                "position {at} is out of range (DEFAULT stays last)"
+            )));
+        }
+        policies.insert(at, new.policy);
+        Ok(())
+    })
+    .await?;
+    let mut settings = state.settings.load().settings().clone();
+    let p = table(&mut settings, &direction)?
+        .iter()
+        .find(|p| p.name == new_name)
+        .cloned();
+    Ok(Json(p.map(|p| view(&state, &p)).unwrap_or(Value::Null)))
+}
+
+pub(crate) async fn delete_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((direction, name)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    edit_settings(&state, &caller, |settings| {
+        let policies = table(settings, &direction)?;
+        if name == rampart_policy::DEFAULT_POLICY {
+            return Err(ApiError::bad_request(
+                "the DEFAULT policy cannot be deleted",
+            ));
+        }
+        let idx = policies
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| ApiError::not_found(format!("no {direction} policy named {name:?}")))?;
+        policies.remove(idx);
+        Ok(())
+    })
+    .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
