@@ -41,7 +41,7 @@ pub trait Resolver: Send + Sync + std::fmt::Debug {
 }
 
 /// hickory-resolver with Rampart's settings: no cache (lookups always reflect DNS as it is now)
-/// and one attempt per query (retries are the queue's business).
+/// and one query per lookup (retries are the queue's business).
 #[derive(Debug)]
 pub struct HickoryResolver {
     inner: TokioResolver,
@@ -70,7 +70,8 @@ impl HickoryResolver {
         };
         let opts = builder.options_mut();
         opts.cache_size = 0;
-        opts.attempts = 1;
+        // hickory's `attempts` counts retries after the first query; the queue does the retrying.
+        opts.attempts = 0;
         opts.timeout = timeout;
         let inner = builder
             .build()

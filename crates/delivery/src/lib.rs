@@ -9,4 +9,4 @@ pub mod dsn;
 mod engine;
 pub mod route;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, TdcConfig, TdcTls};

@@ -14,8 +14,7 @@ use rampart_store::{Icid, Mid, NewMessage, NewRecipient, QueueKind, RowState};
 
 use crate::Mta;
 
-/// The queue name of Threat Defense journal copies (SPEC §1).
-pub const TDC_QUEUE: &str = "the.tdc.queue";
+use rampart_tdc::TDC_QUEUE;
 
 /// Everything known about the transaction besides the message bytes.
 pub(crate) struct Envelope<'a> {

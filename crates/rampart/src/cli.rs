@@ -33,6 +33,17 @@ enum Command {
     Loadconfig { file: PathBuf },
     /// Print the configuration reference (every key of the --config file) as Markdown.
     ConfigReference,
+    /// The Threat Defense journal ledger: every journal copy and what became of it.
+    Ledger {
+        /// How far back: e.g. 30m, 1h, 2d (default 1h).
+        #[arg(long, default_value = "1h", value_parser = crate::status::parse_age)]
+        since: i64,
+        /// Only copies in this state.
+        #[arg(long, value_parser = ["queued", "delivered", "failed", "expired"])]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the delivery figures per recipient host, as AsyncOS `tophosts` does.
     Tophosts {
         /// Order of the rows.
@@ -99,6 +110,10 @@ pub(crate) fn main() -> ExitCode {
                     limit: 100,
                 };
                 crate::status::tracking(&store, &filter, json).await
+            }
+            Command::Ledger { since, state, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::status::ledger(&store, since, state.as_deref(), json).await
             }
             Command::ConfigReference => {
                 print!("{}", rampart_config::reference_markdown());

@@ -66,8 +66,9 @@ pub(crate) async fn serve(config: Config) -> Result<()> {
         Duration::from_secs(10),
     )
     .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?;
+    let ca_file = Some(config.tdc.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
     let client_tls =
-        rampart_delivery::client::TlsConfigs::new(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        rampart_delivery::client::TlsConfigs::new(ca_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = rampart_delivery::Engine::new(
         rampart_delivery::EngineConfig {
             hostname: config.hostname.clone(),
@@ -76,6 +77,21 @@ pub(crate) async fn serve(config: Config) -> Result<()> {
                 connect: Duration::from_secs(config.delivery.connect_timeout_secs),
                 command: Duration::from_secs(config.delivery.command_timeout_secs),
                 data: Duration::from_secs(config.delivery.data_timeout_secs),
+            },
+            tdc: rampart_delivery::TdcConfig {
+                max_queue_age_secs: config.tdc.max_queue_age_secs,
+                retry_delay_secs: config.tdc.retry_delay_secs,
+                min_connections: config.tdc.min_connections,
+                max_connections: config.tdc.max_connections,
+                max_messages_per_connection: config.tdc.max_messages_per_connection,
+                tls: match config.tdc.tls {
+                    rampart_config::TlsMode::Off => rampart_delivery::TdcTls::Off,
+                    rampart_config::TlsMode::Preferred => rampart_delivery::TdcTls::Preferred,
+                    rampart_config::TlsMode::Required => rampart_delivery::TdcTls::Required,
+                },
+                remote_ip_header: config.tdc.remote_ip_header.clone(),
+                copy_format: config.tdc.format == rampart_config::JournalFormat::Copy,
+                envelope_sender: config.tdc.envelope_sender.clone(),
             },
         },
         store.clone(),

@@ -145,6 +145,70 @@ pub(crate) async fn tracking(store: &Store, filter: &TrackFilter, json: bool) ->
     Ok(())
 }
 
+/// `30m`, `1h`, `2d`, `90s` or plain seconds → seconds.
+pub(crate) fn parse_age(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30m, 1h or 2d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    Ok(n * mult)
+}
+
+pub(crate) async fn ledger(
+    store: &Store,
+    since: i64,
+    state: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let entries = store
+        .ledger(rampart_store::unix_now() - since, state, 10_000)
+        .await?;
+    if json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "mid": e.mid.0, "intake_address": e.intake, "state": e.state, "attempts": e.attempts,
+                    "last_reply": e.last_reply, "queued_at": e.queued_at, "done_at": e.done_at,
+                    "sender": e.sender, "subject": e.subject, "message_id": e.message_id,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<10} {:>8}  {:<19}  {:<32} Last reply",
+        "MID", "State", "Attempts", "Queued", "Intake"
+    );
+    for e in entries {
+        let queued = chrono::DateTime::from_timestamp(e.queued_at, 0)
+            .map(|d| {
+                d.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<10} {:<10} {:>8}  {:<19}  {:<32} {}",
+            e.mid.0,
+            e.state,
+            e.attempts,
+            queued,
+            e.intake,
+            e.last_reply.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ pub use messages::{
     NewMessage, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage, TrackFilter, Tracked,
     TrackingEvent,
 };
-pub use queue::{Claimed, HostDelta, HostRow, Outcome, Quarantined, RowOutcome};
+pub use queue::{Claimed, HostDelta, HostRow, LedgerEntry, Outcome, Quarantined, RowOutcome};
 pub use users::{Role, User};
 
 #[derive(Debug, thiserror::Error)]

@@ -94,6 +94,8 @@ pub struct StoredMessage {
     pub remote_ip: String,
     pub message_id: Option<String>,
     pub subject: Option<String>,
+    /// The mail policy the message was processed under.
+    pub policy: String,
     pub body: Vec<u8>,
 }
 
@@ -243,7 +245,7 @@ impl Store {
     /// A stored message with its body.
     pub async fn message(&self, mid: Mid) -> Result<Option<StoredMessage>, StoreError> {
         let row = sqlx::query(
-            "SELECT mid, icid, received_at, sender, remote_ip, message_id, subject, body FROM messages WHERE mid = ?1",
+                        "SELECT mid, icid, received_at, sender, remote_ip, message_id, subject, policy, body FROM messages WHERE mid = ?1",
         )
         .bind(mid.0 as i64)
         .fetch_optional(self.pool())
@@ -258,6 +260,7 @@ impl Store {
                 remote_ip: r.try_get("remote_ip")?,
                 message_id: r.try_get("message_id")?,
                 subject: r.try_get("subject")?,
+                policy: r.try_get("policy")?,
                 body: r.try_get("body")?,
             }),
         })

@@ -480,3 +480,64 @@ impl Store {
         Ok(n)
     }
 }
+
+/// One journal copy's fate: the Threat Defense journal ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub mid: Mid,
+    pub intake: String,
+    /// queued | delivered | failed | expired
+    pub state: String,
+    pub attempts: u32,
+    /// The intake's last reply, or why it failed.
+    pub last_reply: Option<String>,
+    pub queued_at: i64,
+    pub done_at: Option<i64>,
+    pub sender: String,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+}
+
+impl Store {
+    /// Journal copies queued since `since` (unix seconds), newest first, optionally of one
+    /// state (`queued`, `delivered`, `failed`, `expired`).
+    pub async fn ledger(
+        &self,
+        since: i64,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let db_state = state.map(|s| if s == "failed" { "bounced" } else { s });
+        let rows = sqlx::query(
+            "SELECT q.mid, q.recipient, q.state, q.attempts, q.last_reply, q.created_at, q.done_at, \
+             m.sender, m.subject, m.message_id FROM queue q JOIN messages m ON m.mid = q.mid \
+             WHERE q.kind = 'journal' AND q.created_at >= ?1 AND (?2 IS NULL OR q.state = ?2) \
+             ORDER BY q.id DESC LIMIT ?3",
+        )
+        .bind(since)
+        .bind(db_state)
+        .bind(limit.max(1))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(LedgerEntry {
+                    mid: Mid(r.try_get::<i64, _>("mid")? as u64),
+                    intake: r.try_get("recipient")?,
+                    state: match state.as_str() {
+                        "bounced" | "dropped" => "failed".to_owned(),
+                        _ => state,
+                    },
+                    attempts: r.try_get::<i64, _>("attempts")? as u32,
+                    last_reply: r.try_get("last_reply")?,
+                    queued_at: r.try_get("created_at")?,
+                    done_at: r.try_get("done_at")?,
+                    sender: r.try_get("sender")?,
+                    subject: r.try_get("subject")?,
+                    message_id: r.try_get("message_id")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -14,3 +14,4 @@ mod smtp_ingest;
 mod smtp_refusals;
 mod smuggling;
 mod swaks;
+mod tdc;

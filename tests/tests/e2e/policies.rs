@@ -126,7 +126,10 @@ async fn content_filter_actions() {
     .await;
     let (_, q) = app.api(Method::GET, "/quarantine", None).await;
     assert_eq!(q[0]["mid"], held);
-    assert_eq!(q[0]["findings"], "content filter hold_invoices; content filter mark_external");
+    assert_eq!(
+        q[0]["findings"],
+        "content filter hold_invoices; content filter mark_external"
+    );
     // tag subject + add header: delivered, modified.
     let tagged = queued_mid(&send(&app, &["u@example.com"], "hello", "x").await);
     let got = sink.wait_messages(1).await;

@@ -42,6 +42,7 @@ pub(crate) fn router() -> Router<AppState> {
             axum::routing::post(quarantine::release),
         )
         .route("/tophosts", get(status::tophosts))
+        .route("/ledger", get(status::ledger))
         .route("/tracking", get(status::tracking))
 }
 

@@ -88,3 +88,56 @@ fn rfc3339(ms: i64) -> String {
         .map(|t| t.to_rfc3339())
         .unwrap_or_default()
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LedgerQuery {
+    /// Seconds back from now (default 3600).
+    since: Option<i64>,
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/ledger?since=SECONDS&state=queued|delivered|failed|expired`: the fate of every
+/// journal copy — "which clean messages of the last hour never reached Threat Defense?".
+pub(crate) async fn ledger(
+    State(state): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    if let Some(s) = q.state.as_deref()
+        && !matches!(s, "queued" | "delivered" | "failed" | "expired")
+    {
+        return Err(ApiError::bad_request(format!(
+            "state must be queued, delivered, failed or expired, got {s:?}"
+        )));
+    }
+    let since = q.since.unwrap_or(3600);
+    if since < 0 {
+        return Err(ApiError::bad_request(
+            "since is a number of seconds back from now and cannot be negative",
+        ));
+    }
+    let entries = state
+        .store
+        .ledger(
+            rampart_store::unix_now() - since,
+            q.state.as_deref(),
+            q.limit.unwrap_or(1000),
+        )
+        .await?;
+    Ok(Json(Value::Array(
+        entries.into_iter().map(ledger_json).collect(),
+    )))
+}
+
+pub fn ledger_json(e: rampart_store::LedgerEntry) -> Value {
+    json!({
+        "mid": e.mid.0, "intake_address": e.intake, "state": e.state, "attempts": e.attempts,
+        "last_reply": e.last_reply, "queued_at": rfc3339(e.queued_at * 1000),
+        "done_at": e.done_at.map(|t| rfc3339(t * 1000)), "sender": e.sender, "subject": e.subject,
+        "message_id": e.message_id,
+    })
+}

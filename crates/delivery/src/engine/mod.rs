@@ -25,6 +25,9 @@ use crate::dns::Resolver;
 use crate::dsn;
 use crate::route::{self, RouteError, Target};
 
+mod journal;
+pub use journal::{TdcConfig, TdcTls};
+
 /// How long a claimed row stays leased; only a crash leaves a lease to run out, and start-up
 /// releases those at once.
 const LEASE_SECS: i64 = 3600;
@@ -41,6 +44,8 @@ pub struct EngineConfig {
     /// Port for MX hosts and for SMTP route hosts that name no port.
     pub port: u16,
     pub timeouts: Timeouts,
+    /// The Threat Defense Connector's queue settings.
+    pub tdc: TdcConfig,
 }
 
 /// The delivery engine; cheap to clone.
@@ -69,7 +74,14 @@ struct Dest {
     name: String,
     pending: std::sync::Mutex<VecDeque<Job>>,
     active: AtomicUsize,
+    /// The last route resolution `(when, domain, targets)`, shared by the destination's
+    /// workers so that simultaneous connections cost one lookup, and held while resolving so a
+    /// failed lookup fails the waiting jobs once instead of once per worker.
+    routing: Mutex<Option<(std::time::Instant, String, Vec<Target>)>>,
 }
+
+/// How long a successful route resolution is reused by a destination's workers.
+const ROUTE_REUSE: Duration = Duration::from_secs(5);
 
 /// The rows of one message for one destination: delivered in one transaction.
 #[derive(Debug, Clone)]
@@ -181,6 +193,7 @@ impl Inner {
                         name: queue,
                         pending: Default::default(),
                         active: AtomicUsize::new(0),
+                        routing: Mutex::new(None),
                     })
                 });
                 dest.pending
@@ -200,12 +213,28 @@ impl Inner {
         let mut dests = self.dests.lock().await;
         dests.retain(|_, d| d.active.load(Ordering::SeqCst) > 0 || !d.pending_is_empty());
         for dest in dests.values() {
-            let control = settings.destination(&dest.name);
             let pending = dest.pending_len();
-            let per_conn = control.max_messages_per_connection.max(1) as usize;
+            let (per_conn, min, max) = if dest.name == rampart_tdc::TDC_QUEUE {
+                // Cisco opens at least three connections to the intake while it has entries.
+                let t = &self.config.tdc;
+                (
+                    t.max_messages_per_connection,
+                    t.min_connections,
+                    t.max_connections,
+                )
+            } else {
+                let control = settings.destination(&dest.name);
+                (
+                    control.max_messages_per_connection,
+                    1,
+                    control.max_connections,
+                )
+            };
+            let per_conn = per_conn.max(1) as usize;
+            let min = if pending > 0 { min as usize } else { 0 };
             let desired = pending
                 .div_ceil(per_conn)
-                .clamp(usize::from(pending > 0), control.max_connections as usize);
+                .clamp(min.min(max as usize), max as usize);
             while dest.active.load(Ordering::SeqCst) < desired {
                 dest.active.fetch_add(1, Ordering::SeqCst);
                 let inner = self.clone();
@@ -222,6 +251,9 @@ impl Inner {
 
     /// One connection's worth of work at a time, until the destination queue is empty.
     async fn worker(&self, dest: &Dest) {
+        if dest.name == rampart_tdc::TDC_QUEUE {
+            return self.journal_worker(dest).await;
+        }
         loop {
             if dest.pending_is_empty() || *self.shutdown.borrow() {
                 return;
@@ -729,6 +761,27 @@ impl Dest {
             .lock()
             .map(|mut p| p.drain(..).collect())
             .unwrap_or_default()
+    }
+
+    /// The first pending job that satisfies `pred`.
+    fn take_where(&self, pred: impl Fn(&Job) -> bool) -> Option<Job> {
+        let mut pending = self.pending.lock().ok()?;
+        let idx = pending.iter().position(pred)?;
+        pending.remove(idx)
+    }
+
+    /// Every pending job that satisfies `pred`.
+    fn take_all_where(&self, pred: impl Fn(&Job) -> bool) -> Vec<Job> {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Vec::new();
+        };
+        let (take, keep): (VecDeque<Job>, VecDeque<Job>) = pending.drain(..).partition(|j| pred(j));
+        *pending = keep;
+        take.into()
+    }
+
+    fn peek<T>(&self, f: impl FnOnce(&Job) -> T) -> Option<T> {
+        self.pending.lock().ok()?.front().map(f)
     }
 }
 
