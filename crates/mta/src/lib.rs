@@ -47,6 +47,8 @@ pub struct Mta {
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) connections: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// SPF/DKIM/DMARC, for policies that enable email authentication.
+    pub(crate) auth: Option<Arc<rampart_emailauth::Authenticator>>,
 }
 
 impl std::fmt::Debug for Mta {
@@ -76,7 +78,14 @@ impl Mta {
             tls,
             connections,
             shutdown,
+            auth: None,
         }
+    }
+
+    /// Enables email authentication for the policies that ask for it.
+    pub fn with_authenticator(mut self, auth: rampart_emailauth::Authenticator) -> Mta {
+        self.auth = Some(Arc::new(auth));
+        self
     }
 
     /// Accepts connections on `listener` until shutdown is signalled.

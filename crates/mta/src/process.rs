@@ -49,7 +49,33 @@ pub(crate) async fn process(
     let table = settings.policies(outgoing);
     let direction = if outgoing { "outbound" } else { "inbound" };
     let groups = table.split(env.from, env.rcpts);
-    let facts = Facts::from_message(&body, Some(env.peer));
+    let mut facts = Facts::from_message(&body, Some(env.peer));
+    // Email authentication costs DNS lookups: only when a recipient's policy asks for it.
+    let wants_auth = groups.iter().any(|(p, _)| {
+        table
+            .get(*p)
+            .is_some_and(|p| p.email_authentication.enabled)
+    });
+    let auth_header = match (&mta.auth, wants_auth) {
+        (Some(auth), true) => {
+            let sender = env.from.map(ToString::to_string).unwrap_or_default();
+            let outcome = auth.check(&body, env.peer, env.helo, &sender).await;
+            mta.log.info(format!(
+                "MID {} SPF {} DKIM {} DMARC {}",
+                env.mid,
+                outcome.spf.as_str(),
+                outcome.dkim.as_str(),
+                outcome.dmarc.as_str()
+            ));
+            facts.spf = Some(outcome.spf);
+            facts.dkim = Some(outcome.dkim);
+            facts.dmarc = Some(outcome.dmarc);
+            facts.dmarc_request = outcome.dmarc_policy;
+            facts.dmarc_domain = outcome.from_domain;
+            Some(outcome.header)
+        }
+        _ => None,
+    };
     let sender = env.from.map(ToString::to_string).unwrap_or_default();
 
     // Judge every split first: if all of them refuse the message, the client is told so.
@@ -130,7 +156,16 @@ pub(crate) async fn process(
                 )),
             ),
         };
-        let split_body = verdict.apply(&body);
+        let mut split_body = verdict.apply(&body);
+        if let (Some(header), true) = (
+            &auth_header,
+            table
+                .get(pidx)
+                .is_some_and(|p| p.email_authentication.enabled),
+        ) {
+            split_body =
+                rampart_smtp::message::insert_after_first_field(&split_body, header.as_bytes());
+        }
         let mut tracking = vec![
             format!(
                 "Message {mid} received on ICID {} from {} (sender group {}, {})",

@@ -49,6 +49,18 @@ pub struct Facts {
     pub spf: Option<AuthResult>,
     pub dkim: Option<AuthResult>,
     pub dmarc: Option<AuthResult>,
+    /// What the sender domain's DMARC record asks for on failure (`p=`).
+    pub dmarc_request: Option<DmarcRequest>,
+    /// The RFC5322.From domain DMARC evaluated.
+    pub dmarc_domain: String,
+}
+
+/// A DMARC record's policy (`p=` / `sp=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmarcRequest {
+    None,
+    Quarantine,
+    Reject,
 }
 
 impl Facts {

@@ -13,7 +13,10 @@ pub mod patterns;
 mod table;
 mod verdict;
 
-pub use facts::{AuthResult, Facts};
+pub use facts::{AuthResult, DmarcRequest, Facts};
 pub use filters::{ContentFilter, FilterAction, FilterCondition};
-pub use table::{CompiledPolicy, DEFAULT_POLICY, MailPolicy, PolicyTable, TdcChoice, TdcMode};
+pub use table::{
+    CompiledPolicy, DEFAULT_POLICY, DmarcAction, EmailAuthentication, MailPolicy, PolicyTable,
+    TdcChoice, TdcMode,
+};
 pub use verdict::{Disposition, Verdict};

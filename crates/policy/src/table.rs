@@ -23,9 +23,37 @@ pub struct MailPolicy {
     /// Content filters, in order.
     #[serde(default)]
     pub content_filters: Vec<ContentFilter>,
+    /// SPF, DKIM and DMARC verification.
+    #[serde(default)]
+    pub email_authentication: EmailAuthentication,
     /// The Threat Defense Connector choice (incoming policies only).
     #[serde(default)]
     pub tdc: TdcChoice,
+}
+
+/// The email authentication service of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailAuthentication {
+    /// Verify SPF, DKIM and DMARC for this policy's mail (off by default: it costs DNS lookups
+    /// before `250`; turn it on for policies that receive mail from the internet).
+    #[serde(default)]
+    pub enabled: bool,
+    /// What a DMARC failure does.
+    #[serde(default)]
+    pub dmarc_action: DmarcAction,
+}
+
+/// The action on a DMARC failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcAction {
+    /// Do what the sender domain's `p=` asks (AsyncOS's default).
+    #[default]
+    Honor,
+    None,
+    Quarantine,
+    Reject,
 }
 
 /// The per-policy Threat Defense Connector setting (SPEC §3).
@@ -68,6 +96,7 @@ impl MailPolicy {
             senders: vec![],
             recipients: vec![],
             content_filters: vec![],
+            email_authentication: EmailAuthentication::default(),
             tdc: TdcChoice {
                 mode: TdcMode::No,
                 intake_address: String::new(),
@@ -83,6 +112,7 @@ pub struct CompiledPolicy {
     senders: Vec<Pattern>,
     recipients: Vec<Pattern>,
     pub(crate) filters: Vec<CompiledFilter>,
+    pub email_authentication: EmailAuthentication,
     pub tdc: TdcChoice,
 }
 
@@ -171,6 +201,7 @@ impl PolicyTable {
                 senders,
                 recipients,
                 filters,
+                email_authentication: p.email_authentication.clone(),
                 tdc: p.tdc.clone(),
             });
         }
@@ -221,6 +252,7 @@ mod tests {
             senders: senders.iter().map(|s| s.to_string()).collect(),
             recipients: recipients.iter().map(|s| s.to_string()).collect(),
             content_filters: vec![],
+            email_authentication: EmailAuthentication::default(),
             tdc: TdcChoice::default(),
         }
     }

@@ -116,20 +116,51 @@ impl CompiledPolicy {
             replace_headers: vec![],
             subject_tags: vec![],
         };
-        for (name, result) in [
-            ("SPF", facts.spf),
-            ("DKIM", facts.dkim),
-            ("DMARC", facts.dmarc),
-        ] {
-            if let Some(r) = result.filter(|r| {
-                matches!(
-                    r,
-                    crate::AuthResult::Fail
-                        | crate::AuthResult::SoftFail
-                        | crate::AuthResult::PermError
-                )
-            }) {
-                v.findings.push(format!("{name} {}", r.as_str()));
+        if self.email_authentication.enabled {
+            for (name, result) in [
+                ("SPF", facts.spf),
+                ("DKIM", facts.dkim),
+                ("DMARC", facts.dmarc),
+            ] {
+                if let Some(r) = result.filter(|r| {
+                    matches!(
+                        r,
+                        crate::AuthResult::Fail
+                            | crate::AuthResult::SoftFail
+                            | crate::AuthResult::PermError
+                    )
+                }) {
+                    v.findings.push(format!("{name} {}", r.as_str()));
+                }
+            }
+            if facts.dmarc == Some(crate::AuthResult::Fail) {
+                let action = match self.email_authentication.dmarc_action {
+                    crate::DmarcAction::Honor => {
+                        facts.dmarc_request.unwrap_or(crate::DmarcRequest::None)
+                    }
+                    crate::DmarcAction::None => crate::DmarcRequest::None,
+                    crate::DmarcAction::Quarantine => crate::DmarcRequest::Quarantine,
+                    crate::DmarcAction::Reject => crate::DmarcRequest::Reject,
+                };
+                match action {
+                    crate::DmarcRequest::None => {}
+                    crate::DmarcRequest::Quarantine => {
+                        v.disposition = Disposition::Quarantine;
+                        v.decided_by = Some("DMARC".into());
+                    }
+                    crate::DmarcRequest::Reject => {
+                        v.disposition = Disposition::Bounce(format!(
+                            "Message rejected by the DMARC policy of {}",
+                            if facts.dmarc_domain.is_empty() {
+                                "the sender's domain"
+                            } else {
+                                &facts.dmarc_domain
+                            }
+                        ));
+                        v.decided_by = Some("DMARC".into());
+                        return v;
+                    }
+                }
             }
         }
         'filters: for f in &self.filters {

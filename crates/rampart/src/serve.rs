@@ -21,6 +21,8 @@ const SETTINGS_POLL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn serve(config: Config) -> Result<()> {
     init_tracing();
+    // Catch SIGTERM before anything listens, so a stop request never finds the default action.
+    let signals = Signals::install()?;
     // One crypto provider for the whole process (see docs/ARCHITECTURE.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -60,6 +62,14 @@ pub(crate) async fn serve(config: Config) -> Result<()> {
         log.clone(),
         Some(tokio_rustls::TlsAcceptor::from(tls)),
         stop_rx.clone(),
+    )
+    .with_authenticator(
+        rampart_emailauth::Authenticator::new(
+            &config.dns.nameservers,
+            &config.hostname,
+            Duration::from_secs(5),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot set up email authentication: {e}"))?,
     );
     let resolver = rampart_delivery::dns::HickoryResolver::new(
         &config.dns.nameservers,
@@ -140,7 +150,7 @@ pub(crate) async fn serve(config: Config) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         config.hostname
     ));
-    wait_for_signal().await;
+    signals.wait().await;
     log.info("Rampart shutting down");
     let _ = stop_tx.send(true);
     for t in smtp_tasks {
@@ -236,24 +246,36 @@ async fn watch_settings(store: Store, shared: SharedSettings, mut stop: watch::R
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT (Ctrl-C), registered at start-up.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term =
+                signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+            let int =
+                signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+            Ok(Signals { term, int })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }

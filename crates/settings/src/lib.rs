@@ -320,6 +320,7 @@ mod tests {
             senders: vec![],
             recipients: vec![format!("@{name}.example.com")],
             content_filters: vec![],
+            email_authentication: Default::default(),
             tdc: TdcChoice {
                 mode,
                 intake_address: addr.into(),

@@ -19,34 +19,10 @@ pub struct Envelope<'a> {
 /// The original as SETD should see it: the stored message with `header: remote_ip` inserted
 /// right after Rampart's own `Received:` header (the stored message's first field).
 pub fn with_remote_ip(original: &[u8], header: &str, remote_ip: &str) -> Vec<u8> {
-    let insert_at = first_field_end(original);
-    let mut out = Vec::with_capacity(original.len() + header.len() + remote_ip.len() + 4);
-    out.extend_from_slice(original.get(..insert_at).unwrap_or_default());
-    out.extend_from_slice(format!("{header}: {remote_ip}\r\n").as_bytes());
-    out.extend_from_slice(original.get(insert_at..).unwrap_or_default());
-    out
-}
-
-/// Where the first header field (with its folded continuation lines) ends.
-fn first_field_end(message: &[u8]) -> usize {
-    let mut pos = 0;
-    let mut first = true;
-    while pos < message.len() {
-        let rest = message.get(pos..).unwrap_or_default();
-        let continuation = rest.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !first && !continuation {
-            return pos;
-        }
-        if rest.starts_with(b"\r\n") && !first {
-            return pos;
-        }
-        first = false;
-        match memchr::memchr(b'\n', rest) {
-            Some(n) => pos += n + 1,
-            None => return message.len(),
-        }
-    }
-    pos
+    rampart_smtp::message::insert_after_first_field(
+        original,
+        format!("{header}: {remote_ip}\r\n").as_bytes(),
+    )
 }
 
 /// Builds the journal message around `original` (the stored message, CRLF line ends).

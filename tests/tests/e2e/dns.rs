@@ -120,6 +120,17 @@ impl DnsServer {
         self.set(domain, RecordType::MX, Answer::Records(records));
     }
 
+    pub fn txt(&self, name: &str, text: &str) {
+        // TXT strings are at most 255 bytes each; long values (DKIM keys) are split.
+        let chunks: Vec<String> = text
+            .as_bytes()
+            .chunks(255)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let rdata = RData::TXT(hickory_proto::rr::rdata::TXT::new(chunks));
+        self.set(name, RecordType::TXT, Answer::Records(vec![rdata]));
+    }
+
     pub fn a(&self, host: &str, ip: Ipv4Addr) {
         self.set(host, RecordType::A, Answer::Records(vec![RData::A(A(ip))]));
     }

@@ -10,6 +10,7 @@ mod api;
 mod cli;
 mod delivery;
 mod durability;
+mod emailauth;
 mod smtp_ingest;
 mod smtp_refusals;
 mod smuggling;
