@@ -4,11 +4,14 @@
 //!   whole test suite (the README's test command).
 //! - `ci`: formatting and lint checks, then `test` (what `.ci/run` runs).
 //! - `codegen`: regenerates generated documentation (the configuration reference).
+//! - `bench`: throughput, latency and memory against the one-hop limit and Postfix.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod bench;
 
 /// Debian packages the test suite uses, with the command that shows each is installed.
 const TEST_PACKAGES: &[(&str, &str)] = &[("swaks", "swaks")];
@@ -21,8 +24,9 @@ fn main() -> Result<()> {
         Some("test") => test(args.get(1..).unwrap_or_default()),
         Some("ci") => ci(),
         Some("codegen") => codegen(),
+        Some("bench") => bench::run(args.get(1..).unwrap_or_default()),
         _ => {
-            eprintln!("usage: cargo xtask <test [nextest args]|ci|codegen>");
+            eprintln!("usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]>");
             bail!("unknown or missing task")
         }
     }
@@ -35,7 +39,7 @@ fn project_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
         .status()
@@ -46,7 +50,7 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn have(command: &str) -> bool {
+pub(crate) fn have(command: &str) -> bool {
     Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {command} >/dev/null 2>&1"))

@@ -33,6 +33,30 @@ enum Command {
     Loadconfig { file: PathBuf },
     /// Print the configuration reference (every key of the --config file) as Markdown.
     ConfigReference,
+    /// Show or change the Threat Defense Connector settings (global switch and intake address).
+    Tdcconfig {
+        /// Turn the connector on (needs an intake address).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Turn the connector off: nothing is journaled.
+        #[arg(long)]
+        disable: bool,
+        /// The global Message Intake Address.
+        #[arg(long, value_name = "ADDRESS")]
+        intake_address: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List and change mail policies.
+    Policyconfig {
+        #[command(subcommand)]
+        action: Option<crate::policyconfig::Action>,
+        /// Work on the outgoing policies instead of the incoming ones.
+        #[arg(long, global = true)]
+        outgoing: bool,
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// The Threat Defense journal ledger: every journal copy and what became of it.
     Ledger {
         /// How far back: e.g. 30m, 1h, 2d (default 1h).
@@ -114,6 +138,23 @@ pub(crate) fn main() -> ExitCode {
             Command::Ledger { since, state, json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
                 crate::status::ledger(&store, since, state.as_deref(), json).await
+            }
+            Command::Tdcconfig {
+                enable,
+                disable,
+                intake_address,
+                json,
+            } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::policyconfig::tdcconfig(&store, enable, disable, intake_address, json).await
+            }
+            Command::Policyconfig {
+                action,
+                outgoing,
+                json,
+            } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::policyconfig::run(&store, action, outgoing, json).await
             }
             Command::ConfigReference => {
                 print!("{}", rampart_config::reference_markdown());

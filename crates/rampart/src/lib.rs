@@ -2,6 +2,7 @@
 //! only crate that reads the environment and configuration files.
 
 mod cli;
+mod policyconfig;
 mod serve;
 mod status;
 mod tls;

@@ -400,8 +400,35 @@ mod tests {
                 policy: FlowPolicy::Relay,
             },
         );
+        let filter: rampart_policy::ContentFilter = serde_json::from_value(serde_json::json!({
+            "name": "tag", "combine": "any",
+            "conditions": [{"type": "subject", "regex": "^x"}, {"type": "remote_ip", "networks": ["10.0.0.0/8"]}],
+            "actions": [{"type": "tag_subject", "tag": "[X]"}, {"type": "bounce", "reply": "no"}]
+        }))
+        .unwrap();
+        s.incoming_policies.insert(
+            0,
+            MailPolicy {
+                name: "finance".into(),
+                senders: vec![],
+                recipients: vec!["@finance.example.com".into()],
+                content_filters: vec![filter],
+                email_authentication: rampart_policy::EmailAuthentication {
+                    enabled: true,
+                    dmarc_action: rampart_policy::DmarcAction::Reject,
+                },
+                tdc: TdcChoice {
+                    mode: TdcMode::Custom,
+                    intake_address: "j@intake.test".into(),
+                },
+            },
+        );
+        s.tdc = TdcSettings {
+            enabled: true,
+            intake_address: "g@intake.test".into(),
+        };
         let text = s.to_toml();
-        assert_eq!(Settings::from_toml(&text).unwrap(), s);
+        assert_eq!(Settings::from_toml(&text).unwrap(), s, "{text}");
     }
 
     #[test]

@@ -99,3 +99,99 @@ async fn saveconfig_loadconfig_round_trip_applies_without_restart() {
         std::fs::read_to_string(&saved).unwrap()
     );
 }
+
+#[tokio::test]
+async fn tdcconfig_and_policyconfig_drive_the_running_appliance() {
+    let app = Appliance::start("").await;
+    let out = app.cli(&["tdcconfig", "--enable"]).await;
+    assert!(
+        !out.status.success(),
+        "enabling without an address is refused"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Message Intake Address is required"));
+    let out = app
+        .cli(&[
+            "tdcconfig",
+            "--enable",
+            "--intake-address",
+            "journal@intake.test",
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Threat Defense Connector: Enabled")
+            && text.contains("DEFAULT")
+            && text.contains("Disabled"),
+        "{text}"
+    );
+
+    let ok = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr))
+    };
+    ok(&app
+        .cli(&[
+            "policyconfig",
+            "add",
+            "finance",
+            "--recipient",
+            "@finance.example.com",
+        ])
+        .await);
+    ok(&app
+        .cli(&[
+            "policyconfig",
+            "tdc",
+            "finance",
+            "custom",
+            "--intake-address",
+            "fin@intake.test",
+        ])
+        .await);
+    ok(&app.cli(&["policyconfig", "tdc", "DEFAULT", "global"]).await);
+    let bad = app
+        .cli(&[
+            "policyconfig",
+            "tdc",
+            "finance",
+            "custom",
+            "--intake-address",
+            "not-an-address",
+        ])
+        .await;
+    assert!(!bad.status.success());
+    let out = app.cli(&["policyconfig", "list"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("finance")
+            && text.contains("Enabled (custom: fin@intake.test)")
+            && text.contains("Enabled (global)"),
+        "{text}"
+    );
+    // The running appliance sees the change.
+    wait_until("the API to show the CLI's policy", || async {
+        let (_, list) = app
+            .api(reqwest::Method::GET, "/policies/incoming", None)
+            .await;
+        list[0]["name"] == "finance" && list[0]["tdc_label"] == "Enabled"
+    })
+    .await;
+    // saveconfig / loadconfig keep policies and the connector exactly.
+    let saved = app.dir.join("with-policies.toml");
+    ok(&app.cli(&["saveconfig", saved.to_str().unwrap()]).await);
+    let fresh = Appliance::start("").await;
+    ok(&fresh.cli(&["loadconfig", saved.to_str().unwrap()]).await);
+    let again = fresh.dir.join("again.toml");
+    ok(&fresh.cli(&["saveconfig", again.to_str().unwrap()]).await);
+    assert_eq!(
+        std::fs::read_to_string(&again).unwrap(),
+        std::fs::read_to_string(&saved).unwrap()
+    );
+    let out = fresh.cli(&["policyconfig", "delete", "DEFAULT"]).await;
+    assert!(!out.status.success());
+    ok(&fresh.cli(&["policyconfig", "delete", "finance"]).await);
+}

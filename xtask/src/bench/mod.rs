@@ -1,0 +1,538 @@
+//! `cargo xtask bench`: throughput, latency and memory of Rampart against the one-hop limit and
+//! Postfix, in one interleaved run (see the README's performance section).
+//!
+//! Flags: `--messages M` (per run, default 2000), `--sessions 20,200`, `--sizes 4096,102400`,
+//! `--idle N` idle connections for the connection-scale run (default 10000, 0 skips it),
+//! `--no-postfix`, `--out FILE` (default target/bench/bench.json).
+
+mod loadgen;
+mod sink;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use sink::Sink;
+
+struct Options {
+    messages: usize,
+    sessions: Vec<usize>,
+    sizes: Vec<usize>,
+    idle: usize,
+    postfix: bool,
+    out: PathBuf,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        messages: 2000,
+        sessions: vec![20],
+        sizes: vec![4096, 102_400],
+        idle: 10_000,
+        postfix: true,
+        out: PathBuf::from("target/bench/bench.json"),
+    };
+    let list = |v: &str| -> Result<Vec<usize>> {
+        v.split(',')
+            .map(|x| {
+                x.trim()
+                    .parse::<usize>()
+                    .with_context(|| format!("{x:?} is not a number"))
+            })
+            .collect()
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--messages" => o.messages = value()?.parse()?,
+            "--sessions" => o.sessions = list(&value()?)?,
+            "--sizes" => o.sizes = list(&value()?)?,
+            "--idle" => o.idle = value()?.parse()?,
+            "--no-postfix" => o.postfix = false,
+            "--out" => o.out = PathBuf::from(value()?),
+            other => bail!("unknown bench flag {other}; see xtask/src/bench/mod.rs"),
+        }
+    }
+    Ok(o)
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let opts = parse(args)?;
+    crate::run(std::process::Command::new("cargo").args(["build", "--release", "-p", "rampart"]))?;
+    let binary = std::fs::canonicalize("target/release/rampart")?;
+    raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(bench(opts, binary))
+}
+
+/// Idle-connection runs need far more descriptors than the usual soft limit of 1024.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RunResult {
+    name: String,
+    size: usize,
+    sessions: usize,
+    messages: usize,
+    accepted_per_sec: f64,
+    e2e_per_sec: Option<f64>,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    peak_rss_mb: Option<f64>,
+    cpu_secs: Option<f64>,
+    ok: bool,
+    note: String,
+}
+
+async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
+    let postfix = opts.postfix && postfix_available();
+    if opts.postfix && !postfix {
+        eprintln!(
+            "bench: Postfix is not installed, so the postfix run is skipped (apt-get install postfix swaks; see ../shared/bench/README.md)"
+        );
+    }
+    let mut results = Vec::new();
+    for &size in &opts.sizes {
+        for &sessions in &opts.sessions {
+            // Interleaved: each configuration runs right after the others, so drift hits all alike.
+            results.push(limit_run(size, sessions, opts.messages).await?);
+            results.push(rampart_run(&binary, size, sessions, opts.messages, false).await?);
+            results.push(rampart_run(&binary, size, sessions, opts.messages, true).await?);
+            if postfix {
+                match postfix_run(size, sessions, opts.messages).await {
+                    Ok(r) => results.push(r),
+                    Err(e) => eprintln!("bench: postfix run failed: {e:#}"),
+                }
+            }
+        }
+    }
+    let idle = if opts.idle > 0 {
+        Some(idle_run(&binary, opts.idle).await?)
+    } else {
+        None
+    };
+    print_table(&results, idle.as_ref());
+    let json = json!({
+        "machine": machine(),
+        "runs": results.iter().map(|r| json!({
+            "name": r.name, "size": r.size, "sessions": r.sessions, "messages": r.messages,
+            "accepted_per_sec": r.accepted_per_sec, "end_to_end_per_sec": r.e2e_per_sec,
+            "latency_ms": {"p50": r.p50_ms, "p90": r.p90_ms, "p99": r.p99_ms, "max": r.max_ms},
+            "peak_rss_mb": r.peak_rss_mb, "cpu_secs": r.cpu_secs, "ok": r.ok, "note": r.note,
+        })).collect::<Vec<_>>(),
+        "idle": idle,
+    });
+    if let Some(dir) = opts.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&opts.out, serde_json::to_string_pretty(&json)?)?;
+    eprintln!("bench: results written to {}", opts.out.display());
+    if results.iter().any(|r| !r.ok) {
+        bail!("a run lost or duplicated mail (see the table)");
+    }
+    Ok(())
+}
+
+fn percentiles(mut l: Vec<Duration>) -> (f64, f64, f64, f64) {
+    if l.is_empty() {
+        return (0.0, 0.0, 0.0, 0.0);
+    }
+    l.sort();
+    let at = |p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
+    (
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        l[l.len() - 1].as_secs_f64() * 1000.0,
+    )
+}
+
+async fn limit_run(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
+    let dest = Sink::start(messages).await?;
+    let load = loadgen::run(dest.addr, sessions, messages, size).await;
+    let (missing, dups) = dest.check();
+    let (p50, p90, p99, max) = percentiles(load.latencies.clone());
+    let rate = load.sent as f64 / load.elapsed.as_secs_f64();
+    Ok(RunResult {
+        name: "limit".into(),
+        size,
+        sessions,
+        messages,
+        accepted_per_sec: rate,
+        e2e_per_sec: Some(rate),
+        p50_ms: p50,
+        p90_ms: p90,
+        p99_ms: p99,
+        max_ms: max,
+        peak_rss_mb: None,
+        cpu_secs: None,
+        ok: missing == 0 && dups == 0 && load.failed == 0,
+        note: format!(
+            "missing {missing}, duplicates {dups}, failed {}",
+            load.failed
+        ),
+    })
+}
+
+/// A running appliance for the bench.
+struct Appliance {
+    child: tokio::process::Child,
+    smtp: std::net::SocketAddr,
+    _dir: TempDir,
+}
+
+async fn start_appliance(
+    binary: &Path,
+    dest: std::net::SocketAddr,
+    intake: std::net::SocketAddr,
+    journal: bool,
+    max_conns: usize,
+) -> Result<Appliance> {
+    let dir = TempDir::new()?;
+    let config = dir.0.join("rampart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname = \"rampart.bench\"\ndata_dir = \"{}\"\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nmax_connections = {max_conns}\n\
+             [web]\nlisten = \"127.0.0.1:0\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\n[tdc]\ntls = \"off\"\n",
+            dir.0.join("data").display()
+        ),
+    )?;
+    let settings = dir.0.join("settings.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "[[rat]]\ndomain = \"example.com\"\naction = \"accept\"\n\n[[smtp_routes]]\ndomain = \"example.com\"\nhosts = [\"{dest}\"]\n\n\
+             [[smtp_routes]]\ndomain = \"intake.bench\"\nhosts = [\"{intake}\"]\n\n[tdc]\nenabled = {journal}\nintake_address = \"journal@intake.bench\"\n\n\
+             [[incoming_policies]]\nname = \"DEFAULT\"\n\n[incoming_policies.tdc]\nmode = \"global\"\n"
+        ),
+    )?;
+    let status = tokio::process::Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .arg("loadconfig")
+        .arg(&settings)
+        .env("RAMPART_ADMIN_PASSWORD", "bench")
+        .stderr(Stdio::null())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("rampart loadconfig failed for the bench settings");
+    }
+    let mut child = tokio::process::Command::new(binary)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RAMPART_ADMIN_PASSWORD", "bench")
+        .env("RAMPART_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let mut smtp = None;
+    while let Some(line) = lines.next_line().await? {
+        if let Some(a) = line.strip_prefix("smtp listening on ") {
+            smtp = Some(a.parse()?);
+        }
+        if line.starts_with("web listening on ") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Appliance {
+        child,
+        smtp: smtp.context("rampart did not report its SMTP port")?,
+        _dir: dir,
+    })
+}
+
+/// Peak RSS (MB) and CPU seconds of a process, from /proc.
+fn usage(pid: u32) -> (Option<f64>, Option<f64>) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        });
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        });
+    (rss.map(|kb| kb / 1024.0), cpu)
+}
+
+async fn rampart_run(
+    binary: &Path,
+    size: usize,
+    sessions: usize,
+    messages: usize,
+    journal: bool,
+) -> Result<RunResult> {
+    let dest = Sink::start(messages).await?;
+    let intake = Sink::start(messages).await?;
+    let mut app = start_appliance(binary, dest.addr, intake.addr, journal, 1000).await?;
+    let start = Instant::now();
+    let load = loadgen::run(app.smtp, sessions, messages, size).await;
+    let accepted = load.sent as f64 / load.elapsed.as_secs_f64();
+    // End to end: until every sink has every message (the bench fails rather than wait forever).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = dest.messages() as usize >= load.sent
+            && (!journal || intake.messages() as usize >= load.sent);
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let e2e = start.elapsed();
+    let pid = app.child.id().unwrap_or(0);
+    let (rss, cpu) = usage(pid);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(30), app.child.wait()).await;
+    let (missing, dups) = dest.check();
+    let (jmissing, jdups) = if journal { intake.check() } else { (0, 0) };
+    let (p50, p90, p99, max) = percentiles(load.latencies.clone());
+    Ok(RunResult {
+        name: if journal {
+            "rampart+tdc".into()
+        } else {
+            "rampart".into()
+        },
+        size,
+        sessions,
+        messages,
+        accepted_per_sec: accepted,
+        e2e_per_sec: Some(load.sent as f64 / e2e.as_secs_f64()),
+        p50_ms: p50,
+        p90_ms: p90,
+        p99_ms: p99,
+        max_ms: max,
+        peak_rss_mb: rss,
+        cpu_secs: cpu,
+        ok: missing + dups + jmissing + jdups == 0 && load.failed == 0,
+        note: format!(
+            "dest missing {missing} dup {dups}; intake missing {jmissing} dup {jdups}; failed {}",
+            load.failed
+        ),
+    })
+}
+
+fn shared_bench() -> PathBuf {
+    PathBuf::from("../shared/bench")
+}
+
+fn postfix_available() -> bool {
+    crate::have("postfix")
+        && crate::have("smtp-sink")
+        && shared_bench().join("postfix-peer.sh").exists()
+}
+
+fn sink_counts() -> Result<(u64, u64)> {
+    let out = std::process::Command::new("bash")
+        .arg(shared_bench().join("sinks.sh"))
+        .arg("counts")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().unwrap_or(0));
+    Ok((it.next().unwrap_or(0), it.next().unwrap_or(0)))
+}
+
+async fn postfix_run(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
+    let script = |name: &str, arg: &str| {
+        std::process::Command::new("bash")
+            .arg(shared_bench().join(name))
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    };
+    script("sinks.sh", "start")?;
+    let setup = script("postfix-peer.sh", "setup")?;
+    if !setup.success() {
+        bail!("postfix-peer.sh setup failed");
+    }
+    let (d0, j0) = sink_counts()?;
+    let start = Instant::now();
+    let load = loadgen::run("127.0.0.1:2525".parse()?, sessions, messages, size).await;
+    let accepted = load.sent as f64 / load.elapsed.as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut d, mut j) = (d0, j0);
+    while (d - d0 < load.sent as u64 || j - j0 < load.sent as u64) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        (d, j) = sink_counts()?;
+    }
+    let e2e = start.elapsed();
+    let _ = script("postfix-peer.sh", "stop");
+    let _ = script("sinks.sh", "stop");
+    let (p50, p90, p99, max) = percentiles(load.latencies.clone());
+    Ok(RunResult {
+        name: "postfix".into(),
+        size,
+        sessions,
+        messages,
+        accepted_per_sec: accepted,
+        e2e_per_sec: Some(load.sent as f64 / e2e.as_secs_f64()),
+        p50_ms: p50,
+        p90_ms: p90,
+        p99_ms: p99,
+        max_ms: max,
+        peak_rss_mb: None,
+        cpu_secs: None,
+        ok: d - d0 == load.sent as u64 && j - j0 == load.sent as u64,
+        note: format!("destination +{}, journal +{}", d - d0, j - j0),
+    })
+}
+
+async fn idle_run(binary: &Path, n: usize) -> Result<serde_json::Value> {
+    let dest = Sink::start(1).await?;
+    let intake = Sink::start(1).await?;
+    let app = start_appliance(binary, dest.addr, intake.addr, false, n + 100).await?;
+    let pid = app.child.id().unwrap_or(0);
+    let (before, _) = usage(pid);
+    let (conns, failed) = loadgen::idle_connections(app.smtp, n).await;
+    let banner = loadgen::banner_time(app.smtp).await;
+    let rss_now = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        });
+    let (peak, _) = usage(pid);
+    drop(conns);
+    Ok(json!({
+        "connections": n - failed, "failed": failed,
+        "rss_before_mb": before, "rss_mb": rss_now.map(|k| k / 1024.0), "peak_rss_mb": peak,
+        "new_session_banner_ms": banner.ok().map(|d| d.as_secs_f64() * 1000.0),
+    }))
+}
+
+fn print_table(results: &[RunResult], idle: Option<&serde_json::Value>) {
+    println!(
+        "\n{:<12} {:>7} {:>5} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10}  check",
+        "run",
+        "size",
+        "sess",
+        "accept/s",
+        "e2e/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "RSS MB",
+        "CPU s",
+        "vs limit",
+        "vs postfix"
+    );
+    for r in results {
+        let limit = results
+            .iter()
+            .find(|l| l.name == "limit" && l.size == r.size && l.sessions == r.sessions);
+        let pf = results
+            .iter()
+            .find(|l| l.name == "postfix" && l.size == r.size && l.sessions == r.sessions);
+        let ratio = |o: Option<&RunResult>| match (o.and_then(|o| o.e2e_per_sec), r.e2e_per_sec) {
+            (Some(b), Some(a)) if b > 0.0 && r.name.starts_with("rampart") => {
+                format!("{:.2}x", a / b)
+            }
+            _ => "-".into(),
+        };
+        println!(
+            "{:<12} {:>7} {:>5} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>7} {:>9} {:>10}  {}",
+            r.name,
+            r.size,
+            r.sessions,
+            r.accepted_per_sec,
+            r.e2e_per_sec.unwrap_or(0.0),
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.peak_rss_mb
+                .map(|m| format!("{m:.1}"))
+                .unwrap_or("-".into()),
+            r.cpu_secs.map(|c| format!("{c:.1}")).unwrap_or("-".into()),
+            ratio(limit),
+            ratio(pf),
+            if r.ok {
+                "ok".to_string()
+            } else {
+                format!("FAILED ({})", r.note)
+            }
+        );
+    }
+    if let Some(i) = idle {
+        println!("\nidle connections: {i}");
+    }
+}
+
+fn machine() -> serde_json::Value {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+    });
+    json!({"cpus": cpus, "cpu_model": model})
+}
+
+/// A temporary directory removed on drop (the bench needs no crate for this).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir> {
+        let base = std::env::temp_dir().join(format!(
+            "rampart-bench-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&base)?;
+        Ok(TempDir(base))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}

@@ -1,0 +1,130 @@
+//! A fast counting SMTP sink: accepts everything, stores nothing, and records each message's
+//! `X-Bench-Seq` so the bench can prove every message arrived exactly once.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// How many times each sequence number arrived.
+    pub seen: Vec<u32>,
+    pub messages: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub addr: std::net::SocketAddr,
+    pub counts: Arc<Mutex<Counts>>,
+}
+
+impl Sink {
+    pub async fn start(expected: usize) -> anyhow::Result<Sink> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let counts = Arc::new(Mutex::new(Counts {
+            seen: vec![0; expected],
+            messages: 0,
+        }));
+        let c = counts.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let _ = session(stream, c).await;
+                });
+            }
+        });
+        Ok(Sink { addr, counts })
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.counts.lock().map(|c| c.messages).unwrap_or(0)
+    }
+
+    /// (missing, duplicated) sequence numbers.
+    pub fn check(&self) -> (usize, usize) {
+        let c = self.counts.lock().expect("sink counts");
+        (
+            c.seen.iter().filter(|n| **n == 0).count(),
+            c.seen.iter().filter(|n| **n > 1).count(),
+        )
+    }
+}
+
+async fn session(mut s: TcpStream, counts: Arc<Mutex<Counts>>) -> std::io::Result<()> {
+    let _ = s.set_nodelay(true);
+    s.write_all(b"220 sink ESMTP\r\n").await?;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut in_data = false;
+    let mut data_start = 0;
+    loop {
+        // Handle every complete line or message in the buffer.
+        loop {
+            if in_data {
+                let Some(end) = find(&buf[data_start..], b"\r\n.\r\n") else {
+                    break;
+                };
+                let msg = &buf[data_start..data_start + end];
+                record(msg, &counts);
+                buf.drain(..data_start + end + 5);
+                data_start = 0;
+                in_data = false;
+                s.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
+                continue;
+            }
+            let Some(i) = buf.iter().position(|b| *b == b'\n') else {
+                break;
+            };
+            let line: Vec<u8> = buf.drain(..=i).collect();
+            let upper = line.to_ascii_uppercase();
+            let reply: &[u8] = if upper.starts_with(b"EHLO") {
+                b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n"
+            } else if upper.starts_with(b"DATA") {
+                in_data = true;
+                // The message starts on a fresh line; CRLF.CRLF search needs the leading CRLF.
+                buf.splice(0..0, b"\r\n".iter().copied());
+                data_start = 0;
+                b"354 go\r\n"
+            } else if upper.starts_with(b"QUIT") {
+                s.write_all(b"221 bye\r\n").await?;
+                return Ok(());
+            } else {
+                b"250 ok\r\n"
+            };
+            s.write_all(reply).await?;
+        }
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Finds `X-Bench-Seq: N` (possibly inside an attached journal copy) and counts it.
+fn record(msg: &[u8], counts: &Mutex<Counts>) {
+    let seq = find(msg, b"X-Bench-Seq: ").and_then(|i| {
+        let rest = &msg[i + 13..];
+        let end = rest
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end])
+            .ok()?
+            .parse::<usize>()
+            .ok()
+    });
+    if let Ok(mut c) = counts.lock() {
+        c.messages += 1;
+        if let Some(slot) = seq.and_then(|s| c.seen.get_mut(s)) {
+            *slot += 1;
+        }
+    }
+}
