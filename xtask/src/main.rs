@@ -5,6 +5,7 @@
 //! - `ci`: formatting and lint checks, then `test` (what `.ci/run` runs).
 //! - `codegen`: regenerates generated documentation (the configuration reference).
 //! - `bench`: throughput, latency and memory against the one-hop limit and Postfix.
+//! - `image`: the container image from a static binary; `e2e`: the compose demo, tested.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod container;
 
 /// Debian packages the test suite uses, with the command that shows each is installed.
 const TEST_PACKAGES: &[(&str, &str)] = &[("swaks", "swaks")];
@@ -25,8 +27,10 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("codegen") => codegen(),
         Some("bench") => bench::run(args.get(1..).unwrap_or_default()),
+        Some("image") => container::image(),
+        Some("e2e") => container::e2e(),
         _ => {
-            eprintln!("usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]>");
+            eprintln!("usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]|image|e2e>");
             bail!("unknown or missing task")
         }
     }
@@ -68,7 +72,7 @@ fn is_root() -> bool {
 }
 
 /// Installs missing Debian packages with apt-get (through sudo when not root).
-fn ensure_packages(packages: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn ensure_packages(packages: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, cmd)| !have(cmd))
@@ -130,15 +134,10 @@ fn test(extra: &[String]) -> Result<()> {
 
 fn ci() -> Result<()> {
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
-    run(Command::new("cargo").args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    test(&[])
+    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    test(&[])?;
+    // The container appliance, where a Docker Engine is present (says so loudly when not).
+    container::e2e()
 }
 
 fn codegen() -> Result<()> {

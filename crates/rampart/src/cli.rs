@@ -26,13 +26,21 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the appliance: SMTP listeners, delivery, web UI and API.
-    Serve,
+    Serve {
+        /// Runtime settings (a saveconfig file) to load on the very first start only.
+        #[arg(long, env = "RAMPART_INITIAL_SETTINGS", value_name = "FILE")]
+        initial_settings: Option<PathBuf>,
+    },
     /// Write all runtime settings (HAT, RAT, ...) to FILE as TOML ("-" for standard output).
     Saveconfig { file: PathBuf },
     /// Validate FILE and apply all of its runtime settings at once, or nothing if any is invalid.
     Loadconfig { file: PathBuf },
     /// Print the configuration reference (every key of the --config file) as Markdown.
     ConfigReference,
+    /// Run a small SMTP sink that stores every message it receives as an .eml file.
+    Sink(crate::sink::SinkArgs),
+    /// Exit 0 if the running appliance answers GET /api/v1/health (for container health checks).
+    Healthcheck,
     /// Show or change the Threat Defense Connector settings (global switch and intake address).
     Tdcconfig {
         /// Turn the connector on (needs an intake address).
@@ -107,7 +115,9 @@ pub(crate) fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => crate::serve::serve(load_config(cli.config.as_deref())?).await,
+            Command::Serve { initial_settings } => {
+                crate::serve::serve(load_config(cli.config.as_deref())?, initial_settings).await
+            }
             Command::Saveconfig { file } => {
                 saveconfig(&load_config(cli.config.as_deref())?, &file).await
             }
@@ -156,6 +166,8 @@ pub(crate) fn main() -> ExitCode {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
                 crate::policyconfig::run(&store, action, outgoing, json).await
             }
+            Command::Sink(args) => crate::sink::run(args).await,
+            Command::Healthcheck => crate::health::check(&load_config(cli.config.as_deref())?).await,
             Command::ConfigReference => {
                 print!("{}", rampart_config::reference_markdown());
                 Ok(())
@@ -171,15 +183,19 @@ pub(crate) fn main() -> ExitCode {
     }
 }
 
-/// Reads the configuration file, or the embedded default without one.
+/// Reads the configuration file (or the embedded default without one) and applies `RAMPART_*`
+/// environment overrides.
 pub(crate) fn load_config(path: Option<&Path>) -> Result<Config> {
-    let Some(path) = path else {
-        return Ok(Config::embedded_default());
+    let text = match path {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?
+        }
+        None => String::new(),
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    Config::parse(&text)
-        .map_err(|e| anyhow::anyhow!("config file {} is invalid:\n{e}", path.display()))
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let text = crate::envconfig::apply(&text, &vars).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let source = path.map(|p| p.display().to_string()).unwrap_or_else(|| "the embedded default".into());
+    Config::parse(&text).map_err(|e| anyhow::anyhow!("configuration from {source} is invalid:\n{e}"))
 }
 
 /// Opens the store in the configured data dir (creating it on first use).

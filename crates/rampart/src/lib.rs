@@ -2,8 +2,11 @@
 //! only crate that reads the environment and configuration files.
 
 mod cli;
+mod envconfig;
+mod health;
 mod policyconfig;
 mod serve;
+mod sink;
 mod status;
 mod tls;
 

@@ -19,7 +19,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often the settings generation is checked for changes made by other processes.
 const SETTINGS_POLL: Duration = Duration::from_secs(1);
 
-pub(crate) async fn serve(config: Config) -> Result<()> {
+pub(crate) async fn serve(config: Config, initial_settings: Option<std::path::PathBuf>) -> Result<()> {
     init_tracing();
     // Catch SIGTERM before anything listens, so a stop request never finds the default action.
     let signals = Signals::install()?;
@@ -33,6 +33,9 @@ pub(crate) async fn serve(config: Config) -> Result<()> {
     )
     .context("cannot open mail_logs")?;
     ensure_admin(&store).await?;
+    if let Some(file) = initial_settings {
+        load_initial_settings(&store, &file).await?;
+    }
 
     let settings = store.load_settings().await?;
     let snapshot = settings
@@ -176,6 +179,20 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Applies a settings file when this appliance's settings were never saved (its first start), so
+/// a container comes up configured; later starts keep what the administrator changed since.
+async fn load_initial_settings(store: &Store, file: &std::path::Path) -> Result<()> {
+    if store.settings_generation().await? > 0 {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read initial settings {}", file.display()))?;
+    let settings = rampart_settings::Settings::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("initial settings {} are invalid:\n{e}", file.display()))?;
+    store.save_settings(&settings).await?;
+    eprintln!("rampart: first start: runtime settings loaded from {}", file.display());
+    Ok(())
 }
 
 /// Creates the `admin` account on first start (SPEC §7).

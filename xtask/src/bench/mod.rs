@@ -67,8 +67,8 @@ fn parse(args: &[String]) -> Result<Options> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
-    crate::run(std::process::Command::new("cargo").args(["build", "--release", "-p", "rampart"]))?;
-    let binary = std::fs::canonicalize("target/release/rampart")?;
+    // The same static binary as the container image, so one release build serves both.
+    let binary = std::fs::canonicalize(crate::container::build_static()?)?;
     raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
