@@ -18,29 +18,75 @@ const PASSWORD: &str = "e2e-admin-password";
 pub fn build_static() -> Result<PathBuf> {
     crate::run(
         Command::new("cargo")
-            .args(["build", "--release", "--locked", "--target", "x86_64-unknown-linux-gnu", "-p", "rampart"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "-p",
+                "rampart",
+            ])
             .env("RUSTFLAGS", "-C target-feature=+crt-static"),
     )?;
-    Ok(PathBuf::from("target/x86_64-unknown-linux-gnu/release/rampart"))
+    Ok(PathBuf::from(
+        "target/x86_64-unknown-linux-gnu/release/rampart",
+    ))
 }
 
 pub fn docker_available() -> bool {
-    Command::new("docker").arg("info").output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// `docker compose` when the plugin exists, else Debian's `docker-compose`.
 fn compose() -> Vec<String> {
-    let plugin = Command::new("docker").args(["compose", "version"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if plugin { vec!["docker".into(), "compose".into()] } else { vec!["docker-compose".into()] }
+    let plugin = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if plugin {
+        vec!["docker".into(), "compose".into()]
+    } else {
+        vec!["docker-compose".into()]
+    }
 }
 
 pub fn image() -> Result<()> {
     let binary = build_static()?;
     let size = std::fs::metadata(&binary)?.len();
-    eprintln!("xtask: static binary {} ({:.1} MB)", binary.display(), size as f64 / 1e6);
-    crate::run(Command::new("docker").args(["build", "-f", "docker/Dockerfile", "--target", "image-prebuilt", "-t", "rampart:latest", "."]))?;
-    let out = Command::new("docker").args(["image", "inspect", "rampart:latest", "--format", "{{.Size}}"]).output()?;
-    let bytes: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0);
+    eprintln!(
+        "xtask: static binary {} ({:.1} MB)",
+        binary.display(),
+        size as f64 / 1e6
+    );
+    crate::run(Command::new("docker").args([
+        "build",
+        "-f",
+        "docker/Dockerfile",
+        "--target",
+        "image-prebuilt",
+        "-t",
+        "rampart:latest",
+        ".",
+    ]))?;
+    let out = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "rampart:latest",
+            "--format",
+            "{{.Size}}",
+        ])
+        .output()?;
+    let bytes: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0.0);
     eprintln!("xtask: image rampart:latest is {:.1} MB", bytes / 1e6);
     Ok(())
 }
@@ -77,13 +123,19 @@ pub fn e2e() -> Result<()> {
 
 fn scenario() -> Result<()> {
     crate::run(&mut dc(&["up", "-d"]))?;
-    wait("the appliance's health endpoint", Duration::from_secs(60), || Ok(http_get("/api/v1/health")?.0 == 200))?;
+    wait(
+        "the appliance's health endpoint",
+        Duration::from_secs(60),
+        || Ok(http_get("/api/v1/health")?.0 == 200),
+    )?;
 
     swaks(&[])?;
     swaks(&["--tls"])?;
-    wait("two messages at the mail sink and two journal copies at the intake", Duration::from_secs(60), || {
-        Ok(sink_files("mail")?.len() >= 2 && sink_files("intake")?.len() >= 2)
-    })?;
+    wait(
+        "two messages at the mail sink and two journal copies at the intake",
+        Duration::from_secs(60),
+        || Ok(sink_files("mail")?.len() >= 2 && sink_files("intake")?.len() >= 2),
+    )?;
     let journal = sink_files("intake")?;
     let first = std::fs::read_to_string(journal.first().context("a journal copy")?)?;
     if !first.contains("X-IronPort-RemoteIP: ") || !first.contains("Content-Type: message/rfc822") {
@@ -93,7 +145,11 @@ fn scenario() -> Result<()> {
     if status != 200 || !body.contains("\"host\":\"the.tdc.queue\"") {
         bail!("tophosts has no the.tdc.queue row: {status} {body}");
     }
-    let tdc_row = body.split('{').find(|r| r.contains("the.tdc.queue")).unwrap_or_default().to_owned();
+    let tdc_row = body
+        .split('{')
+        .find(|r| r.contains("the.tdc.queue"))
+        .unwrap_or_default()
+        .to_owned();
     if !tdc_row.contains("\"delivered_recipients\":2") {
         bail!("the.tdc.queue should show 2 delivered copies: {tdc_row}");
     }
@@ -103,19 +159,34 @@ fn scenario() -> Result<()> {
     crate::run(&mut dc(&["stop", "mail"]))?;
     swaks(&[])?;
     crate::run(&mut dc(&["restart", "rampart"]))?;
-    wait("the appliance after its restart", Duration::from_secs(60), || Ok(http_get("/api/v1/health")?.0 == 200))?;
+    wait(
+        "the appliance after its restart",
+        Duration::from_secs(60),
+        || Ok(http_get("/api/v1/health")?.0 == 200),
+    )?;
     let (_, rat) = http_get("/api/v1/rat")?;
     if !rat.contains("example.com") {
         bail!("the RAT did not survive the restart: {rat}");
     }
     crate::run(&mut dc(&["start", "mail"]))?;
-    wait("the queued message delivered after the restart", Duration::from_secs(120), || Ok(sink_files("mail")?.len() >= 3))?;
+    wait(
+        "the queued message delivered after the restart",
+        Duration::from_secs(120),
+        || Ok(sink_files("mail")?.len() >= 3),
+    )?;
     Ok(())
 }
 
 fn swaks(extra: &[&str]) -> Result<()> {
     let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{SMTP_PORT}"), "--to", "user@example.com", "--from", "tester@sender.test"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{SMTP_PORT}"),
+            "--to",
+            "user@example.com",
+            "--from",
+            "tester@sender.test",
+        ])
         .args(extra)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -134,7 +205,9 @@ fn sink_files(service: &str) -> Result<Vec<PathBuf>> {
     }
     let dest = std::env::temp_dir().join(format!("rampart-e2e-{service}"));
     let _ = std::fs::remove_dir_all(&dest);
-    let ok = Command::new("docker").args(["cp", &format!("{id}:/sink"), dest.to_str().unwrap_or("")]).output()?;
+    let ok = Command::new("docker")
+        .args(["cp", &format!("{id}:/sink"), dest.to_str().unwrap_or("")])
+        .output()?;
     if !ok.status.success() {
         return Ok(vec![]);
     }
@@ -151,11 +224,20 @@ fn http_get(path: &str) -> Result<(u16, String)> {
     let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{WEB_PORT}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let auth = base64(&format!("admin:{PASSWORD}"));
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     s.read_to_string(&mut response)?;
-    let status = response.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = response
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -164,7 +246,9 @@ fn base64(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     for chunk in b.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -188,4 +272,3 @@ fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> Result<bool>) -> 
         std::thread::sleep(Duration::from_millis(250));
     }
 }
-

@@ -30,7 +30,9 @@ fn main() -> Result<()> {
         Some("image") => container::image(),
         Some("e2e") => container::e2e(),
         _ => {
-            eprintln!("usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]|image|e2e>");
+            eprintln!(
+                "usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]|image|e2e>"
+            );
             bail!("unknown or missing task")
         }
     }
@@ -134,7 +136,14 @@ fn test(extra: &[String]) -> Result<()> {
 
 fn ci() -> Result<()> {
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
-    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     test(&[])?;
     // The container appliance, where a Docker Engine is present (says so loudly when not).
     container::e2e()

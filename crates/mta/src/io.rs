@@ -86,9 +86,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     pub(crate) fn new(stream: S) -> Io<S> {
         Io {
             stream: Stream::Plain(stream),
-            buf: Vec::with_capacity(4096),
+            buf: Vec::new(),
             pos: 0,
-            out: Vec::with_capacity(1024),
+            out: Vec::with_capacity(256),
             discarding: false,
         }
     }
@@ -160,28 +160,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         }
     }
 
-    /// Flushes pending replies, then reads more input. Returns 0 at end of stream.
-    pub(crate) async fn read_more(&mut self) -> io::Result<usize> {
+    /// Flushes pending replies, then reads more input. Returns 0 at end of stream. `bulk` asks for
+    /// a large read (message data); command reads stay small, so that thousands of idle sessions
+    /// hold little memory.
+    pub(crate) async fn read_more(&mut self, bulk: bool) -> io::Result<usize> {
         self.flush().await?;
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + 16 * 1024, 0);
-        let n = match self
-            .stream
-            .read(self.buf.get_mut(len..).unwrap_or_default())
-            .await
-        {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(len);
-                return Err(e);
+        if bulk {
+            self.buf.reserve(64 * 1024);
+        } else {
+            // An idle session keeps only a small buffer; a long line grows it as needed.
+            if self.buf.is_empty() && self.buf.capacity() > 4096 {
+                self.buf = Vec::new();
             }
-        };
-        self.buf.truncate(len + n);
-        Ok(n)
+            self.buf.reserve(512);
+        }
+        // `read_buf` appends to the vector and is cancel-safe (shutdown may interrupt the wait).
+        self.stream.read_buf(&mut self.buf).await
     }
 
     pub(crate) async fn shutdown(&mut self) {

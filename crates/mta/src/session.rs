@@ -205,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if let Some(line) = self.io.take_line() {
                 return Some(line);
             }
-            match self.wait_input(interruptible).await {
+            match self.wait_input(interruptible, false).await {
                 Wait::Input => {}
                 Wait::Closed => return None,
                 Wait::TimedOut => {
@@ -223,13 +223,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    async fn wait_input(&mut self, interruptible: bool) -> Wait {
+    async fn wait_input(&mut self, interruptible: bool, bulk: bool) -> Wait {
         let mut shutdown = self.mta.shutdown.clone();
         if interruptible && *shutdown.borrow_and_update() {
             return Wait::ShuttingDown;
         }
         let timeout = self.mta.config.timeout;
-        let read = tokio::time::timeout(timeout, self.io.read_more());
+        let read = tokio::time::timeout(timeout, self.io.read_more(bulk));
         let outcome = tokio::select! {
             r = read => match r {
                 Err(_) => Wait::TimedOut,
@@ -404,7 +404,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             }
             // DATA is not interrupted by shutdown: the message in flight is finished first.
-            match self.wait_input(false).await {
+            match self.wait_input(false, true).await {
                 Wait::Input => {}
                 Wait::TimedOut => {
                     self.io.reply(&replies::TIMEOUT);

@@ -167,7 +167,9 @@ pub(crate) fn main() -> ExitCode {
                 crate::policyconfig::run(&store, action, outgoing, json).await
             }
             Command::Sink(args) => crate::sink::run(args).await,
-            Command::Healthcheck => crate::health::check(&load_config(cli.config.as_deref())?).await,
+            Command::Healthcheck => {
+                crate::health::check(&load_config(cli.config.as_deref())?).await
+            }
             Command::ConfigReference => {
                 print!("{}", rampart_config::reference_markdown());
                 Ok(())
@@ -187,15 +189,17 @@ pub(crate) fn main() -> ExitCode {
 /// environment overrides.
 pub(crate) fn load_config(path: Option<&Path>) -> Result<Config> {
     let text = match path {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?
-        }
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?,
         None => String::new(),
     };
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let text = crate::envconfig::apply(&text, &vars).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let source = path.map(|p| p.display().to_string()).unwrap_or_else(|| "the embedded default".into());
-    Config::parse(&text).map_err(|e| anyhow::anyhow!("configuration from {source} is invalid:\n{e}"))
+    let source = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the embedded default".into());
+    Config::parse(&text)
+        .map_err(|e| anyhow::anyhow!("configuration from {source} is invalid:\n{e}"))
 }
 
 /// Opens the store in the configured data dir (creating it on first use).

@@ -19,7 +19,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often the settings generation is checked for changes made by other processes.
 const SETTINGS_POLL: Duration = Duration::from_secs(1);
 
-pub(crate) async fn serve(config: Config, initial_settings: Option<std::path::PathBuf>) -> Result<()> {
+pub(crate) async fn serve(
+    config: Config,
+    initial_settings: Option<std::path::PathBuf>,
+) -> Result<()> {
     init_tracing();
     // Catch SIGTERM before anything listens, so a stop request never finds the default action.
     let signals = Signals::install()?;
@@ -187,11 +190,15 @@ async fn load_initial_settings(store: &Store, file: &std::path::Path) -> Result<
     if store.settings_generation().await? > 0 {
         return Ok(());
     }
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read initial settings {}", file.display()))?;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read initial settings {}", file.display()))?;
     let settings = rampart_settings::Settings::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("initial settings {} are invalid:\n{e}", file.display()))?;
     store.save_settings(&settings).await?;
-    eprintln!("rampart: first start: runtime settings loaded from {}", file.display());
+    eprintln!(
+        "rampart: first start: runtime settings loaded from {}",
+        file.display()
+    );
     Ok(())
 }
 

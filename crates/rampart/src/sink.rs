@@ -30,14 +30,26 @@ pub(crate) struct SinkArgs {
 
 pub(crate) async fn run(args: SinkArgs) -> Result<()> {
     let valid = args.reply.len() > 4
-        && args.reply.as_bytes().first().is_some_and(|b| (b'2'..=b'5').contains(b))
-        && args.reply.get(..3).is_some_and(|c| c.parse::<u16>().is_ok())
+        && args
+            .reply
+            .as_bytes()
+            .first()
+            .is_some_and(|b| (b'2'..=b'5').contains(b))
+        && args
+            .reply
+            .get(..3)
+            .is_some_and(|c| c.parse::<u16>().is_ok())
         && args.reply.as_bytes().get(3) == Some(&b' ');
-    anyhow::ensure!(valid, "--reply must be an SMTP reply like \"250 2.0.0 Ok\" or \"451 4.3.0 Try later\"");
+    anyhow::ensure!(
+        valid,
+        "--reply must be an SMTP reply like \"250 2.0.0 Ok\" or \"451 4.3.0 Try later\""
+    );
     if let Some(dir) = &args.dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("sink listening on {}", listener.local_addr()?);
     let args = Arc::new(args);
     let counter = Arc::new(AtomicU64::new(0));
@@ -53,8 +65,14 @@ pub(crate) async fn run(args: SinkArgs) -> Result<()> {
     }
 }
 
-async fn session(mut s: TcpStream, peer: SocketAddr, args: &SinkArgs, counter: &AtomicU64) -> Result<()> {
-    s.write_all(format!("220 {} ESMTP rampart sink\r\n", args.hostname).as_bytes()).await?;
+async fn session(
+    mut s: TcpStream,
+    peer: SocketAddr,
+    args: &SinkArgs,
+    counter: &AtomicU64,
+) -> Result<()> {
+    s.write_all(format!("220 {} ESMTP rampart sink\r\n", args.hostname).as_bytes())
+        .await?;
     let mut buf: Vec<u8> = Vec::new();
     let (mut from, mut rcpts) = (String::new(), Vec::<String>::new());
     loop {
@@ -68,7 +86,10 @@ async fn session(mut s: TcpStream, peer: SocketAddr, args: &SinkArgs, counter: &
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let reply = match Command::parse(line) {
-            Ok(Command::Ehlo(_)) => format!("250-{}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0", args.hostname),
+            Ok(Command::Ehlo(_)) => format!(
+                "250-{}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0",
+                args.hostname
+            ),
             Ok(Command::Helo(_)) => format!("250 {}", args.hostname),
             Ok(Command::Mail { from: f, .. }) => {
                 from = f.map(|m| m.to_string()).unwrap_or_default();
@@ -81,7 +102,8 @@ async fn session(mut s: TcpStream, peer: SocketAddr, args: &SinkArgs, counter: &
             }
             Ok(Command::Data) if rcpts.is_empty() => "554 5.5.1 No valid recipients".into(),
             Ok(Command::Data) => {
-                s.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                s.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 let mut decoder = DataDecoder::new(usize::MAX, b"");
                 loop {
                     if !buf.is_empty() {
@@ -112,7 +134,11 @@ async fn session(mut s: TcpStream, peer: SocketAddr, args: &SinkArgs, counter: &
                 }
                 println!(
                     "sink: message {n} from <{from}> to {} {} bytes from {} -> {} ({})",
-                    rcpts.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(","),
+                    rcpts
+                        .iter()
+                        .map(|r| format!("<{r}>"))
+                        .collect::<Vec<_>>()
+                        .join(","),
                     message.len(),
                     peer.ip(),
                     args.reply.get(..3).unwrap_or(""),

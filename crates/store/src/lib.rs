@@ -61,8 +61,11 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk when it returns; a `250` must survive a power cut.
-            .synchronous(SqliteSynchronous::Full)
+            // NORMAL for the pool (delivery outcomes, counters, settings): in WAL mode a commit
+            // survives a crash of the process, and the next FULL commit of the writer makes it
+            // survive a power cut too. Losing a "delivered" mark to a power cut means one duplicate
+            // delivery, never a lost message.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .disable_statement_logging();
@@ -72,7 +75,13 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../../migrations").run(&pool).await?;
-        let conn = options.connect().await?;
+        // FULL for the accept path: a commit is on disk when it returns; a `250` must survive a
+        // power cut.
+        let conn = options
+            .clone()
+            .synchronous(SqliteSynchronous::Full)
+            .connect()
+            .await?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let queued = std::sync::Arc::new(tokio::sync::Notify::new());
         tokio::spawn(messages::writer(conn, rx, queued.clone()));

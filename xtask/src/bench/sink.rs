@@ -59,18 +59,21 @@ async fn session(mut s: TcpStream, counts: Arc<Mutex<Counts>>) -> std::io::Resul
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut in_data = false;
-    let mut data_start = 0;
+    // Where the next search for the end of data starts (the message starts at 0).
+    let mut scan_from = 0;
     loop {
         // Handle every complete line or message in the buffer.
         loop {
             if in_data {
-                let Some(end) = find(&buf[data_start..], b"\r\n.\r\n") else {
+                // Search only what arrived since the last look (the marker may straddle reads).
+                let Some(found) = find(&buf[scan_from..], b"\r\n.\r\n") else {
+                    scan_from = buf.len().saturating_sub(4);
                     break;
                 };
-                let msg = &buf[data_start..data_start + end];
-                record(msg, &counts);
-                buf.drain(..data_start + end + 5);
-                data_start = 0;
+                let end = scan_from + found;
+                record(&buf[..end], &counts);
+                buf.drain(..end + 5);
+                scan_from = 0;
                 in_data = false;
                 s.write_all(b"250 2.0.0 Ok: queued\r\n").await?;
                 continue;
@@ -86,7 +89,7 @@ async fn session(mut s: TcpStream, counts: Arc<Mutex<Counts>>) -> std::io::Resul
                 in_data = true;
                 // The message starts on a fresh line; CRLF.CRLF search needs the leading CRLF.
                 buf.splice(0..0, b"\r\n".iter().copied());
-                data_start = 0;
+                scan_from = 0;
                 b"354 go\r\n"
             } else if upper.starts_with(b"QUIT") {
                 s.write_all(b"221 bye\r\n").await?;
