@@ -58,6 +58,13 @@ fn compose() -> Vec<String> {
 
 pub fn image() -> Result<()> {
     let binary = build_static()?;
+    // The image carries the build machine's CA bundle (Debian's ca-certificates).
+    let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if !bundle.exists() {
+        crate::ensure_packages(&[("ca-certificates", "update-ca-certificates")])?;
+    }
+    std::fs::create_dir_all("target/docker")?;
+    std::fs::copy(bundle, "target/docker/ca-certificates.crt").context("cannot copy the CA bundle")?;
     let size = std::fs::metadata(&binary)?.len();
     eprintln!(
         "xtask: static binary {} ({:.1} MB)",
