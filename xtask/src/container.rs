@@ -64,7 +64,8 @@ pub fn image() -> Result<()> {
         crate::ensure_packages(&[("ca-certificates", "update-ca-certificates")])?;
     }
     std::fs::create_dir_all("target/docker")?;
-    std::fs::copy(bundle, "target/docker/ca-certificates.crt").context("cannot copy the CA bundle")?;
+    std::fs::copy(bundle, "target/docker/ca-certificates.crt")
+        .context("cannot copy the CA bundle")?;
     let size = std::fs::metadata(&binary)?.len();
     eprintln!(
         "xtask: static binary {} ({:.1} MB)",

@@ -250,3 +250,86 @@ async fn policies_api_refuses_bad_input() {
         .await;
     assert_eq!(status, 204);
 }
+
+#[tokio::test]
+async fn remaining_filter_conditions_and_actions() {
+    let sink = Sink::start(Script::default()).await;
+    let app = appliance(&sink).await;
+    let filters = json!([
+        {"name": "exe_attachment", "conditions": [{"type": "attachment_name", "regex": "\\.exe$"}], "actions": [{"type": "drop"}]},
+        {"name": "pdf_type", "conditions": [{"type": "attachment_type", "regex": "^application/pdf$"}], "actions": [{"type": "quarantine"}]},
+        {"name": "big", "conditions": [{"type": "size_at_least", "bytes": 20000}], "actions": [{"type": "tag_subject", "tag": "[BIG]"}]},
+        {"name": "trusted_net", "combine": "all",
+         "conditions": [{"type": "remote_ip", "networks": ["127.0.0.0/8"]}, {"type": "subject", "regex": "^internal"}],
+         "actions": [{"type": "replace_header", "name": "X-Origin", "value": "internal"}, {"type": "skip_remaining"}]},
+        {"name": "never_after_skip", "conditions": [{"type": "subject", "regex": "^internal"}], "actions": [{"type": "drop"}]}
+    ]);
+    let (status, body) = app
+        .api(
+            Method::PUT,
+            "/policies/incoming/DEFAULT",
+            Some(json!({"name": "DEFAULT", "content_filters": filters})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let attachment = |name: &str, ctype: &str| {
+        format!(
+            "From: a@sender.test\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: {ctype}; name={name}\r\n\
+Content-Disposition: attachment; filename={name}\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--b--\r\n"
+        )
+    };
+    let (mut c, _) = SmtpClient::greeted(app.smtp).await;
+    let exe = queued_mid(
+        &c.send_mail(
+            "a@sender.test",
+            &["u@example.com"],
+            &attachment("setup.exe", "application/octet-stream"),
+        )
+        .await,
+    );
+    let pdf = queued_mid(
+        &c.transaction(
+            "a@sender.test",
+            &["u@example.com"],
+            &attachment("invoice.pdf", "application/pdf"),
+        )
+        .await,
+    );
+    let big_body = format!(
+        "From: a@sender.test\r\nSubject: large\r\n\r\n{}\r\n",
+        "x".repeat(30_000)
+    );
+    queued_mid(
+        &c.transaction("a@sender.test", &["u@example.com"], &big_body)
+            .await,
+    );
+    let internal =
+        "From: a@sender.test\r\nSubject: internal memo\r\nX-Origin: forged\r\n\r\nhello\r\n";
+    queued_mid(
+        &c.transaction("a@sender.test", &["u@example.com"], internal)
+            .await,
+    );
+    app.wait_log(&format!(
+        "MID {exe} dropped by content filter 'exe_attachment'"
+    ))
+    .await;
+    app.wait_log(&format!(
+        "MID {pdf} quarantined to \"Policy\" (content filter:pdf_type)"
+    ))
+    .await;
+    let got = sink.wait_messages(2).await;
+    let texts: Vec<String> = got.iter().map(|m| m.text()).collect();
+    assert!(
+        texts.iter().any(|t| t.contains("Subject: [BIG] large")),
+        "size condition tags the subject"
+    );
+    let memo = texts
+        .iter()
+        .find(|t| t.contains("Subject: internal memo"))
+        .expect("skip_remaining kept it from the drop");
+    assert!(
+        memo.contains("X-Origin: internal\r\n") && !memo.contains("X-Origin: forged"),
+        "{memo}"
+    );
+}

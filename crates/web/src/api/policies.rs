@@ -134,7 +134,11 @@ pub(crate) async fn put_one(
     Path((direction, name)): Path<(String, String)>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let new: NewPolicy = parse(json_body(body)?)?;
+    let body = json_body(body)?;
+    // The Threat Defense Connector choice has its own page (as in AsyncOS): a PUT that does not
+    // mention `tdc` keeps the policy's current choice.
+    let keeps_tdc = body.get("tdc").is_none();
+    let mut new: NewPolicy = parse(body)?;
     let new_name = new.policy.name.clone();
     edit_settings(&state, &caller, |settings| {
         let policies = table(settings, &direction)?;
@@ -142,6 +146,9 @@ pub(crate) async fn put_one(
             .iter()
             .position(|p| p.name == name)
             .ok_or_else(|| ApiError::not_found(format!("no {direction} policy named {name:?}")))?;
+        if keeps_tdc && let Some(current) = policies.get(idx) {
+            new.policy.tdc = current.tdc.clone();
+        }
         if name == rampart_policy::DEFAULT_POLICY && new_name != name {
             return Err(ApiError::bad_request(
                 "the DEFAULT policy cannot be renamed",
