@@ -47,26 +47,35 @@ pub struct HickoryResolver {
     inner: TokioResolver,
 }
 
+/// The resolver configuration for `nameservers` (`ip:port`, UDP and TCP each); `None` for an
+/// empty list, meaning the system's resolv.conf. Shared with email authentication, so that SPF,
+/// DKIM and DMARC ask the same servers as delivery.
+pub fn resolver_config(nameservers: &[SocketAddr]) -> Option<ResolverConfig> {
+    if nameservers.is_empty() {
+        return None;
+    }
+    let servers = nameservers
+        .iter()
+        .map(|addr| {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+        })
+        .collect();
+    Some(ResolverConfig::from_name_servers(servers))
+}
+
 impl HickoryResolver {
     /// Uses `nameservers` (`ip:port`), or the system's resolv.conf when the list is empty.
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<HickoryResolver, DnsError> {
         let provider = TokioRuntimeProvider::default();
-        let mut builder = if nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(|e| {
+        let mut builder = match resolver_config(nameservers) {
+            None => TokioResolver::builder(provider).map_err(|e| {
                 DnsError::Temporary(format!("cannot read system DNS configuration: {e}"))
-            })?
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
+            })?,
+            Some(config) => TokioResolver::builder_with_config(config, provider),
         };
         let opts = builder.options_mut();
         opts.cache_size = 0;

@@ -100,6 +100,57 @@ fn clean(s: &str) -> String {
         .collect()
 }
 
+/// The DSN as a new message for the queue: from the null sender (so it can never cause another
+/// DSN) to the original sender, one queue row for the sender's domain.
+pub fn notification(
+    mid: rampart_store::Mid,
+    hostname: &str,
+    original: &rampart_store::NewMessageRef<'_>,
+    failed: &[Failed],
+) -> rampart_store::NewMessage {
+    use rampart_store::{NewMessage, NewRecipient, QueueKind, RowState};
+    let body = build(
+        hostname,
+        original.sender,
+        original.mid.0,
+        original.arrival,
+        failed,
+        original.body,
+    );
+    let domain = original
+        .sender
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default();
+    NewMessage {
+        mid,
+        icid: 0,
+        sender: String::new(),
+        remote_ip: "127.0.0.1".into(),
+        helo: hostname.to_owned(),
+        sender_group: String::new(),
+        relayed: true,
+        policy: String::new(),
+        verdict: "deliver".into(),
+        findings: String::new(),
+        tls: None,
+        message_id: None,
+        subject: Some("Delivery Status Notification (Failure)".into()),
+        body,
+        recipients: vec![NewRecipient {
+            rcpt_idx: 0,
+            recipient: original.sender.to_owned(),
+            queue_name: domain,
+            kind: QueueKind::Deliver,
+            state: RowState::Queued,
+        }],
+        tracking: vec![format!(
+            "Message {mid} is a bounce notification for MID {}",
+            original.mid
+        )],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,10 +3,10 @@
 //! done by mail-auth over the same nameservers as delivery, plus the `Authentication-Results`
 //! header (RFC 8601) that records them in the message.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{ResolverConfig, ResolverOpts};
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
     SpfResult, dmarc::Policy, dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
@@ -42,31 +42,23 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Uses `nameservers` (`ip:port`), or the system's resolv.conf when empty.
+    /// Uses `config` (see `rampart_delivery::dns::resolver_config`), or the system's
+    /// resolv.conf without one.
     pub fn new(
-        nameservers: &[SocketAddr],
+        config: Option<ResolverConfig>,
         hostname: &str,
         timeout: Duration,
     ) -> Result<Authenticator, String> {
-        let inner = if nameservers.is_empty() {
-            MessageAuthenticator::new_system_conf()
-                .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            let mut opts = ResolverOpts::default();
-            opts.timeout = timeout;
-            opts.attempts = 0;
-            MessageAuthenticator::new(ResolverConfig::from_name_servers(servers), opts)
-                .map_err(|e| e.to_string())?
+        let inner = match config {
+            None => MessageAuthenticator::new_system_conf()
+                .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?,
+            Some(config) => {
+                let mut opts = ResolverOpts::default();
+                opts.timeout = timeout;
+                // One query per lookup; mail is retried by the client, not by the resolver.
+                opts.attempts = 0;
+                MessageAuthenticator::new(config, opts).map_err(|e| e.to_string())?
+            }
         };
         Ok(Authenticator {
             inner,

@@ -335,43 +335,16 @@ async fn bounce_notice(
         })
         .collect();
     let dsn_mid = mta.store.next_mid().await.ok()?;
-    let body = rampart_delivery::dsn::build(
+    let original = rampart_store::NewMessageRef {
+        mid,
+        sender: &m.sender,
+        arrival: chrono::Local::now(),
+        body: &m.body,
+    };
+    Some(rampart_delivery::dsn::notification(
+        dsn_mid,
         &mta.config.hostname,
-        &m.sender,
-        mid.0,
-        chrono::Local::now(),
+        &original,
         &failed,
-        &m.body,
-    );
-    let domain = m
-        .sender
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_ascii_lowercase())
-        .unwrap_or_default();
-    Some(NewMessage {
-        mid: dsn_mid,
-        icid: 0,
-        sender: String::new(),
-        remote_ip: "127.0.0.1".into(),
-        helo: mta.config.hostname.clone(),
-        sender_group: String::new(),
-        relayed: true,
-        policy: String::new(),
-        verdict: "deliver".into(),
-        findings: String::new(),
-        tls: None,
-        message_id: None,
-        subject: Some("Delivery Status Notification (Failure)".into()),
-        body,
-        recipients: vec![NewRecipient {
-            rcpt_idx: 0,
-            recipient: m.sender.clone(),
-            queue_name: domain,
-            kind: QueueKind::Deliver,
-            state: RowState::Queued,
-        }],
-        tracking: vec![format!(
-            "Message {dsn_mid} is a bounce notification for MID {mid}"
-        )],
-    })
+    ))
 }

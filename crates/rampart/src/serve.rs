@@ -71,7 +71,7 @@ pub(crate) async fn serve(
     )
     .with_authenticator(
         rampart_emailauth::Authenticator::new(
-            &config.dns.nameservers,
+            rampart_delivery::dns::resolver_config(&config.dns.nameservers),
             &config.hostname,
             Duration::from_secs(5),
         )

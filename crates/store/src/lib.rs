@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use ids::{Dcid, Icid, Mid};
 pub use messages::{
-    NewMessage, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage, TrackFilter, Tracked,
-    TrackingEvent,
+    NewMessage, NewMessageRef, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage,
+    TrackFilter, Tracked, TrackingEvent,
 };
 pub use queue::{Claimed, HostDelta, HostRow, LedgerEntry, Outcome, Quarantined, RowOutcome};
 pub use users::{Role, User};

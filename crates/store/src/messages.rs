@@ -84,6 +84,15 @@ impl RowState {
     }
 }
 
+/// What a DSN needs to know of the message it reports on.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessageRef<'a> {
+    pub mid: Mid,
+    pub sender: &'a str,
+    pub arrival: chrono::DateTime<chrono::Local>,
+    pub body: &'a [u8],
+}
+
 /// A stored message, as read back.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {

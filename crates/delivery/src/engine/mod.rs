@@ -15,8 +15,7 @@ use rampart_maillog::{MailLog, quote};
 use rampart_settings::{SharedSettings, Snapshot, TlsPolicy};
 use rampart_smtp::Reply;
 use rampart_store::{
-    Claimed, Dcid, HostDelta, Mid, NewMessage, NewRecipient, Outcome, QueueKind, RowOutcome, Store,
-    unix_now,
+    Claimed, Dcid, HostDelta, Mid, NewMessage, Outcome, QueueKind, RowOutcome, Store, unix_now,
 };
 use tokio::sync::{Mutex, mpsc, watch};
 
@@ -692,46 +691,18 @@ impl Inner {
         let arrival = chrono::DateTime::from_timestamp(message.received_at, 0)
             .map(|t| t.with_timezone(&chrono::Local))
             .unwrap_or_else(chrono::Local::now);
-        let body = dsn::build(
-            &self.config.hostname,
-            &message.sender,
-            message.mid.0,
+        let original = rampart_store::NewMessageRef {
+            mid: message.mid,
+            sender: &message.sender,
             arrival,
-            failed,
-            &message.body,
-        );
-        let domain = message
-            .sender
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
-        Some(NewMessage {
+            body: &message.body,
+        };
+        Some(dsn::notification(
             mid,
-            icid: 0,
-            sender: String::new(),
-            remote_ip: "127.0.0.1".into(),
-            helo: self.config.hostname.clone(),
-            sender_group: String::new(),
-            relayed: true,
-            policy: String::new(),
-            verdict: "deliver".into(),
-            findings: String::new(),
-            tls: None,
-            message_id: None,
-            subject: Some("Delivery Status Notification (Failure)".into()),
-            body,
-            recipients: vec![NewRecipient {
-                rcpt_idx: 0,
-                recipient: message.sender.clone(),
-                queue_name: domain,
-                kind: QueueKind::Deliver,
-                state: rampart_store::RowState::Queued,
-            }],
-            tracking: vec![format!(
-                "Message {mid} is a bounce notification for MID {}",
-                message.mid
-            )],
-        })
+            &self.config.hostname,
+            &original,
+            failed,
+        ))
     }
 
     /// Forgets a job's rows once their outcome is stored (or when they go back to the queue).
