@@ -333,3 +333,52 @@ Content-Disposition: attachment; filename={name}\r\nContent-Transfer-Encoding: b
         "{memo}"
     );
 }
+
+#[tokio::test]
+async fn a_split_bounced_by_policy_gets_a_dsn_while_the_rest_is_delivered() {
+    let sink = Sink::start(Script::default()).await;
+    let senders = Sink::start(Script::default()).await;
+    let app = appliance(&sink).await;
+    let routes = json!([
+        {"domain": "example.com", "hosts": [sink.addr.to_string()]},
+        {"domain": "finance.example.com", "hosts": [sink.addr.to_string()]},
+        {"domain": "sender.test", "hosts": [senders.addr.to_string()]}
+    ]);
+    assert_eq!(
+        app.api(Method::PUT, "/smtp-routes", Some(routes)).await.0,
+        200
+    );
+    let refuse = json!([{"name": "no_finance", "conditions": [{"type": "subject", "regex": "."}],
+        "actions": [{"type": "bounce", "reply": "Finance accepts no mail from outside"}]}]);
+    add_policy(&app, json!({"name": "finance", "recipients": ["@finance.example.com"], "content_filters": refuse})).await;
+    let reply = send(
+        &app,
+        &["u@example.com", "cfo@finance.example.com"],
+        "partly",
+        "hello",
+    )
+    .await;
+    assert_eq!(
+        reply.code, 250,
+        "one split is accepted, so the client gets 250: {reply:?}"
+    );
+    let delivered = sink.wait_messages(1).await;
+    assert_eq!(delivered[0].rcpts, ["u@example.com"]);
+    let dsn = senders.wait_messages(1).await;
+    let text = dsn[0].text();
+    assert!(
+        text.contains("Final-Recipient: rfc822; cfo@finance.example.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("550 5.7.1 Finance accepts no mail from outside"),
+        "{text}"
+    );
+    app.wait_log("bounced by content filter 'no_finance' in the inbound table")
+        .await;
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "the bounced recipient got nothing"
+    );
+}
