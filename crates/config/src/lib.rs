@@ -111,6 +111,36 @@ section! {
     Web in "web." {
         /// Address the web UI and API bind, `ip:port`.
         listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)),
+        /// `auto`: HTTPS with the appliance certificate (`smtp.tls_cert`, or the self-signed one)
+        /// when `listen` is not a loopback address, plain HTTP on loopback; `on`: always HTTPS;
+        /// `off`: always plain HTTP (only behind a TLS-terminating proxy).
+        https: HttpsMode = HttpsMode::Auto,
+        /// Minutes a web UI session may stay idle before the administrator must log in again.
+        session_timeout_mins: u64 = 30,
+        /// Failed logins for one account or from one address before further attempts are refused.
+        max_failed_logins: u32 = 5,
+        /// Minutes a login stays refused after `max_failed_logins`.
+        lockout_mins: u64 = 5,
+    }
+}
+
+/// Whether the web UI and API speak HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpsMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl Web {
+    /// Whether the web listener serves HTTPS.
+    pub fn uses_https(&self) -> bool {
+        match self.https {
+            HttpsMode::On => true,
+            HttpsMode::Off => false,
+            HttpsMode::Auto => !self.listen.ip().is_loopback(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`Verdict`]: what to do with one split, and whether it is *clean* — the condition for a
 //!   Threat Defense journal copy.
 
+pub mod edit;
 pub mod facts;
 pub mod filters;
 pub mod patterns;

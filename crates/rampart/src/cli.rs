@@ -141,6 +141,8 @@ pub(crate) fn main() -> ExitCode {
                     sender,
                     recipient,
                     subject,
+                    since: None,
+                    until: None,
                     limit: 100,
                 };
                 crate::status::tracking(&store, &filter, json).await
@@ -233,10 +235,19 @@ async fn loadconfig(config: &Config, file: &Path) -> Result<()> {
     let settings = Settings::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("{} is invalid, nothing was changed:\n{e}", file.display()))?;
     let store = open_store(config).await?;
-    store.save_settings(&settings).await?;
+    store.save_settings(&settings, &cli_audit()).await?;
     eprintln!(
         "runtime settings loaded from {}; a running appliance applies them within a second",
         file.display()
     );
     Ok(())
+}
+
+/// The audit record of a change made from the command line: the OS account and the exact command.
+pub(crate) fn cli_audit() -> rampart_store::Audit {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    rampart_store::Audit::new(&who, "cli", format!("rampart {}", command.join(" ")))
 }

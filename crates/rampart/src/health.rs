@@ -16,17 +16,33 @@ pub(crate) async fn check(config: &Config) -> Result<()> {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
+    let https = config.web.uses_https();
     let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
+        let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .with_context(|| format!("cannot connect to {addr}"))?;
-        s.write_all(
-            format!("GET /api/v1/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
+        let request =
+            format!("GET /api/v1/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         let mut response = Vec::new();
-        s.read_to_end(&mut response).await?;
+        if https {
+            // Our own appliance on this host: its certificate is usually self-signed, and what
+            // is checked here is that it answers, not who it is.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let configs = rampart_delivery::client::TlsConfigs::new(None)
+                .map_err(|e| anyhow::anyhow!("cannot set up TLS: {e}"))?;
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let mut s = tokio_rustls::TlsConnector::from(configs.unverified)
+                .connect(name, tcp)
+                .await
+                .context("TLS handshake with the web listener failed")?;
+            s.write_all(request.as_bytes()).await?;
+            // The server may close without close_notify; what arrived is enough.
+            let _ = s.read_to_end(&mut response).await;
+        } else {
+            let mut s = tcp;
+            s.write_all(request.as_bytes()).await?;
+            s.read_to_end(&mut response).await?;
+        }
         anyhow::Ok(response)
     };
     let response = tokio::time::timeout(Duration::from_secs(5), exchange)

@@ -43,7 +43,9 @@ async fn save(store: &Store, settings: Settings) -> Result<()> {
         .clone()
         .compile()
         .map_err(|e| anyhow!("the change is invalid, nothing was saved:\n{e}"))?;
-    store.save_settings(&settings).await?;
+    store
+        .save_settings(&settings, &crate::cli::cli_audit())
+        .await?;
     Ok(())
 }
 

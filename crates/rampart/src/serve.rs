@@ -66,7 +66,7 @@ pub(crate) async fn serve(
         store.clone(),
         shared.clone(),
         log.clone(),
-        Some(tokio_rustls::TlsAcceptor::from(tls)),
+        Some(tokio_rustls::TlsAcceptor::from(tls.clone())),
         stop_rx.clone(),
     )
     .with_authenticator(
@@ -133,20 +133,53 @@ pub(crate) async fn serve(
         .await
         .with_context(|| format!("cannot listen for the web UI on {}", config.web.listen))?;
     let web_addr = web_listener.local_addr()?;
+    let https = config.web.uses_https();
     println!("web listening on {web_addr}");
     println!(
-        "Web UI and REST API: http://{web_addr}/ (API under /api/v1; log in as an appliance account, e.g. admin)"
+        "Web UI and REST API: {}://{web_addr}/ (API under /api/v1; log in as an appliance account, e.g. admin)",
+        if https { "https" } else { "http" }
     );
-    let app = rampart_web::router(rampart_web::AppState::new(store.clone(), shared.clone()));
+    let options = rampart_web::WebOptions {
+        https,
+        session_idle_secs: i64::try_from(config.web.session_timeout_mins.saturating_mul(60))
+            .unwrap_or(i64::MAX),
+        max_failed_logins: config.web.max_failed_logins,
+        lockout: Duration::from_secs(config.web.lockout_mins.saturating_mul(60)),
+        hostname: config.hostname.clone(),
+    };
+    let app = rampart_web::router(rampart_web::AppState::new(
+        store.clone(),
+        shared.clone(),
+        options,
+    ))
+    .into_make_service_with_connect_info::<rampart_web::ClientAddr>();
+    let web_tls = https.then(|| {
+        // The appliance certificate, as for STARTTLS; browsers speak HTTP/1.1 to us.
+        let mut c = (*tls).clone();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(c))
+    });
     let mut web_stop = stop_rx.clone();
     let web = tokio::spawn(async move {
         let shutdown = async move {
             let _ = web_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(web_listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match web_tls {
+            Some(acceptor) => match rampart_web::tls::TlsListener::new(web_listener, acceptor) {
+                Ok(listener) => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            None => {
+                axum::serve(web_listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "web server failed");
         }
     });
@@ -194,7 +227,16 @@ async fn load_initial_settings(store: &Store, file: &std::path::Path) -> Result<
         .with_context(|| format!("cannot read initial settings {}", file.display()))?;
     let settings = rampart_settings::Settings::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("initial settings {} are invalid:\n{e}", file.display()))?;
-    store.save_settings(&settings).await?;
+    store
+        .save_settings(
+            &settings,
+            &rampart_store::Audit::new(
+                "system",
+                "boot",
+                format!("initial settings loaded from {}", file.display()),
+            ),
+        )
+        .await?;
     eprintln!(
         "rampart: first start: runtime settings loaded from {}",
         file.display()

@@ -7,6 +7,7 @@
 //! so concurrent sessions share fsyncs instead of queueing behind one each. `accept` returns only
 //! after that commit, which is when the session may answer `250`.
 
+mod admin;
 mod ids;
 mod messages;
 mod queue;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+pub use admin::{Audit, AuditEntry, Bucket, Session, Totals};
 pub use ids::{Dcid, Icid, Mid};
 pub use messages::{
     NewMessage, NewMessageRef, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage,

@@ -417,6 +417,10 @@ pub struct TrackFilter {
     pub sender: Option<String>,
     pub recipient: Option<String>,
     pub subject: Option<String>,
+    /// Received at or after (unix seconds).
+    pub since: Option<i64>,
+    /// Received before (unix seconds).
+    pub until: Option<i64>,
     pub limit: u32,
 }
 
@@ -451,6 +455,7 @@ impl Store {
              AND (?2 IS NULL OR m.sender LIKE ?2 ESCAPE '\\') \
              AND (?3 IS NULL OR EXISTS (SELECT 1 FROM queue q WHERE q.mid = m.mid AND q.recipient LIKE ?3 ESCAPE '\\')) \
              AND (?4 IS NULL OR m.subject LIKE ?4 ESCAPE '\\') \
+             AND (?6 IS NULL OR m.received_at >= ?6) AND (?7 IS NULL OR m.received_at < ?7) \
              ORDER BY m.mid DESC LIMIT ?5",
         )
         .bind(filter.mid.map(|m| m.0 as i64))
@@ -458,6 +463,8 @@ impl Store {
         .bind(like(&filter.recipient))
         .bind(like(&filter.subject))
         .bind(filter.limit.max(1))
+        .bind(filter.since)
+        .bind(filter.until)
         .fetch_all(self.pool())
         .await?;
         let mut out = Vec::with_capacity(rows.len());

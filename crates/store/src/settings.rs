@@ -4,7 +4,7 @@
 use rampart_settings::Settings;
 use sqlx::Row;
 
-use crate::{Store, StoreError};
+use crate::{Audit, Store, StoreError};
 
 impl Store {
     /// Loads the settings; tables never saved keep their defaults.
@@ -25,9 +25,29 @@ impl Store {
         Ok(settings)
     }
 
-    /// Saves every table in one transaction and bumps the generation. The caller validates first.
-    pub async fn save_settings(&self, settings: &Settings) -> Result<i64, StoreError> {
+    /// Saves every table and the audit record of the change in one transaction, and bumps the
+    /// generation. The caller validates first. No settings change can happen without its record.
+    pub async fn save_settings(
+        &self,
+        settings: &Settings,
+        audit: &Audit,
+    ) -> Result<i64, StoreError> {
+        self.save_settings_clearing(settings, audit, None).await
+    }
+
+    /// [`Store::save_settings`], also removing `user`'s pending UI changes in the same
+    /// transaction (a commit of the web UI).
+    pub(crate) async fn save_settings_clearing(
+        &self,
+        settings: &Settings,
+        audit: &Audit,
+        clear_pending_of: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin().await?;
+        crate::admin::insert_audit(&mut tx, audit).await?;
+        if let Some(user) = clear_pending_of {
+            crate::admin::clear_pending(&mut tx, user).await?;
+        }
         for table in rampart_settings::TABLES {
             let json = settings
                 .table_json(table)
@@ -61,6 +81,8 @@ impl Store {
 mod tests {
     use rampart_settings::{RatAction, RatEntry};
 
+    use crate::Audit;
+
     use crate::tests::temp_store;
 
     #[tokio::test]
@@ -73,7 +95,10 @@ mod tests {
             domain: "example.com".into(),
             action: RatAction::Accept,
         });
-        let g1 = store.save_settings(&s).await.unwrap();
+        let g1 = store
+            .save_settings(&s, &Audit::new("admin", "cli", "test"))
+            .await
+            .unwrap();
         assert!(g1 > g0);
         assert_eq!(store.settings_generation().await.unwrap(), g1);
         assert_eq!(store.load_settings().await.unwrap(), s);

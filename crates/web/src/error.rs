@@ -63,6 +63,17 @@ impl From<rampart_store::StoreError> for ApiError {
     }
 }
 
+impl From<rampart_policy::edit::EditError> for ApiError {
+    fn from(e: rampart_policy::edit::EditError) -> ApiError {
+        use rampart_policy::edit::EditError;
+        match e {
+            EditError::NotFound(_) => ApiError::not_found(e.to_string()),
+            EditError::Duplicate(_) => ApiError::conflict(e.to_string()),
+            EditError::Invalid(_) => ApiError::bad_request(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));

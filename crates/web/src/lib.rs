@@ -1,4 +1,5 @@
-//! The web side of the appliance: the REST API under `/api/v1` (and, as it lands, the admin UI).
+//! The web side of the appliance: the admin UI (server-rendered Askama pages, menus as in
+//! AsyncOS) and the REST API under `/api/v1`.
 //!
 //! Domain logic stays in the other crates; handlers here translate between HTTP and them. All API
 //! errors are JSON `{"error": "..."}` with a 4xx status that says what is wrong; a 500 means a
@@ -7,6 +8,8 @@
 pub mod api;
 pub mod auth;
 mod error;
+pub mod tls;
+mod ui;
 
 use std::sync::Arc;
 
@@ -25,16 +28,74 @@ pub struct AppState {
     /// Serialises settings edits, so two concurrent changes cannot overwrite each other.
     pub(crate) settings_edit: Arc<Mutex<()>>,
     pub(crate) auth: Arc<auth::Cache>,
+    pub(crate) options: Arc<WebOptions>,
+    /// Recent failed logins, for throttling.
+    pub(crate) throttle: Arc<ui::session::Throttle>,
+    /// When the appliance started, for *System Status*.
+    pub(crate) started: std::time::Instant,
+}
+
+/// How the web UI behaves; from the `[web]` section of the bootstrap configuration.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    /// The UI is served over HTTPS: session cookies get `Secure`.
+    pub https: bool,
+    /// Seconds a session may stay idle.
+    pub session_idle_secs: i64,
+    /// Failed logins (per account, per client address) before logins are refused.
+    pub max_failed_logins: u32,
+    /// How long logins stay refused after that.
+    pub lockout: std::time::Duration,
+    /// The appliance's hostname, shown in the header.
+    pub hostname: String,
+}
+
+impl Default for WebOptions {
+    fn default() -> WebOptions {
+        WebOptions {
+            https: false,
+            session_idle_secs: 30 * 60,
+            max_failed_logins: 5,
+            lockout: std::time::Duration::from_secs(5 * 60),
+            hostname: "rampart.localdomain".into(),
+        }
+    }
 }
 
 impl AppState {
-    pub fn new(store: Store, settings: SharedSettings) -> AppState {
+    pub fn new(store: Store, settings: SharedSettings, options: WebOptions) -> AppState {
         AppState {
             store,
             settings,
             settings_edit: Arc::default(),
             auth: Arc::default(),
+            options: Arc::new(options),
+            throttle: Arc::default(),
+            started: std::time::Instant::now(),
         }
+    }
+}
+
+/// The client's address as the listener saw it (plain TCP or TLS), for login throttling.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+impl<'a>
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, tokio::net::TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(
+        stream: axum::serve::IncomingStream<'a, tokio::net::TcpListener>,
+    ) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, tls::TlsListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'a, tls::TlsListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
     }
 }
 
@@ -43,10 +104,13 @@ pub fn router(state: AppState) -> Router {
     use axum::http::{HeaderValue, header};
     use tower_http::set_header::SetResponseHeaderLayer;
     Router::new()
-        .nest("/api/v1", api::router())
-        .fallback(|uri: axum::http::Uri| async move {
-            ApiError::not_found(format!("no such resource: {}", uri.path()))
-        })
+        .nest(
+            "/api/v1",
+            api::router().fallback(|uri: axum::http::Uri| async move {
+                ApiError::not_found(format!("no such resource: {}", uri.path()))
+            }),
+        )
+        .merge(ui::router())
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -57,7 +121,15 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+            // No inline script or style anywhere: the UI works without JavaScript.
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                 base-uri 'none'; frame-ancestors 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
         ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             4 * 1024 * 1024,

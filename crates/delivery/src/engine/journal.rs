@@ -296,10 +296,15 @@ impl Inner {
                     self.log.info(format!(
                         "TDC: MID {mid} successfully delivered for scanning with {SETD}"
                     ));
+                    // The ledger keeps how the copy travelled, for the intake health view.
+                    let via = match &conn.tls {
+                        Some((protocol, _)) => format!("TLS {protocol}"),
+                        None => "no TLS".to_owned(),
+                    };
                     self.journal_record(
                         job,
                         Outcome::Delivered,
-                        &reply.to_string(),
+                        &format!("{reply} ({via})"),
                         HostDelta {
                             delivered: 1,
                             ..Default::default()

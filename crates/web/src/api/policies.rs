@@ -83,22 +83,10 @@ pub(crate) async fn add(
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     let new: NewPolicy = parse(json_body(body)?)?;
     let name = new.policy.name.clone();
-    edit_settings(&state, &caller, |settings| {
-        let policies = table(settings, &direction)?;
-        if policies.iter().any(|p| p.name.eq_ignore_ascii_case(&name)) {
-            return Err(ApiError::conflict(format!(
-                "a policy named {name:?} exists already"
-            )));
-        }
-        let last = policies.len().saturating_sub(1);
-        let at = new.position.unwrap_or(last);
-        if at > last {
-            return Err(ApiError::bad_request(format!(
-                "position {at} is out of range: 0..={last} (DEFAULT stays last)"
-            )));
-        }
-        policies.insert(at, new.policy);
-        Ok(())
+    let what = format!("POST /api/v1/policies/{direction}: added {name:?}");
+    edit_settings(&state, &caller, what, |settings| {
+        rampart_policy::edit::add(table(settings, &direction)?, new.policy, new.position)
+            .map_err(ApiError::from)
     })
     .await?;
     let mut settings = state.settings.load().settings().clone();
@@ -140,41 +128,14 @@ pub(crate) async fn put_one(
     let keeps_tdc = body.get("tdc").is_none();
     let mut new: NewPolicy = parse(body)?;
     let new_name = new.policy.name.clone();
-    edit_settings(&state, &caller, |settings| {
+    let what = format!("PUT /api/v1/policies/{direction}/{name}");
+    edit_settings(&state, &caller, what, |settings| {
         let policies = table(settings, &direction)?;
-        let idx = policies
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| ApiError::not_found(format!("no {direction} policy named {name:?}")))?;
-        if keeps_tdc && let Some(current) = policies.get(idx) {
+        if keeps_tdc && let Some(current) = policies.iter().find(|p| p.name == name) {
             new.policy.tdc = current.tdc.clone();
         }
-        if name == rampart_policy::DEFAULT_POLICY && new_name != name {
-            return Err(ApiError::bad_request(
-                "the DEFAULT policy cannot be renamed",
-            ));
-        }
-        if new_name != name
-            && policies
-                .iter()
-                .any(|p| p.name.eq_ignore_ascii_case(&new_name))
-        {
-            return Err(ApiError::conflict(format!(
-                "a policy named {new_name:?} exists already"
-            )));
-        }
-        policies.remove(idx);
-        let last = policies
-            .len()
-            .saturating_sub(usize::from(name != rampart_policy::DEFAULT_POLICY));
-        let at = new.position.unwrap_or(idx).min(policies.len());
-        if new.position.is_some_and(|p| p > last) {
-            return Err(ApiError::bad_request(format!(
-                "position {at} is out of range (DEFAULT stays last)"
-            )));
-        }
-        policies.insert(at, new.policy);
-        Ok(())
+        rampart_policy::edit::replace(policies, &name, new.policy, new.position)
+            .map_err(ApiError::from)
     })
     .await?;
     let mut settings = state.settings.load().settings().clone();
@@ -190,19 +151,11 @@ pub(crate) async fn delete_one(
     caller: Caller,
     Path((direction, name)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    edit_settings(&state, &caller, |settings| {
-        let policies = table(settings, &direction)?;
-        if name == rampart_policy::DEFAULT_POLICY {
-            return Err(ApiError::bad_request(
-                "the DEFAULT policy cannot be deleted",
-            ));
-        }
-        let idx = policies
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| ApiError::not_found(format!("no {direction} policy named {name:?}")))?;
-        policies.remove(idx);
-        Ok(())
+    let what = format!("DELETE /api/v1/policies/{direction}/{name}");
+    edit_settings(&state, &caller, what, |settings| {
+        rampart_policy::edit::delete(table(settings, &direction)?, &name)
+            .map(drop)
+            .map_err(ApiError::from)
     })
     .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)

@@ -29,7 +29,8 @@ async fn put_table(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(body)?;
-    edit_settings(state, caller, |settings| {
+    let what = format!("PUT /api/v1/{}", table.replace('_', "-"));
+    edit_settings(state, caller, what, |settings| {
         settings
             .set_table_json(table, &body)
             .map_err(|e| ApiError::bad_request(e.0.join("; ")))
@@ -46,10 +47,12 @@ pub(crate) fn json_body(body: Result<Json<Value>, JsonRejection>) -> Result<Valu
 }
 
 /// Applies `change` to a copy of the settings, validates the whole result, stores it in one
-/// transaction and swaps it into the running appliance. Admins only; edits are serialised.
+/// transaction with its audit record (`what`, by the API user) and swaps it into the running
+/// appliance. Admins only; edits are serialised.
 pub(crate) async fn edit_settings<T>(
     state: &AppState,
     caller: &Caller,
+    what: String,
     change: impl FnOnce(&mut rampart_settings::Settings) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     caller.require_admin()?;
@@ -60,7 +63,8 @@ pub(crate) async fn edit_settings<T>(
         .clone()
         .compile()
         .map_err(|e| ApiError::bad_request(e.0.join("; ")))?;
-    state.store.save_settings(&settings).await?;
+    let audit = rampart_store::Audit::new(&caller.name, "api", what);
+    state.store.save_settings(&settings, &audit).await?;
     state.settings.store(Arc::new(snapshot));
     Ok(out)
 }

@@ -62,6 +62,8 @@ pub(crate) async fn tracking(
         sender: q.sender.filter(|s| !s.is_empty()),
         recipient: q.recipient.filter(|s| !s.is_empty()),
         subject: q.subject.filter(|s| !s.is_empty()),
+        since: None,
+        until: None,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let found = state.store.track(&filter).await?;

@@ -1,0 +1,361 @@
+//! *Commit Changes*, the audit log, accounts and passwords.
+//!
+//! Account changes take effect at once (and are audited): a locked-out administrator must not
+//! depend on a pending commit to get back in. Settings changes wait for Commit Changes.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use rampart_store::{Audit, AuditEntry, Role, User};
+use serde::Deserialize;
+
+use super::{Done, Layout, Posted, Ui, UiError, done, render, role_label, time, working};
+use crate::AppState;
+
+#[derive(Template)]
+#[template(path = "commit.html")]
+struct CommitPage {
+    l: Layout,
+    changes: Vec<(String, String)>,
+    errors: Vec<String>,
+    comment: String,
+}
+
+pub(crate) async fn commit_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<Done>,
+) -> Result<Response, UiError> {
+    let changes = pending(&state, &ui).await?;
+    Ok(render(&CommitPage {
+        l: Layout::new(&state, &ui, "admin", "Uncommitted Changes").flash(q.done.as_deref()),
+        changes,
+        errors: Vec::new(),
+        comment: String::new(),
+    }))
+}
+
+async fn pending(state: &AppState, ui: &Ui) -> Result<Vec<(String, String)>, UiError> {
+    Ok(state
+        .store
+        .pending_changes(&ui.user)
+        .await?
+        .into_iter()
+        .map(|(at, d)| (time(at), d))
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CommitForm {
+    #[serde(default)]
+    comment: String,
+}
+
+pub(crate) async fn commit(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<CommitForm>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Admin)?;
+    let comment = form.comment.trim().to_owned();
+    if comment.len() > 1000 {
+        return Err(UiError::BadRequest(
+            "The comment is limited to 1000 characters.".into(),
+        ));
+    }
+    let _guard = state.settings_edit.lock().await;
+    let changes = pending(&state, &ui).await?;
+    if changes.is_empty() {
+        return Ok(done("/commit", "committed"));
+    }
+    let settings = working(&state, &ui).await?;
+    let snapshot = match settings.clone().compile() {
+        Ok(s) => s,
+        Err(e) => {
+            // Someone else's commit may have made these changes conflict.
+            let mut r = render(&CommitPage {
+                l: Layout::new(&state, &ui, "admin", "Uncommitted Changes"),
+                changes,
+                errors: e.0,
+                comment,
+            });
+            *r.status_mut() = axum::http::StatusCode::CONFLICT;
+            return Ok(r);
+        }
+    };
+    let audit = Audit {
+        user: ui.user.clone(),
+        source: "ui".into(),
+        comment,
+        changes: changes.into_iter().map(|(_, d)| d).collect(),
+    };
+    state.store.commit_pending(&settings, &audit).await?;
+    state.settings.store(Arc::new(snapshot));
+    tracing::info!(user = %ui.user, changes = audit.changes.len(), "changes committed from the web UI");
+    Ok(done("/commit", "committed"))
+}
+
+pub(crate) async fn abandon(
+    State(state): State<AppState>,
+    Posted { ui, form: _ }: Posted<super::session::Empty>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Admin)?;
+    state.store.abandon_pending(&ui.user).await?;
+    Ok(done("/commit", "abandoned"))
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    l: Layout,
+    entries: Vec<AuditEntry>,
+}
+
+pub(crate) async fn audit(State(state): State<AppState>, ui: Ui) -> Result<Response, UiError> {
+    let entries = state.store.audit_log(500).await?;
+    Ok(render(&AuditPage {
+        l: Layout::new(&state, &ui, "admin", "Audit Log"),
+        entries,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    l: Layout,
+    users: Vec<(String, &'static str, String)>,
+    me: String,
+    name: String,
+    role: String,
+    name_error: Option<String>,
+    password_error: Option<String>,
+}
+
+async fn users_page(
+    state: &AppState,
+    ui: &Ui,
+    done: Option<&str>,
+    form: Option<(&UsersForm, Option<String>, Option<String>)>,
+) -> Result<Response, UiError> {
+    let users = state
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .map(|(u, created)| (u.name, role_label(u.role), time(created)))
+        .collect();
+    let (name, role, name_error, password_error) = match form {
+        Some((f, n, p)) => (f.name.clone(), f.role.clone(), n, p),
+        None => (String::new(), "readonly".into(), None, None),
+    };
+    let invalid = name_error.is_some() || password_error.is_some();
+    let mut r = render(&UsersPage {
+        l: Layout::new(state, ui, "admin", "Users").flash(done),
+        users,
+        me: ui.user.clone(),
+        name,
+        role,
+        name_error,
+        password_error,
+    });
+    if invalid {
+        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(r)
+}
+
+pub(crate) async fn users(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<Done>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Admin)?;
+    users_page(&state, &ui, q.done.as_deref(), None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct UsersForm {
+    /// save | delete
+    #[serde(default)]
+    op: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// Account names: what a login form and a Basic header can carry unambiguously.
+pub(crate) fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The shortest passphrase accepted.
+pub(crate) const MIN_PASSWORD: usize = 8;
+
+pub(crate) async fn users_post(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<UsersForm>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Admin)?;
+    let name = form.name.trim().to_owned();
+    if form.op == "delete" {
+        if name == ui.user {
+            return Err(UiError::BadRequest(
+                "You cannot remove your own account.".into(),
+            ));
+        }
+        if !state.store.delete_user(&name).await? {
+            return Err(UiError::NotFound(format!(
+                "There is no account named {name:?}."
+            )));
+        }
+        state
+            .store
+            .audit(&Audit::new(
+                &ui.user,
+                "ui",
+                format!("Users: removed account {name}"),
+            ))
+            .await?;
+        return Ok(done("/admin/users", "user-deleted"));
+    }
+    let Some(role) = Role::parse(&form.role) else {
+        return Err(UiError::BadRequest(format!(
+            "Unknown role {:?}: use admin, operator or readonly.",
+            form.role
+        )));
+    };
+    let existing = state.store.user(&name).await?;
+    let name_error = (!valid_name(&name))
+        .then(|| "A username is 1–32 letters, digits, '.', '_' or '-'.".to_owned());
+    let password_error = match (&existing, form.password.len()) {
+        // An existing account keeps its password when the field is left empty.
+        (Some(_), 0) => None,
+        (_, n) if n < MIN_PASSWORD => Some(format!(
+            "The passphrase must have at least {MIN_PASSWORD} characters."
+        )),
+        _ => None,
+    };
+    if name_error.is_some() || password_error.is_some() {
+        return users_page(&state, &ui, None, Some((&form, name_error, password_error))).await;
+    }
+    if name == ui.user && role != Role::Admin {
+        return Err(UiError::BadRequest(
+            "You cannot take the administrator role from your own account.".into(),
+        ));
+    }
+    let password_hash = match (existing, form.password.is_empty()) {
+        (Some(u), true) => u.password_hash,
+        _ => hash(form.password.clone()).await?,
+    };
+    state
+        .store
+        .put_user(&User {
+            name: name.clone(),
+            password_hash,
+            role,
+        })
+        .await?;
+    if !form.password.is_empty() {
+        state.store.delete_sessions_of(&name).await?;
+    }
+    state
+        .store
+        .audit(&Audit::new(
+            &ui.user,
+            "ui",
+            format!("Users: saved account {name} with role {}", role.as_str()),
+        ))
+        .await?;
+    Ok(done("/admin/users", "user-saved"))
+}
+
+async fn hash(password: String) -> Result<String, UiError> {
+    tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .map_err(UiError::internal)?
+        .map_err(UiError::internal)
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    l: Layout,
+    error: Option<String>,
+}
+
+pub(crate) async fn password_form(
+    State(state): State<AppState>,
+    ui: Ui,
+) -> Result<Response, UiError> {
+    Ok(render(&PasswordPage {
+        l: Layout::new(&state, &ui, "admin", "Change Password"),
+        error: None,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Changes the user's own passphrase; every session of the account ends, this one included.
+pub(crate) async fn password(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<PasswordForm>,
+) -> Result<Response, UiError> {
+    let user = state
+        .store
+        .user(&ui.user)
+        .await?
+        .ok_or_else(|| UiError::Login("/admin/password".into()))?;
+    let current_ok = {
+        let (pw, h) = (form.current.clone(), user.password_hash.clone());
+        tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &h))
+            .await
+            .unwrap_or(false)
+    };
+    let error = if !current_ok {
+        Some("The current passphrase is wrong.".to_owned())
+    } else if form.new.len() < MIN_PASSWORD {
+        Some(format!(
+            "The new passphrase must have at least {MIN_PASSWORD} characters."
+        ))
+    } else if form.new != form.confirm {
+        Some("The new passphrase and its confirmation differ.".to_owned())
+    } else {
+        None
+    };
+    if let Some(error) = error {
+        let mut r = render(&PasswordPage {
+            l: Layout::new(&state, &ui, "admin", "Change Password"),
+            error: Some(error),
+        });
+        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(r);
+    }
+    state
+        .store
+        .put_user(&User {
+            password_hash: hash(form.new).await?,
+            ..user
+        })
+        .await?;
+    state.store.delete_sessions_of(&ui.user).await?;
+    state
+        .store
+        .audit(&Audit::new(&ui.user, "ui", "Users: changed own passphrase"))
+        .await?;
+    Ok(Redirect::to("/login?next=/monitor/status").into_response())
+}

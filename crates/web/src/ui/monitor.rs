@@ -1,0 +1,360 @@
+//! *Monitor*: System Status (counters and charts as server-rendered SVG), Delivery Status (the
+//! `tophosts` figures with *Retry Delivery*), and Message Tracking.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use rampart_store::{Bucket, HostRow, Mid, Role, Totals, TrackFilter, Tracked};
+use serde::Deserialize;
+
+use super::{Done, Layout, Posted, Ui, UiError, done, render, time, time_ms};
+use crate::AppState;
+
+/// Slots of the activity chart: 24 of 15 minutes, the last six hours.
+const SLOT_SECS: i64 = 15 * 60;
+const SLOTS: usize = 24;
+
+/// A line chart drawn on the server: no script, no inline style.
+#[derive(Debug)]
+pub(crate) struct Chart {
+    pub width: u32,
+    pub height: u32,
+    /// (css class, colour, polyline points, total) per series.
+    pub series: Vec<(&'static str, &'static str, String, u64)>,
+    /// (x, label) along the bottom.
+    pub x_labels: Vec<(u32, String)>,
+    pub y_max: u64,
+    /// Plot area: left, top, right, bottom.
+    pub plot: (u32, u32, u32, u32),
+}
+
+impl Chart {
+    fn new(buckets: &[Bucket]) -> Chart {
+        let (width, height) = (900u32, 240u32);
+        let (left, top, right, bottom) = (48u32, 14u32, width - 12, height - 28);
+        let y_max = buckets
+            .iter()
+            .flat_map(|b| [b.received, b.delivered, b.journaled, b.bounced])
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        let n = buckets.len().max(2);
+        let x = |i: usize| left + ((right - left) as usize * i / (n - 1)) as u32;
+        let y = |v: u64| bottom - ((bottom - top) as u64 * v / y_max) as u32;
+        let line = |get: fn(&Bucket) -> u64| {
+            buckets
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("{},{}", x(i), y(get(b))))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let total = |get: fn(&Bucket) -> u64| buckets.iter().map(get).sum();
+        let series = vec![
+            (
+                "received",
+                "#049fd9",
+                line(|b| b.received),
+                total(|b| b.received),
+            ),
+            (
+                "delivered",
+                "#2e7d32",
+                line(|b| b.delivered),
+                total(|b| b.delivered),
+            ),
+            (
+                "journaled",
+                "#7b1fa2",
+                line(|b| b.journaled),
+                total(|b| b.journaled),
+            ),
+            (
+                "bounced",
+                "#c62828",
+                line(|b| b.bounced),
+                total(|b| b.bounced),
+            ),
+        ];
+        let x_labels = buckets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 4 == 0)
+            .map(|(i, b)| {
+                let label = chrono::DateTime::from_timestamp(b.start, 0)
+                    .map(|t| t.format("%H:%M").to_string())
+                    .unwrap_or_default();
+                (x(i), label)
+            })
+            .collect();
+        Chart {
+            width,
+            height,
+            series,
+            x_labels,
+            y_max,
+            plot: (left, top, right, bottom),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    l: Layout,
+    uptime: String,
+    totals: Totals,
+    tdc_enabled: bool,
+    tdc_address: String,
+    chart: Chart,
+    hosts_down: usize,
+}
+
+fn uptime(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    format!("{d}d {h}h {m}m {}s", secs % 60)
+}
+
+pub(crate) async fn status(State(state): State<AppState>, ui: Ui) -> Result<Response, UiError> {
+    let totals = state.store.totals().await?;
+    let buckets = state.store.activity(SLOT_SECS, SLOTS).await?;
+    let hosts_down = state
+        .store
+        .tophosts()
+        .await?
+        .iter()
+        .filter(|h| h.down)
+        .count();
+    let snapshot = state.settings.load();
+    let tdc = &snapshot.settings().tdc;
+    Ok(render(&StatusPage {
+        l: Layout::new(&state, &ui, "monitor", "System Status"),
+        uptime: uptime(state.started.elapsed().as_secs()),
+        totals,
+        tdc_enabled: tdc.enabled,
+        tdc_address: tdc.intake_address.clone(),
+        chart: Chart::new(&buckets),
+        hosts_down,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "delivery.html")]
+struct DeliveryPage {
+    l: Layout,
+    hosts: Vec<HostRow>,
+    now: String,
+}
+
+pub(crate) async fn delivery(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<Done>,
+) -> Result<Response, UiError> {
+    let hosts = state.store.tophosts().await?;
+    Ok(render(&DeliveryPage {
+        l: Layout::new(&state, &ui, "monitor", "Delivery Status").flash(q.done.as_deref()),
+        hosts,
+        now: time(rampart_store::unix_now()),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RetryForm {
+    /// A host of the table, or empty for all.
+    #[serde(default)]
+    host: String,
+}
+
+/// *Retry Delivery*: everything queued for the host is due now.
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<RetryForm>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Operator)?;
+    let host = Some(form.host.trim()).filter(|h| !h.is_empty());
+    let n = state.store.deliver_now(host).await?;
+    tracing::info!(user = %ui.user, host = host.unwrap_or("all"), rows = n, "retry delivery from the web UI");
+    Ok(done("/monitor/delivery", "retried"))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct TrackingQuery {
+    #[serde(default)]
+    mid: String,
+    #[serde(default)]
+    sender: String,
+    #[serde(default)]
+    recipient: String,
+    #[serde(default)]
+    subject: String,
+    /// `YYYY-MM-DDTHH:MM` (a datetime-local input), UTC.
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+}
+
+#[derive(Template)]
+#[template(path = "tracking.html")]
+struct TrackingPage {
+    l: Layout,
+    q: TrackingQuery,
+    searched: bool,
+    error: Option<String>,
+    results: Vec<TrackedRow>,
+}
+
+#[derive(Debug)]
+struct TrackedRow {
+    mid: u64,
+    received: String,
+    sender: String,
+    recipients: String,
+    subject: String,
+    last_event: String,
+    journaled: bool,
+}
+
+fn parse_time(s: &str, what: &str) -> Result<Option<i64>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+        .map(|t| Some(t.and_utc().timestamp()))
+        .ok_or_else(|| format!("{what} must be a date and time like 2026-11-28T09:30 (UTC)"))
+}
+
+pub(crate) async fn tracking(
+    State(state): State<AppState>,
+    ui: Ui,
+    q: Result<Query<TrackingQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    let Query(q) =
+        q.map_err(|e| UiError::BadRequest(format!("Invalid search: {}", e.body_text())))?;
+    let searched = [
+        &q.mid,
+        &q.sender,
+        &q.recipient,
+        &q.subject,
+        &q.since,
+        &q.until,
+    ]
+    .iter()
+    .any(|f| !f.trim().is_empty());
+    let filter = (|| {
+        let mid = match q.mid.trim() {
+            "" => None,
+            m => Some(Mid(m
+                .parse()
+                .map_err(|_| format!("MID must be a number, not {m:?}"))?)),
+        };
+        let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        Ok::<_, String>(TrackFilter {
+            mid,
+            sender: text(&q.sender),
+            recipient: text(&q.recipient),
+            subject: text(&q.subject),
+            since: parse_time(&q.since, "From")?,
+            until: parse_time(&q.until, "To")?,
+            limit: 200,
+        })
+    })();
+    let (results, error) = match filter {
+        Err(e) => (Vec::new(), Some(e)),
+        Ok(filter) => {
+            let found = state.store.track(&filter).await?;
+            (found.into_iter().map(row).collect(), None)
+        }
+    };
+    let mut page = render(&TrackingPage {
+        l: Layout::new(&state, &ui, "monitor", "Message Tracking"),
+        searched,
+        error: error.clone(),
+        results,
+        q,
+    });
+    if error.is_some() {
+        *page.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+    }
+    Ok(page)
+}
+
+fn row(t: Tracked) -> TrackedRow {
+    TrackedRow {
+        mid: t.mid.0,
+        received: time(t.received_at),
+        sender: if t.sender.is_empty() {
+            "<>".into()
+        } else {
+            t.sender
+        },
+        recipients: t.recipients.join(", "),
+        subject: t.subject.unwrap_or_default(),
+        last_event: t.events.last().map(|e| e.text.clone()).unwrap_or_default(),
+        journaled: t.events.iter().any(|e| {
+            e.text.starts_with("TDC: Message") && e.text.contains("successfully delivered")
+        }),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tracking_detail.html")]
+struct DetailPage {
+    l: Layout,
+    mid: u64,
+    sender: String,
+    recipients: Vec<String>,
+    subject: String,
+    message_id: String,
+    received: String,
+    events: Vec<(String, String)>,
+}
+
+pub(crate) async fn tracking_detail(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(mid): Path<String>,
+) -> Result<Response, UiError> {
+    let mid: u64 = mid
+        .parse()
+        .map_err(|_| UiError::NotFound(format!("{mid:?} is not a message ID.")))?;
+    let found = state
+        .store
+        .track(&TrackFilter {
+            mid: Some(Mid(mid)),
+            limit: 1,
+            ..TrackFilter::default()
+        })
+        .await?;
+    let t = found
+        .into_iter()
+        .next()
+        .ok_or_else(|| UiError::NotFound(format!("No message with MID {mid}.")))?;
+    Ok(render(&DetailPage {
+        l: Layout::new(
+            &state,
+            &ui,
+            "monitor",
+            format!("Message Tracking: MID {mid}"),
+        ),
+        mid,
+        sender: if t.sender.is_empty() {
+            "<>".into()
+        } else {
+            t.sender
+        },
+        recipients: t.recipients,
+        subject: t.subject.unwrap_or_default(),
+        message_id: t.message_id.unwrap_or_default(),
+        received: time(t.received_at),
+        events: t
+            .events
+            .into_iter()
+            .map(|e| (time_ms(e.at), e.text))
+            .collect(),
+    }))
+}

@@ -1,0 +1,115 @@
+//! *Monitor > Quarantine*: messages held by a policy's `quarantine` action; operators release or
+//! delete them.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use rampart_store::{Mid, Quarantined, Role};
+
+use super::{Done, Layout, Posted, Ui, UiError, done, render, time};
+use crate::AppState;
+
+#[derive(Template)]
+#[template(path = "quarantine.html")]
+struct ListPage {
+    l: Layout,
+    messages: Vec<Quarantined>,
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<Done>,
+) -> Result<Response, UiError> {
+    let messages = state.store.quarantine().await?;
+    Ok(render(&ListPage {
+        l: Layout::new(&state, &ui, "monitor", "Quarantine").flash(q.done.as_deref()),
+        messages,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "quarantine_detail.html")]
+struct DetailPage {
+    l: Layout,
+    q: Quarantined,
+    received: String,
+    remote_ip: String,
+    /// The stored message as text (headers and body), at most [`PREVIEW`] bytes.
+    text: String,
+    truncated: bool,
+}
+
+/// How much of a quarantined message the page shows.
+const PREVIEW: usize = 64 * 1024;
+
+fn mid(s: &str) -> Result<Mid, UiError> {
+    s.parse()
+        .map(Mid)
+        .map_err(|_| UiError::NotFound(format!("{s:?} is not a message ID.")))
+}
+
+pub(crate) async fn detail(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let mid = mid(&id)?;
+    let q = state
+        .store
+        .quarantine()
+        .await?
+        .into_iter()
+        .find(|q| q.mid == mid)
+        .ok_or_else(|| UiError::NotFound(format!("MID {mid} is not in the quarantine.")))?;
+    let message = state
+        .store
+        .message(mid)
+        .await?
+        .ok_or_else(|| UiError::NotFound(format!("MID {mid} is not stored.")))?;
+    let truncated = message.body.len() > PREVIEW;
+    let shown = message.body.get(..PREVIEW).unwrap_or(&message.body);
+    Ok(render(&DetailPage {
+        l: Layout::new(
+            &state,
+            &ui,
+            "monitor",
+            format!("Quarantined Message MID {mid}"),
+        ),
+        received: time(q.received_at),
+        remote_ip: message.remote_ip,
+        text: String::from_utf8_lossy(shown).into_owned(),
+        truncated,
+        q,
+    }))
+}
+
+pub(crate) async fn release(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Posted { ui, form: _ }: Posted<super::session::Empty>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Operator)?;
+    let mid = mid(&id)?;
+    if state.store.quarantine_release(mid, &ui.user).await? == 0 {
+        return Err(UiError::NotFound(format!(
+            "MID {mid} is not in the quarantine."
+        )));
+    }
+    Ok(done("/monitor/quarantine", "released"))
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Posted { ui, form: _ }: Posted<super::session::Empty>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Operator)?;
+    let mid = mid(&id)?;
+    if state.store.quarantine_delete(mid, &ui.user).await? == 0 {
+        return Err(UiError::NotFound(format!(
+            "MID {mid} is not in the quarantine."
+        )));
+    }
+    Ok(done("/monitor/quarantine", "deleted"))
+}

@@ -1,0 +1,243 @@
+//! *Security Services > Threat Defense Connector Settings*: the global switch and intake address,
+//! the intake's health, and the journal ledger.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use rampart_store::{LedgerEntry, Role, unix_now};
+use serde::Deserialize;
+
+use super::{Done, Layout, Posted, Ui, UiError, done, render, stage, time, working};
+use crate::AppState;
+
+/// One row of the ledger summary: copies by state over a period.
+#[derive(Debug, Default)]
+struct Summary {
+    label: &'static str,
+    /// The period, for the links to the ledger.
+    hours: i64,
+    delivered: usize,
+    failed: usize,
+    expired: usize,
+    queued: usize,
+}
+
+/// The intake's health, from the most recent journal copies.
+#[derive(Debug, Default)]
+struct Health {
+    /// State, reply and time of the latest finished copy.
+    last: Option<(String, String, String)>,
+    /// Seconds from queueing to delivery of the latest delivered copy.
+    latency_secs: Option<i64>,
+    /// How the latest delivered copy travelled (`TLS TLSv1.3` / `no TLS`).
+    tls: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "tdc.html")]
+struct View {
+    l: Layout,
+    enabled: bool,
+    intake_address: String,
+    health: Health,
+    summaries: Vec<Summary>,
+}
+
+pub(crate) async fn view(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<Done>,
+) -> Result<Response, UiError> {
+    let settings = working(&state, &ui).await?;
+    let day = state
+        .store
+        .ledger(unix_now() - 86_400, None, 100_000)
+        .await?;
+    let summarise = |label, hours: i64, entries: &[LedgerEntry]| {
+        let since = unix_now() - hours * 3600;
+        let mut s = Summary {
+            label,
+            hours,
+            ..Summary::default()
+        };
+        for e in entries.iter().filter(|e| e.queued_at >= since) {
+            match e.state.as_str() {
+                "delivered" => s.delivered += 1,
+                "expired" => s.expired += 1,
+                "queued" => s.queued += 1,
+                _ => s.failed += 1,
+            }
+        }
+        s
+    };
+    let summaries = vec![
+        summarise("Last hour", 1, &day),
+        summarise("Last day", 24, &day),
+    ];
+    let mut health = Health::default();
+    let recent = state.store.ledger(0, None, 50).await?;
+    if let Some(e) = recent.iter().find(|e| e.done_at.is_some()) {
+        health.last = Some((
+            e.state.clone(),
+            e.last_reply.clone().unwrap_or_default(),
+            time(e.done_at.unwrap_or_default()),
+        ));
+    }
+    if let Some(e) = recent.iter().find(|e| e.state == "delivered") {
+        health.latency_secs = e.done_at.map(|d| d - e.queued_at);
+        health.tls = e.last_reply.as_deref().and_then(|r| {
+            r.rsplit_once(" (")
+                .map(|(_, via)| via.trim_end_matches(')').to_owned())
+        });
+    }
+    Ok(render(&View {
+        l: Layout::new(&state, &ui, "security", "Threat Defense Connector Settings")
+            .flash(q.done.as_deref()),
+        enabled: settings.tdc.enabled,
+        intake_address: settings.tdc.intake_address,
+        health,
+        summaries,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "tdc_edit.html")]
+struct EditPage {
+    l: Layout,
+    enabled: bool,
+    intake_address: String,
+    error: Option<String>,
+}
+
+pub(crate) async fn edit_form(State(state): State<AppState>, ui: Ui) -> Result<Response, UiError> {
+    ui.require(Role::Admin)?;
+    let settings = working(&state, &ui).await?;
+    Ok(render(&EditPage {
+        l: Layout::new(
+            &state,
+            &ui,
+            "security",
+            "Edit Threat Defense Connector Settings",
+        ),
+        enabled: settings.tdc.enabled,
+        intake_address: settings.tdc.intake_address,
+        error: None,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EditForm {
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    intake_address: String,
+}
+
+pub(crate) async fn edit(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<EditForm>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Admin)?;
+    let enabled = form.enabled.is_some();
+    let address = form.intake_address.trim().to_owned();
+    let mut settings = working(&state, &ui).await?;
+    settings.tdc.enabled = enabled;
+    settings.tdc.intake_address = address.clone();
+    let description = format!(
+        "Threat Defense Connector: {}, Message Intake Address {}",
+        if enabled { "enabled" } else { "disabled" },
+        if address.is_empty() {
+            "(none)".to_owned()
+        } else {
+            address.clone()
+        }
+    );
+    match stage(&state, &ui, &settings, &["tdc"], description).await? {
+        Ok(()) => Ok(done("/security/tdc", "staged")),
+        Err(errors) => {
+            let mut page = render(&EditPage {
+                l: Layout::new(
+                    &state,
+                    &ui,
+                    "security",
+                    "Edit Threat Defense Connector Settings",
+                ),
+                enabled,
+                intake_address: form.intake_address,
+                error: Some(errors.join("; ").trim_start_matches("tdc: ").to_owned()),
+            });
+            *page.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(page)
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ledger.html")]
+struct LedgerPage {
+    l: Layout,
+    entries: Vec<LedgerRow>,
+    state_filter: String,
+    hours: i64,
+}
+
+#[derive(Debug)]
+struct LedgerRow {
+    mid: u64,
+    state: String,
+    intake: String,
+    attempts: u32,
+    reply: String,
+    queued: String,
+    done: String,
+    subject: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LedgerQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    hours: Option<i64>,
+}
+
+/// The journal ledger: every journal copy of a period, optionally of one state.
+pub(crate) async fn ledger(
+    State(state): State<AppState>,
+    ui: Ui,
+    q: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    let Query(q) =
+        q.map_err(|e| UiError::BadRequest(format!("Invalid search: {}", e.body_text())))?;
+    let state_filter = q.state.filter(|s| !s.is_empty());
+    if let Some(s) = &state_filter
+        && !["queued", "delivered", "failed", "expired"].contains(&s.as_str())
+    {
+        return Err(UiError::BadRequest(format!(
+            "Unknown state {s:?}: use queued, delivered, failed or expired."
+        )));
+    }
+    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 90);
+    let entries = state
+        .store
+        .ledger(unix_now() - hours * 3600, state_filter.as_deref(), 500)
+        .await?
+        .into_iter()
+        .map(|e| LedgerRow {
+            mid: e.mid.0,
+            state: e.state,
+            intake: e.intake,
+            attempts: e.attempts,
+            reply: e.last_reply.unwrap_or_default(),
+            queued: time(e.queued_at),
+            done: e.done_at.map(time).unwrap_or_default(),
+            subject: e.subject.unwrap_or_default(),
+        })
+        .collect();
+    Ok(render(&LedgerPage {
+        l: Layout::new(&state, &ui, "security", "Threat Defense Journal Ledger"),
+        entries,
+        state_filter: state_filter.unwrap_or_default(),
+        hours,
+    }))
+}
