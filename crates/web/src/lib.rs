@@ -106,8 +106,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest(
             "/api/v1",
+            // The nested router sees the path without its prefix.
             api::router().fallback(|uri: axum::http::Uri| async move {
-                ApiError::not_found(format!("no such resource: {}", uri.path()))
+                ApiError::not_found(format!("no such resource: /api/v1{}", uri.path()))
             }),
         )
         .merge(ui::router())
