@@ -1,1 +1,1204 @@
+//! Handler tests: every page and form of the UI through the real router and a real SQLite store,
+//! with valid input, each kind of invalid input, a missing CSRF token and the wrong role.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use rampart_settings::Settings;
+use rampart_store::{Role, Store, User};
+use tower::ServiceExt;
+
+use crate::{AppState, WebOptions, router};
+
+struct Ui {
+    _dir: tempfile::TempDir,
+    state: AppState,
+}
+
+struct Answer {
+    status: StatusCode,
+    location: String,
+    cookie: String,
+    body: String,
+}
+
+impl Ui {
+    async fn new() -> Ui {
+        Ui::with(WebOptions::default()).await
+    }
+
+    async fn with(options: WebOptions) -> Ui {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("rampart.db")).await.unwrap();
+        for (name, role) in [
+            ("admin", Role::Admin),
+            ("oper", Role::Operator),
+            ("viewer", Role::ReadOnly),
+        ] {
+            store
+                .put_user(&User {
+                    name: name.into(),
+                    password_hash: crate::auth::hash_password("password1").unwrap(),
+                    role,
+                })
+                .await
+                .unwrap();
+        }
+        let snapshot = Settings::default().compile().unwrap();
+        let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+        Ui {
+            _dir: dir,
+            state: AppState::new(store, shared, options),
+        }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let r = router(self.state.clone()).oneshot(req).await.unwrap();
+        let header = |name| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        let (location, cookie) = (header(header::LOCATION), header(header::SET_COOKIE));
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 24).await.unwrap();
+        Answer {
+            status,
+            location,
+            cookie,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    async fn get(&self, session: &Session, path: &str) -> Answer {
+        self.send(
+            Request::get(path)
+                .header(header::COOKIE, &session.cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn post_raw(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> Answer {
+        self.send(
+            Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header(header::COOKIE, cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(serde_urlencoded::to_string(form).unwrap()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts a form with the session's CSRF token.
+    async fn post(&self, session: &Session, path: &str, form: &[(&str, &str)]) -> Answer {
+        let mut fields = vec![("csrf", session.csrf.as_str())];
+        fields.extend_from_slice(form);
+        self.post_raw(&session.cookie, path, &fields).await
+    }
+
+    async fn login(&self, user: &str) -> Session {
+        let a = self
+            .post_raw(
+                "",
+                "/login",
+                &[("username", user), ("password", "password1"), ("next", "/")],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+        let cookie = a.cookie.split(';').next().unwrap().to_owned();
+        let mut session = Session {
+            cookie,
+            csrf: String::new(),
+        };
+        let page = self.get(&session, "/monitor/status").await;
+        session.csrf = page
+            .body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_owned();
+        session
+    }
+
+    fn live(&self) -> Settings {
+        self.state.settings.load().settings().clone()
+    }
+}
+
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+/// Every page of the UI, as the menus link them.
+const PAGES: &[&str] = &[
+    "/monitor/status",
+    "/monitor/delivery",
+    "/monitor/tracking",
+    "/monitor/quarantine",
+    "/mail-policies/incoming",
+    "/mail-policies/outgoing",
+    "/mail-policies/hat",
+    "/mail-policies/rat",
+    "/mail-policies/incoming/DEFAULT/tdc",
+    "/mail-policies/incoming/DEFAULT/email-authentication",
+    "/mail-policies/outgoing/DEFAULT/content-filters",
+    "/security/tdc",
+    "/security/tdc/ledger",
+    "/network/smtp-routes",
+    "/network/destination-controls",
+    "/network/bounce-profiles",
+    "/commit",
+    "/admin/audit",
+    "/admin/password",
+];
+
+#[tokio::test]
+async fn pages_need_a_session_but_login_and_assets_do_not() {
+    let ui = Ui::new().await;
+    let nobody = Session {
+        cookie: String::new(),
+        csrf: String::new(),
+    };
+    for page in PAGES {
+        let a = ui.get(&nobody, page).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{page}");
+        assert!(
+            a.location.starts_with("/login?next=%2F"),
+            "{page}: {}",
+            a.location
+        );
+    }
+    let forged = Session {
+        cookie: "rampart_session=forged".into(),
+        csrf: String::new(),
+    };
+    assert_eq!(
+        ui.get(&forged, "/monitor/status").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(ui.get(&nobody, "/login").await.status, StatusCode::OK);
+    let css = ui.get(&nobody, "/static/rampart.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains("font"));
+    assert_eq!(
+        ui.get(&nobody, "/api/v1/health").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn every_page_renders_for_every_role_with_security_headers() {
+    let ui = Ui::new().await;
+    for user in ["admin", "oper", "viewer"] {
+        let s = ui.login(user).await;
+        for page in PAGES {
+            let r = router(ui.state.clone())
+                .oneshot(
+                    Request::get(*page)
+                        .header(header::COOKIE, &s.cookie)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{user} {page}");
+            let h = r.headers();
+            let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+            assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"));
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert_eq!(h[header::CACHE_CONTROL], "no-store");
+            let body = axum::body::to_bytes(r.into_body(), 1 << 24).await.unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert!(
+                body.contains("Log Out") && body.contains(user),
+                "{user} {page}"
+            );
+            assert!(!body.contains("<script"), "{page} has a script");
+            assert!(!body.contains("style=\""), "{page} has an inline style");
+        }
+    }
+    let s = ui.login("admin").await;
+    assert_eq!(
+        ui.get(&s, "/no/such/page").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ui.get(&s, "/mail-policies/sideways").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ui.get(&s, "/monitor/tracking/abc").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ui.get(&s, "/monitor/tracking/999").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn login_cookie_flags_redirects_and_throttling() {
+    let ui = Ui::new().await;
+    let a = ui
+        .post_raw(
+            "",
+            "/login",
+            &[
+                ("username", "admin"),
+                ("password", "password1"),
+                ("next", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location, "/monitor/status", "no open redirect");
+    assert!(a.cookie.contains("HttpOnly") && a.cookie.contains("SameSite=Strict"));
+    assert!(!a.cookie.contains("Secure"), "plain HTTP on loopback");
+
+    let wrong = [("username", "admin"), ("password", "nope"), ("next", "/")];
+    let a = ui.post_raw("", "/login", &wrong).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.body.contains("Invalid username or password.") && a.cookie.is_empty());
+    for _ in 1..5 {
+        ui.post_raw("", "/login", &wrong).await;
+    }
+    // Locked out now, even with the right password.
+    let a = ui
+        .post_raw(
+            "",
+            "/login",
+            &[("username", "admin"), ("password", "password1")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(a.body.contains("Too many failed logins"));
+    // Other accounts are not locked.
+    ui.login("oper").await;
+
+    let secure = Ui::with(WebOptions {
+        https: true,
+        ..WebOptions::default()
+    })
+    .await;
+    let a = secure
+        .post_raw(
+            "",
+            "/login",
+            &[("username", "admin"), ("password", "password1")],
+        )
+        .await;
+    assert!(a.cookie.contains("; Secure"));
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let ui = Ui::new().await;
+    let s = ui.login("viewer").await;
+    assert_eq!(
+        ui.post_raw(&s.cookie, "/logout", &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let a = ui.post(&s, "/logout", &[]).await;
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (StatusCode::SEE_OTHER, "/login")
+    );
+    assert_eq!(
+        ui.get(&s, "/monitor/status").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_change_nothing() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    let form = [
+        ("enabled", "on"),
+        ("intake_address", "j@beta.cmd.cisco.com"),
+    ];
+    for fields in [form.to_vec(), [&form[..], &[("csrf", "wrong")]].concat()] {
+        let a = ui.post_raw(&s.cookie, "/security/tdc/edit", &fields).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        assert!(a.body.contains("security token"));
+    }
+    for path in [
+        "/mail-policies/rat",
+        "/mail-policies/incoming/add",
+        "/commit",
+        "/admin/users",
+        "/monitor/delivery/retry",
+    ] {
+        assert_eq!(
+            ui.post_raw(&s.cookie, path, &[]).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    assert!(
+        ui.state
+            .store
+            .pending_changes("admin")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn tdc_settings_stage_validate_and_commit_with_an_audit_record() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    let view = ui.get(&s, "/security/tdc").await;
+    assert!(view.body.contains("Disabled") && view.body.contains("Edit Settings"));
+
+    // Enabled without an address: the form again, the error beside the field.
+    let a = ui
+        .post(
+            &s,
+            "/security/tdc/edit",
+            &[("enabled", "on"), ("intake_address", "")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body.contains("field-error") && a.body.contains("required when the connector is enabled")
+    );
+    assert!(a.body.contains("checked"), "the checkbox is kept");
+    // A bad address is kept in the field, escaped.
+    let a = ui
+        .post(
+            &s,
+            "/security/tdc/edit",
+            &[("enabled", "on"), ("intake_address", "not an <address>")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body.contains("value=\"not an &#60;address&#62;\"")
+            || a.body.contains("value=\"not an &lt;address&gt;\"")
+    );
+    assert!(!a.body.contains("<address>"));
+    assert!(
+        ui.state
+            .store
+            .pending_changes("admin")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let a = ui
+        .post(
+            &s,
+            "/security/tdc/edit",
+            &[
+                ("enabled", "on"),
+                ("intake_address", "j@beta.cmd.cisco.com"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (StatusCode::SEE_OTHER, "/security/tdc?done=staged")
+    );
+    // Pending: this admin sees it, the appliance does not run it yet.
+    assert!(!ui.live().tdc.enabled);
+    let view = ui.get(&s, "/security/tdc?done=staged").await;
+    assert!(view.body.contains("Commit Changes (1)") && view.body.contains("j@beta.cmd.cisco.com"));
+    assert!(view.body.contains("Your changes are pending"));
+    let other = ui.login("oper").await;
+    assert!(
+        !ui.get(&other, "/security/tdc")
+            .await
+            .body
+            .contains("j@beta.cmd.cisco.com")
+    );
+
+    let page = ui.get(&s, "/commit").await;
+    assert!(page.body.contains(
+        "Threat Defense Connector: enabled, Message Intake Address j@beta.cmd.cisco.com"
+    ));
+    let a = ui
+        .post(&s, "/commit", &[("comment", "CHG-1 <journal>")])
+        .await;
+    assert_eq!(a.location, "/commit?done=committed");
+    assert!(ui.live().tdc.enabled);
+    assert_eq!(ui.live().tdc.intake_address, "j@beta.cmd.cisco.com");
+    assert_eq!(
+        ui.state.store.load_settings().await.unwrap().tdc,
+        ui.live().tdc
+    );
+    let audit = ui.get(&s, "/admin/audit").await;
+    assert!(
+        audit.body.contains("CHG-1 &#60;journal&#62;")
+            || audit.body.contains("CHG-1 &lt;journal&gt;")
+    );
+    let log = ui.state.store.audit_log(10).await.unwrap();
+    assert_eq!(log[0].audit.user, "admin");
+    assert_eq!(log[0].audit.source, "ui");
+    assert!(
+        ui.get(&s, "/commit")
+            .await
+            .body
+            .contains("no uncommitted changes")
+    );
+}
+
+#[tokio::test]
+async fn abandon_discards_pending_changes() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    ui.post(
+        &s,
+        "/mail-policies/rat",
+        &[
+            ("op", "add"),
+            ("domain", "example.com"),
+            ("action", "accept"),
+        ],
+    )
+    .await;
+    assert!(
+        ui.get(&s, "/mail-policies/rat")
+            .await
+            .body
+            .contains("example.com")
+    );
+    let a = ui.post(&s, "/commit/abandon", &[]).await;
+    assert_eq!(a.location, "/commit?done=abandoned");
+    assert!(
+        !ui.get(&s, "/mail-policies/rat")
+            .await
+            .body
+            .contains("<td>example.com</td>")
+    );
+    assert!(ui.live().rat.is_empty());
+    assert!(ui.state.store.audit_log(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn read_only_and_operator_users_cannot_change_configuration() {
+    let ui = Ui::new().await;
+    for user in ["viewer", "oper"] {
+        let s = ui.login(user).await;
+        let page = ui.get(&s, "/mail-policies/incoming").await;
+        assert!(
+            !page.body.contains("Add Policy"),
+            "{user} is offered no edits"
+        );
+        for (path, form) in [
+            (
+                "/security/tdc/edit",
+                vec![("enabled", "on"), ("intake_address", "j@x.example")],
+            ),
+            (
+                "/mail-policies/incoming/add",
+                vec![("name", "p"), ("recipients", "@x.example")],
+            ),
+            (
+                "/mail-policies/incoming/DEFAULT/tdc",
+                vec![("mode", "global")],
+            ),
+            (
+                "/mail-policies/rat",
+                vec![("op", "add"), ("domain", "x.example")],
+            ),
+            (
+                "/mail-policies/hat",
+                vec![("op", "add"), ("name", "G"), ("hosts", "10.0.0.0/8")],
+            ),
+            (
+                "/network/smtp-routes",
+                vec![("op", "add"), ("domain", "x.example"), ("hosts", "h")],
+            ),
+            ("/network/bounce-profiles", vec![("max_retries", "1")]),
+            ("/commit", vec![]),
+            (
+                "/admin/users",
+                vec![
+                    ("op", "save"),
+                    ("name", "eve"),
+                    ("password", "password1"),
+                    ("role", "admin"),
+                ],
+            ),
+        ] {
+            let a = ui.post(&s, path, &form).await;
+            assert_eq!(a.status, StatusCode::FORBIDDEN, "{user} {path}");
+            assert!(a.body.contains("role"), "{user} {path}");
+        }
+        assert_eq!(
+            ui.get(&s, "/security/tdc/edit").await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            ui.get(&s, "/admin/users").await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert!(
+            ui.state
+                .store
+                .pending_changes(user)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert!(ui.state.store.user("eve").await.unwrap().is_none());
+    // Operators operate; read-only users do not.
+    let viewer = ui.login("viewer").await;
+    assert_eq!(
+        ui.post(&viewer, "/monitor/delivery/retry", &[("host", "")])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        ui.post(&viewer, "/monitor/quarantine/1/release", &[])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let oper = ui.login("oper").await;
+    let a = ui
+        .post(&oper, "/monitor/delivery/retry", &[("host", "example.com")])
+        .await;
+    assert_eq!(a.location, "/monitor/delivery?done=retried");
+    assert_eq!(
+        ui.post(&oper, "/monitor/quarantine/1/release", &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn policies_add_edit_move_delete_and_their_errors() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    let add = "/mail-policies/incoming/add";
+    let a = ui
+        .post(&s, add, &[("name", ""), ("recipients", "@x.example")])
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("Enter a policy name."));
+    let a = ui
+        .post(
+            &s,
+            add,
+            &[
+                ("name", "finance"),
+                ("recipients", "bad pattern\n@ok.example"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("is not a pattern") && a.body.contains("@ok.example"));
+    let a = ui
+        .post(
+            &s,
+            add,
+            &[("name", "finance"), ("senders", ""), ("recipients", "")],
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no pattern at all"
+    );
+    assert!(a.body.contains("at least one sender or recipient pattern"));
+    let a = ui
+        .post(
+            &s,
+            add,
+            &[("name", "finance"), ("recipients", "@finance.example")],
+        )
+        .await;
+    assert_eq!(a.location, "/mail-policies/incoming?done=staged");
+    let a = ui
+        .post(
+            &s,
+            add,
+            &[("name", "FINANCE"), ("recipients", "@f.example")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("exists already"));
+    ui.post(
+        &s,
+        add,
+        &[("name", "sales"), ("senders", "@.partner.example")],
+    )
+    .await;
+    let table = ui.get(&s, "/mail-policies/incoming").await.body;
+    let order = |t: &str| {
+        (
+            t.find("data-policy=\"finance\"").unwrap(),
+            t.find("data-policy=\"sales\"").unwrap(),
+        )
+    };
+    let (f, sa) = order(&table);
+    assert!(
+        f < sa && table.contains("(use default)") && table.contains("Threat Defense Connector")
+    );
+    ui.post(&s, "/mail-policies/incoming/sales/move", &[("to", "up")])
+        .await;
+    let (f, sa) = order(&ui.get(&s, "/mail-policies/incoming").await.body);
+    assert!(sa < f, "sales moved above finance");
+    let a = ui
+        .post(&s, "/mail-policies/incoming/sales/move", &[("to", "up")])
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/incoming/sales/move",
+            &[("to", "sideways")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+
+    // Edit: rename, patterns kept in the form.
+    let form = ui.get(&s, "/mail-policies/incoming/finance/edit").await;
+    assert!(form.body.contains("@finance.example"));
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/incoming/finance/edit",
+            &[("name", "money"), ("recipients", "@finance.example")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        ui.get(&s, "/mail-policies/incoming/finance/edit")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let a = ui
+        .post(&s, "/mail-policies/incoming/DEFAULT/delete", &[])
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("DEFAULT policy cannot be deleted"));
+    ui.post(&s, "/mail-policies/incoming/sales/delete", &[])
+        .await;
+    ui.post(&s, "/commit", &[("comment", "")]).await;
+    let names: Vec<String> = ui
+        .live()
+        .incoming_policies
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["money", "DEFAULT"]);
+}
+
+#[tokio::test]
+async fn per_policy_tdc_choice() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    ui.post(
+        &s,
+        "/security/tdc/edit",
+        &[
+            ("enabled", "on"),
+            ("intake_address", "global@beta.cmd.cisco.com"),
+        ],
+    )
+    .await;
+    ui.post(
+        &s,
+        "/mail-policies/incoming/add",
+        &[("name", "finance"), ("recipients", "@finance.example")],
+    )
+    .await;
+    // DEFAULT has no "Use Default Settings".
+    let page = ui.get(&s, "/mail-policies/incoming/DEFAULT/tdc").await;
+    assert!(
+        !page.body.contains("Use Default Settings")
+            && page
+                .body
+                .contains("Use Global Settings (global@beta.cmd.cisco.com)")
+    );
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/incoming/DEFAULT/tdc",
+            &[("mode", "default")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = ui.get(&s, "/mail-policies/incoming/finance/tdc").await;
+    assert!(
+        page.body.contains("Use Default Settings")
+            && page
+                .body
+                .contains("value=\"default\" id=\"mode-default\" checked")
+    );
+    let tdc = "/mail-policies/incoming/finance/tdc";
+    let a = ui
+        .post(&s, tdc, &[("mode", "custom"), ("intake_address", "")])
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("Enter the custom Message Intake Address."));
+    let a = ui
+        .post(&s, tdc, &[("mode", "custom"), ("intake_address", "nope")])
+        .await;
+    assert!(a.body.contains("is not a valid address") && a.body.contains("value=\"nope\""));
+    let a = ui.post(&s, tdc, &[("mode", "maybe")]).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let a = ui
+        .post(
+            &s,
+            tdc,
+            &[
+                ("mode", "custom"),
+                ("intake_address", "fin@beta.cmd.cisco.com"),
+            ],
+        )
+        .await;
+    assert_eq!(a.location, "/mail-policies/incoming?done=staged");
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/outgoing/DEFAULT/tdc",
+            &[("mode", "global")],
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "outgoing mail is never journaled"
+    );
+    ui.post(&s, "/commit", &[("comment", "journal finance")])
+        .await;
+    let table = ui.get(&s, "/mail-policies/incoming").await.body;
+    let row = table.split("data-policy=\"finance\"").nth(1).unwrap();
+    assert!(row.split("</tr>").next().unwrap().contains(">Enabled</a>"));
+    let live = ui.state.settings.load();
+    assert_eq!(
+        live.journal_address(0).as_deref(),
+        Some("fin@beta.cmd.cisco.com")
+    );
+    assert_eq!(live.journal_address(1), None, "DEFAULT stays No");
+}
+
+#[tokio::test]
+async fn email_authentication_and_content_filter_pages() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    let auth = "/mail-policies/incoming/DEFAULT/email-authentication";
+    let a = ui
+        .post(
+            &s,
+            auth,
+            &[("enabled", "on"), ("dmarc_action", "sometimes")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    ui.post(&s, auth, &[("enabled", "on"), ("dmarc_action", "reject")])
+        .await;
+    let filters = "/mail-policies/incoming/DEFAULT/content-filters";
+    let a = ui.post(&s, filters, &[("filters", "[{not json")]).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("not valid JSON") && a.body.contains("[{not json"));
+    let a = ui
+        .post(
+            &s,
+            filters,
+            &[(
+                "filters",
+                r#"[{"name": "x", "conditions": [{"type": "colour"}], "actions": []}]"#,
+            )],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("at `[0].conditions[0]"), "{}", a.body);
+    let a = ui.post(&s, filters, &[("filters", r#"[{"name": "x", "conditions": [{"type": "subject", "regex": "("}], "actions": [{"type": "drop"}]}]"#)]).await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a bad regex is refused"
+    );
+    let good = r#"[{"name": "no-exe", "conditions": [{"type": "attachment_name", "regex": "\\.exe$"}], "actions": [{"type": "quarantine"}]}]"#;
+    assert_eq!(
+        ui.post(&s, filters, &[("filters", good)]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    ui.post(&s, "/commit", &[]).await;
+    let p = ui.live().incoming_policies.pop().unwrap();
+    assert!(p.email_authentication.enabled);
+    assert_eq!(p.content_filters[0].name, "no-exe");
+    let table = ui.get(&s, "/mail-policies/incoming").await.body;
+    assert!(table.contains("DMARC: reject failures") && table.contains("no-exe"));
+}
+
+#[tokio::test]
+async fn table_pages_add_delete_and_refuse_bad_rows() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    // HAT: a new group goes above the final ALL group.
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/hat",
+            &[
+                ("op", "add"),
+                ("name", "RELAYLIST"),
+                ("hosts", "10.1.0.0/16"),
+                ("policy", "RELAY"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/hat",
+            &[
+                ("op", "add"),
+                ("name", "BAD"),
+                ("hosts", "10.1.0.0/99"),
+                ("policy", "ACCEPT"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("10.1.0.0/99") && a.body.contains("value=\"BAD\""));
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/hat",
+            &[("op", "add"), ("name", ""), ("hosts", "")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/hat",
+            &[("op", "delete"), ("index", "99")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    // RAT
+    assert_eq!(
+        ui.post(
+            &s,
+            "/mail-policies/rat",
+            &[
+                ("op", "add"),
+                ("domain", "example.com"),
+                ("action", "accept")
+            ]
+        )
+        .await
+        .status,
+        StatusCode::SEE_OTHER
+    );
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/rat",
+            &[("op", "add"), ("domain", "<b>bad domain</b>")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!a.body.contains("<b>bad"), "escaped");
+    // SMTP routes: bad host, then a good one.
+    let a = ui
+        .post(
+            &s,
+            "/network/smtp-routes",
+            &[
+                ("op", "add"),
+                ("domain", "example.com"),
+                ("hosts", "127.0.0.1:99999"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        ui.post(
+            &s,
+            "/network/smtp-routes",
+            &[
+                ("op", "add"),
+                ("domain", "example.com"),
+                ("hosts", "127.0.0.1:2626")
+            ]
+        )
+        .await
+        .status,
+        StatusCode::SEE_OTHER
+    );
+    // Destination controls
+    let a = ui
+        .post(
+            &s,
+            "/network/destination-controls",
+            &[
+                ("op", "add"),
+                ("domain", "example.com"),
+                ("max_connections", "many"),
+                ("max_messages_per_connection", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body
+            .contains("Maximum connections must be a whole number")
+    );
+    assert_eq!(
+        ui.post(
+            &s,
+            "/network/destination-controls",
+            &[
+                ("op", "add"),
+                ("domain", "example.com"),
+                ("max_connections", "2"),
+                ("max_messages_per_connection", "5"),
+                ("tls", "required"),
+                ("verify_tls", "on")
+            ]
+        )
+        .await
+        .status,
+        StatusCode::SEE_OTHER
+    );
+    let a = ui
+        .post(
+            &s,
+            "/network/destination-controls",
+            &[("op", "delete"), ("index", "0")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "the default row stays");
+    // Bounce profile
+    let a = ui
+        .post(
+            &s,
+            "/network/bounce-profiles",
+            &[
+                ("max_retries", "-1"),
+                ("max_queue_secs", "1"),
+                ("initial_retry_secs", "1"),
+                ("max_retry_secs", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        ui.post(
+            &s,
+            "/network/bounce-profiles",
+            &[
+                ("max_retries", "3"),
+                ("max_queue_secs", "600"),
+                ("initial_retry_secs", "30"),
+                ("max_retry_secs", "120")
+            ]
+        )
+        .await
+        .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        ui.state.store.pending_changes("admin").await.unwrap().len(),
+        5
+    );
+    ui.post(&s, "/commit", &[]).await;
+    let live = ui.live();
+    let at = live.hat.iter().position(|g| g.name == "RELAYLIST");
+    assert_eq!(at, Some(live.hat.len() - 2), "above the final ALL group");
+    assert_eq!(live.rat[0].domain, "example.com");
+    assert_eq!(live.smtp_routes[0].hosts, ["127.0.0.1:2626"]);
+    assert_eq!(live.destination_controls[1].max_connections, 2);
+    assert!(
+        !live.bounce_profile.send_dsn,
+        "an unchecked box turns DSNs off"
+    );
+    // Delete through the row forms.
+    ui.post(
+        &s,
+        "/mail-policies/rat",
+        &[("op", "delete"), ("index", "0")],
+    )
+    .await;
+    ui.post(&s, "/commit", &[]).await;
+    assert!(ui.live().rat.is_empty());
+}
+
+#[tokio::test]
+async fn users_and_passwords() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    let a = ui
+        .post(
+            &s,
+            "/admin/users",
+            &[
+                ("op", "save"),
+                ("name", "bob smith"),
+                ("password", "short"),
+                ("role", "operator"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("A username is") && a.body.contains("at least 8 characters"));
+    let a = ui
+        .post(
+            &s,
+            "/admin/users",
+            &[
+                ("op", "save"),
+                ("name", "bob"),
+                ("password", "password1"),
+                ("role", "wizard"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = ui
+        .post(
+            &s,
+            "/admin/users",
+            &[
+                ("op", "save"),
+                ("name", "bob"),
+                ("password", "password1"),
+                ("role", "operator"),
+            ],
+        )
+        .await;
+    assert_eq!(a.location, "/admin/users?done=user-saved");
+    let bob = ui.login("bob").await;
+    assert!(
+        ui.get(&bob, "/monitor/status")
+            .await
+            .body
+            .contains("Operator")
+    );
+    let a = ui
+        .post(
+            &s,
+            "/admin/users",
+            &[
+                ("op", "save"),
+                ("name", "admin"),
+                ("password", ""),
+                ("role", "readonly"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "no self-demotion");
+    let a = ui
+        .post(&s, "/admin/users", &[("op", "delete"), ("name", "admin")])
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "no self-removal");
+    ui.post(&s, "/admin/users", &[("op", "delete"), ("name", "bob")])
+        .await;
+    assert_eq!(
+        ui.get(&bob, "/monitor/status").await.status,
+        StatusCode::SEE_OTHER,
+        "bob's session ended"
+    );
+    let changes: Vec<String> = ui
+        .state
+        .store
+        .audit_log(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|e| e.audit.changes)
+        .collect();
+    assert!(changes.contains(&"Users: removed account bob".to_owned()));
+
+    // Own password.
+    let v = ui.login("viewer").await;
+    let a = ui
+        .post(
+            &v,
+            "/admin/password",
+            &[
+                ("current", "wrong"),
+                ("new", "password2"),
+                ("confirm", "password2"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let a = ui
+        .post(
+            &v,
+            "/admin/password",
+            &[
+                ("current", "password1"),
+                ("new", "password2"),
+                ("confirm", "password3"),
+            ],
+        )
+        .await;
+    assert!(a.body.contains("differ"));
+    let a = ui
+        .post(
+            &v,
+            "/admin/password",
+            &[
+                ("current", "password1"),
+                ("new", "password2"),
+                ("confirm", "password2"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        ui.get(&v, "/monitor/status").await.status,
+        StatusCode::SEE_OTHER,
+        "logged out"
+    );
+    let hash = ui
+        .state
+        .store
+        .user("viewer")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert!(crate::auth::verify_password("password2", &hash));
+}
+
+#[tokio::test]
+async fn tracking_search_escapes_and_checks_its_input() {
+    let ui = Ui::new().await;
+    let s = ui.login("viewer").await;
+    let a = ui
+        .get(
+            &s,
+            "/monitor/tracking?subject=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(!a.body.contains("<script>alert"));
+    assert!(a.body.contains("No messages match."));
+    let a = ui.get(&s, "/monitor/tracking?mid=abc").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("MID must be a number"));
+    let a = ui.get(&s, "/monitor/tracking?since=yesterday").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("From must be a date and time"));
+    let a = ui.get(&s, "/security/tdc/ledger?state=lost").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+}
