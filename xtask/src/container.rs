@@ -2,7 +2,6 @@
 //! static binary, and its compose demo driven by swaks, asserting delivery, journaling, the API's
 //! counters, and that configuration and queued mail survive a restart.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -116,7 +115,7 @@ pub fn e2e() -> Result<()> {
         eprintln!("xtask: *** NO DOCKER ENGINE: the container end-to-end test is SKIPPED ***");
         return Ok(());
     }
-    crate::ensure_packages(&[("swaks", "swaks")])?;
+    crate::ensure_packages(&[("swaks", "swaks"), ("curl", "curl")])?;
     image()?;
     let _ = dc(&["down", "-v", "--remove-orphans"]).status();
     let result = scenario();
@@ -160,6 +159,11 @@ fn scenario() -> Result<()> {
         .to_owned();
     if !tdc_row.contains("\"delivered_recipients\":2") {
         bail!("the.tdc.queue should show 2 delivered copies: {tdc_row}");
+    }
+    // The web UI shows the same: Monitor > Delivery Status has the.tdc.queue row.
+    let (status, page) = ui_page("/monitor/delivery")?;
+    if status != 200 || !page.contains("data-host=\"the.tdc.queue\"") {
+        bail!("the web UI's Delivery Status lacks the.tdc.queue: {status}");
     }
 
     // Queued mail and configuration survive a restart: stop the mail server, queue a message,
@@ -227,45 +231,45 @@ fn sink_files(service: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A plain HTTP/1.1 GET with Basic auth against the published web port.
+/// A GET with Basic auth against the published web port. The container listens beyond
+/// loopback, so the appliance serves HTTPS with its self-signed certificate (`-k`).
 fn http_get(path: &str) -> Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{WEB_PORT}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let auth = base64(&format!("admin:{PASSWORD}"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    let status = response
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    curl(&["-u", &format!("admin:{PASSWORD}"), &web_url(path)])
 }
 
-fn base64(s: &str) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+fn web_url(path: &str) -> String {
+    format!("https://127.0.0.1:{WEB_PORT}{path}")
+}
+
+/// Runs curl; returns the status of the last response and its body.
+fn curl(args: &[&str]) -> Result<(u16, String)> {
+    let out = Command::new("curl")
+        .args(["-ksS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .context("cannot run curl")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((status.trim().parse().unwrap_or(0), body.to_owned()))
+}
+
+/// Logs in to the web UI as the administrator and returns a page, as a browser would see it.
+fn ui_page(path: &str) -> Result<(u16, String)> {
+    let jar = std::env::temp_dir().join("rampart-e2e-cookies");
+    let jar = jar.to_str().unwrap_or("rampart-e2e-cookies");
+    let (status, _) = curl(&[
+        "-c",
+        jar,
+        "--data-urlencode",
+        "username=admin",
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        &web_url("/login"),
+    ])?;
+    if status != 303 {
+        bail!("logging in to the web UI answered {status}");
     }
-    out
+    curl(&["-b", jar, &web_url(path)])
 }
 
 fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {

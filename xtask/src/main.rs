@@ -15,8 +15,15 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod container;
 
-/// Debian packages the test suite uses, with the command that shows each is installed.
-const TEST_PACKAGES: &[(&str, &str)] = &[("swaks", "swaks")];
+/// Debian packages the test suite uses, with the command (or file) that shows each is installed.
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("swaks", "swaks"),
+    // The browser tests drive Debian's Chromium through chromedriver.
+    ("chromium", "chromium"),
+    ("chromium-driver", "chromedriver"),
+    // Readable screenshots: a font Chromium can render with.
+    ("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu"),
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -77,7 +84,14 @@ fn is_root() -> bool {
 pub(crate) fn ensure_packages(packages: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
-        .filter(|(_, cmd)| !have(cmd))
+        .filter(|(_, probe)| {
+            // A path is a file the package installs; anything else is a command it provides.
+            if probe.starts_with('/') {
+                !Path::new(probe).exists()
+            } else {
+                !have(probe)
+            }
+        })
         .map(|(pkg, _)| *pkg)
         .collect();
     if missing.is_empty() {

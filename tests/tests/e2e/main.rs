@@ -7,6 +7,7 @@ mod policies;
 mod sink;
 
 mod api;
+mod browser;
 mod cli;
 mod delivery;
 mod durability;

@@ -1,0 +1,281 @@
+//! The web UI in a real browser: Debian's Chromium driven through chromedriver (WebDriver).
+//!
+//! An administrator logs in, goes through the menus, enables the Threat Defense Connector,
+//! adds a policy with a custom intake address, commits, sees `Enabled` in the policy table,
+//! sends mail, and finds it in Message Tracking with its TDC line and under `the.tdc.queue` in
+//! Delivery Status. Screenshots of the main pages land in `target/screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::harness::*;
+use crate::sink::{Script, Sink};
+
+/// chromedriver with a headless Chromium session.
+struct Browser {
+    client: Client,
+    _driver: Child,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver is not installed: apt-get install chromium chromium-driver (cargo xtask test does)");
+        let url = format!("http://127.0.0.1:{port}");
+        let status = format!("{url}/status");
+        wait_until("chromedriver to answer", || {
+            let status = status.clone();
+            async move { reqwest::get(&status).await.is_ok() }
+        })
+        .await;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1366,1000", "--lang=en-US"]
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .expect("cannot start a Chromium session");
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            client,
+            _driver: driver,
+            shots,
+        }
+    }
+
+    async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no element {selector}: {e}"))
+    }
+
+    async fn click(&self, selector: &str) {
+        self.css(selector).await.click().await.unwrap();
+    }
+
+    async fn link(&self, text: &str) {
+        self.client
+            .find(Locator::LinkText(text))
+            .await
+            .unwrap_or_else(|e| panic!("no link {text:?}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn type_into(&self, selector: &str, text: &str) {
+        let e = self.css(selector).await;
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    async fn heading(&self) -> String {
+        self.css("main h1").await.text().await.unwrap()
+    }
+
+    async fn text(&self, selector: &str) -> String {
+        self.css(selector).await.text().await.unwrap()
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Reloads `path` until `selector`'s text contains `needle` (the appliance works in the
+    /// background; the page shows its state when loaded).
+    async fn reload_until(&self, path: &str, selector: &str, needle: &str) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            self.client.goto(path).await.unwrap();
+            if let Ok(e) = self.client.find(Locator::Css(selector)).await {
+                let t = e.text().await.unwrap_or_default();
+                if t.contains(needle) {
+                    return t;
+                }
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{path}: {selector} never showed {needle:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() {
+    let dest = Sink::start(Script::default()).await;
+    let intake = Sink::start(Script::default()).await;
+    let app = Appliance::start("[tdc]\ntls = \"off\"\nretry_delay_secs = 1\n").await;
+    app.accept_domains(&["example.com"]).await;
+    let routes = json!([
+        {"domain": "example.com", "hosts": [dest.addr.to_string()]},
+        {"domain": "intake.test", "hosts": [intake.addr.to_string()]},
+    ]);
+    let (status, body) = app.api(Method::PUT, "/smtp-routes", Some(routes)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let b = Browser::start().await;
+    let base = app.url("");
+    // Any page asks for a login first, and comes back to it afterwards.
+    b.client
+        .goto(&format!("{base}/security/tdc"))
+        .await
+        .unwrap();
+    assert!(
+        b.client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/login")
+    );
+    b.shot("01-login").await;
+    b.type_into("#username", "admin").await;
+    b.type_into("#password", "wrong-password").await;
+    b.click("button[type=submit]").await;
+    assert_eq!(b.text("p.error").await, "Invalid username or password.");
+    b.type_into("#password", ADMIN_PASSWORD).await;
+    b.click("button[type=submit]").await;
+    assert_eq!(b.heading().await, "Threat Defense Connector Settings");
+    assert!(b.text("#tdc-settings").await.contains("Disabled"));
+
+    // Monitor > System Status, then Security Services through the menus.
+    b.link("Monitor").await;
+    assert_eq!(b.heading().await, "System Status");
+    b.shot("02-system-status").await;
+    b.link("Security Services").await;
+    b.click("#edit-settings").await;
+    assert_eq!(b.heading().await, "Edit Threat Defense Connector Settings");
+    // Enabled without an address: the error beside the field.
+    b.click("#enabled").await;
+    b.click("#submit").await;
+    assert!(b.text("#intake-error").await.contains("required"));
+    b.type_into("#intake_address", "journal@intake.test").await;
+    b.click("#submit").await;
+    assert!(b.text("p.flash").await.contains("pending"));
+    assert_eq!(b.text("#intake-address").await, "journal@intake.test");
+    b.shot("03-tdc-settings").await;
+
+    // Mail Policies: a policy for example.com with its own intake address.
+    b.link("Mail Policies").await;
+    assert_eq!(b.heading().await, "Incoming Mail Policies");
+    b.click("#add-policy").await;
+    b.type_into("#name", "finance").await;
+    b.type_into("#recipients", "@example.com").await;
+    b.click("#submit").await;
+    assert_eq!(
+        b.text("tr[data-policy='finance'] a.tdc-link").await,
+        "(use default)"
+    );
+    b.click("tr[data-policy='finance'] a.tdc-link").await;
+    assert_eq!(b.heading().await, "Threat Defense Connector: finance");
+    b.click("#mode-custom").await;
+    b.type_into("#custom-address", "finance-journal@intake.test")
+        .await;
+    b.shot("04-policy-tdc").await;
+    b.click("#submit").await;
+
+    // Commit Changes, from the header.
+    assert_eq!(b.text("#commit-link").await, "Commit Changes (3)");
+    b.click("#commit-link").await;
+    assert_eq!(b.heading().await, "Uncommitted Changes");
+    b.shot("05-commit").await;
+    b.type_into("#comment", "journal finance mail (browser test)")
+        .await;
+    b.click("#commit").await;
+    assert!(b.text("p.flash").await.contains("committed"));
+    assert_eq!(b.text("#commit-link").await, "No Changes Pending");
+    b.link("Mail Policies").await;
+    assert_eq!(
+        b.text("tr[data-policy='finance'] a.tdc-link").await,
+        "Enabled"
+    );
+    assert_eq!(
+        b.text("tr[data-policy='DEFAULT'] a.tdc-link").await,
+        "Disabled"
+    );
+    b.shot("06-incoming-policies").await;
+
+    // A message over SMTP: delivered, and journaled to the policy's intake.
+    let (mut smtp, _) = SmtpClient::greeted(app.smtp).await;
+    let mid = queued_mid(
+        &smtp
+            .send_mail(
+                "a@sender.test",
+                &["u@example.com"],
+                &message("browser-journal"),
+            )
+            .await,
+    );
+    let journal = intake.wait_messages(1).await;
+    assert_eq!(journal[0].rcpts, ["finance-journal@intake.test"]);
+    dest.wait_messages(1).await;
+
+    // Monitor > Message Tracking: search, open, find the TDC line.
+    b.link("Monitor").await;
+    b.link("Message Tracking").await;
+    b.type_into("#subject", "browser-journal").await;
+    b.click("#search").await;
+    b.link(&mid.to_string()).await;
+    let tdc_line = format!(
+        "TDC: Message {mid} was successfully delivered for scanning with Cisco Secure Email Threat Defense."
+    );
+    let detail = b.client.current_url().await.unwrap().to_string();
+    b.reload_until(&detail, "#events", &tdc_line).await;
+    b.shot("07-tracking-detail").await;
+
+    // Monitor > Delivery Status: the.tdc.queue with one delivered copy.
+    let row = b
+        .reload_until(
+            &format!("{base}/monitor/delivery"),
+            "tr[data-host='the.tdc.queue']",
+            "the.tdc.queue",
+        )
+        .await;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // #, host, active, connections out, delivered, soft bounced, hard bounced
+    assert_eq!(
+        cells.get(1..),
+        Some(&["the.tdc.queue", "0", "0", "1", "0", "0"][..]),
+        "{row}"
+    );
+    b.shot("08-delivery-status").await;
+
+    // The audit log shows the commit with its comment.
+    b.link("System Administration").await;
+    b.link("Audit Log").await;
+    let audit = b.text("#audit").await;
+    assert!(audit.contains("journal finance mail (browser test)"));
+    assert!(audit.contains("finance"));
+    b.shot("09-audit-log").await;
+    b.client.clone().close().await.unwrap();
+}
