@@ -35,3 +35,9 @@ CREATE TABLE audit_log (
     changes TEXT NOT NULL                -- one description per line
 ) STRICT;
 CREATE INDEX audit_log_at ON audit_log (at);
+
+-- Facts about the running appliance (its start time, for `status` and System Status).
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;

@@ -85,6 +85,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the appliance's status: uptime, counters, queues and the connector.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry delivery now for one recipient host (a domain or the.tdc.queue), or for all.
+    Deliverynow {
+        /// The host as `tophosts` shows it; all hosts when left out.
+        host: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the end of a log and follow it as it grows (AsyncOS `tail`).
+    Tail {
+        /// The log to show.
+        #[arg(value_parser = ["mail_logs"])]
+        log: String,
+        /// Lines to show before following.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Print the last lines and exit instead of following.
+        #[arg(long)]
+        no_follow: bool,
+    },
+    /// List, add, change or remove appliance accounts.
+    Userconfig {
+        #[command(subcommand)]
+        action: Option<crate::admin::UserAction>,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// The audit log: every configuration change, who made it, through what, and why.
+    Auditlog {
+        /// Most entries shown (newest first).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Search message tracking, or show one message's events with --mid.
     Tracking {
         #[arg(long)]
@@ -167,6 +206,30 @@ pub(crate) fn main() -> ExitCode {
             } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
                 crate::policyconfig::run(&store, action, outgoing, json).await
+            }
+            Command::Status { json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::admin::status(&store, json).await
+            }
+            Command::Deliverynow { host, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::admin::deliverynow(&store, host.as_deref(), json).await
+            }
+            Command::Tail {
+                log,
+                lines,
+                no_follow,
+            } => {
+                let config = load_config(cli.config.as_deref())?;
+                crate::admin::tail(&config.data_dir.join("logs").join(log), lines, !no_follow).await
+            }
+            Command::Userconfig { action, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::admin::userconfig(&store, action, json).await
+            }
+            Command::Auditlog { limit, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::admin::auditlog(&store, limit, json).await
             }
             Command::Sink(args) => crate::sink::run(args).await,
             Command::Healthcheck => {

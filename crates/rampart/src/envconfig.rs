@@ -2,11 +2,12 @@
 //! `RAMPART_HOSTNAME`, `RAMPART_DATA_DIR`, and `RAMPART_<SECTION>_<KEY>` for the keys of a
 //! section (`RAMPART_SMTP_LISTEN=0.0.0.0:2525`, `RAMPART_TDC_TLS=required`). A value is read as a
 //! TOML value when it is one (`10`, `true`, `["a", "b"]`), otherwise as a string; list keys also
-//! take a comma-separated list. `RAMPART_ADMIN_PASSWORD`, `RAMPART_LOG` and
-//! `RAMPART_INITIAL_SETTINGS` are not configuration keys.
+//! take a comma-separated list. `RAMPART_ADMIN_PASSWORD`, `RAMPART_USER_PASSWORD`, `RAMPART_LOG`
+//! and `RAMPART_INITIAL_SETTINGS` are not configuration keys.
 
 const NOT_KEYS: &[&str] = &[
     "RAMPART_ADMIN_PASSWORD",
+    "RAMPART_USER_PASSWORD",
     "RAMPART_LOG",
     "RAMPART_INITIAL_SETTINGS",
 ];

@@ -1,6 +1,7 @@
 //! The `rampart` binary: command line, configuration loading, wiring and shutdown. This is the
 //! only crate that reads the environment and configuration files.
 
+mod admin;
 mod cli;
 mod envconfig;
 mod health;

@@ -30,6 +30,9 @@ pub(crate) async fn serve(
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let store = crate::cli::open_store(&config).await?;
+    store
+        .set_meta("started_at", &rampart_store::unix_now().to_string())
+        .await?;
     let (log, log_thread) = MailLog::open(
         &config.data_dir.join("logs"),
         rampart_maillog::DEFAULT_ROLL_BYTES,

@@ -83,7 +83,7 @@ pub(crate) fn tophosts_table(rows: &[HostRow], now: chrono::DateTime<chrono::Utc
 }
 
 /// `104163` → `104,163`.
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

@@ -408,6 +408,27 @@ impl Store {
         Ok(buckets)
     }
 
+    /// Records a fact about the running appliance (`started_at`, `version`).
+    pub async fn set_meta(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO meta (name, value) VALUES (?1, ?2) \
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A fact recorded with [`Store::set_meta`].
+    pub async fn meta(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
     /// *Retry Delivery*: makes every queued row of `host` (a destination domain or
     /// `the.tdc.queue`; all hosts when `None`) due now, clears its down mark, and wakes the
     /// scheduler. Returns how many rows were rescheduled.

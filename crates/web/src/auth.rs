@@ -22,6 +22,17 @@ use crate::{ApiError, AppState};
 /// How long a verified login is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// The shortest passphrase accepted for an account.
+pub const MIN_PASSWORD: usize = 8;
+
+/// Account names: what a login form and a Basic header carry unambiguously.
+pub fn valid_username(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// Hashes a password into an argon2 PHC string.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
@@ -56,6 +67,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Refuses read-only callers: operators release quarantined mail and retry delivery.
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        if self.role == Role::ReadOnly {
+            Err(ApiError::forbidden(format!(
+                "user '{}' is read-only; this needs the operator or admin role",
+                self.name
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Refuses callers that may not change configuration.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.role == Role::Admin {

@@ -585,15 +585,16 @@ async fn helo_fallback_and_lockstep_without_pipelining() {
 
 #[tokio::test]
 async fn unreachable_destination_is_marked_down_and_retried() {
-    // Reserve a port, then close it: connections are refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    // Reserve a port, then close it: connections are refused. On an address of its own, so
+    // that no other test's listener can take the port meanwhile.
+    let port = std::net::TcpListener::bind("127.0.0.9:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let app = appliance_with_routes(
         "",
-        json!([{"domain": "example.com", "hosts": [format!("127.0.0.1:{port}")]}]),
+        json!([{"domain": "example.com", "hosts": [format!("127.0.0.9:{port}")]}]),
     )
     .await;
     let mid = send(&app, "a@sender.test", &["u@example.com"], "unreachable").await;
@@ -608,7 +609,7 @@ async fn unreachable_destination_is_marked_down_and_retried() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("*example.com"));
     // The destination comes back: the retry delivers and the mark goes.
     let dest = Sink::start_on(
-        format!("127.0.0.1:{port}").parse().unwrap(),
+        format!("127.0.0.9:{port}").parse().unwrap(),
         Script::default(),
     )
     .await;

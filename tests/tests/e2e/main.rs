@@ -6,6 +6,7 @@ mod harness;
 mod policies;
 mod sink;
 
+mod admin;
 mod api;
 mod browser;
 mod cli;

@@ -32,8 +32,9 @@ pub use journal::{TdcConfig, TdcTls};
 const LEASE_SECS: i64 = 3600;
 /// Rows claimed per pass.
 const CLAIM_BATCH: u32 = 1000;
-/// Longest the scheduler sleeps without looking at the queue.
-const MAX_IDLE: Duration = Duration::from_secs(30);
+/// Longest the scheduler sleeps without looking at the queue: another process (the CLI's
+/// `deliverynow`, a quarantine release) can make rows due without waking this one.
+const MAX_IDLE: Duration = Duration::from_secs(1);
 
 /// Delivery tunables from the bootstrap configuration.
 #[derive(Debug, Clone)]

@@ -4,6 +4,9 @@ mod policies;
 mod quarantine;
 mod settings;
 mod status;
+mod users;
+
+pub use status::status_report;
 
 use axum::Router;
 use axum::routing::get;
@@ -44,9 +47,116 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/tophosts", get(status::tophosts))
         .route("/ledger", get(status::ledger))
         .route("/tracking", get(status::tracking))
+        .route("/status", get(status::status))
+        .route("/deliverynow", axum::routing::post(status::deliver_now))
+        .route("/audit", get(status::audit))
+        .route("/users", get(users::list).post(users::add))
+        .route(
+            "/users/{name}",
+            axum::routing::put(users::put).delete(users::delete),
+        )
+        .route("/openapi.json", get(openapi))
+}
+
+/// The OpenAPI description of this API (kept in sync with the routes above by a test).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /api/v1/openapi.json`: no authentication, so tools can discover the API.
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 /// `GET /api/v1/health`: no authentication, for load balancers and container health checks.
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// (method, path) of every route this module declares, read from its source.
+    fn routes_in_source() -> BTreeSet<(String, String)> {
+        let source = include_str!("mod.rs");
+        let body = source.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut out = BTreeSet::new();
+        for chunk in body.split(".route(").skip(1) {
+            let path = chunk.split('"').nth(1).unwrap().to_owned();
+            let handler = chunk.split(".route(").next().unwrap();
+            // `get_handler(..)` serves GET and PUT of a settings table.
+            for (token, methods) in [
+                ("get_handler(", &["get", "put"][..]),
+                ("get(", &["get"][..]),
+                ("post(", &["post"][..]),
+                ("put(", &["put"][..]),
+                ("delete(", &["delete"][..]),
+            ] {
+                if handler.contains(token) {
+                    for m in methods {
+                        out.insert((m.to_string(), path.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn routes_in_openapi() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for m in ["get", "put", "post", "delete"] {
+                if item.get(m).is_some() {
+                    out.insert((m.to_owned(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn openapi_documents_exactly_the_routes() {
+        assert_eq!(routes_in_openapi(), routes_in_source());
+    }
+
+    #[tokio::test]
+    async fn every_documented_operation_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open(&dir.path().join("r.db"))
+            .await
+            .unwrap();
+        let snapshot = rampart_settings::Settings::default().compile().unwrap();
+        let state = crate::AppState::new(
+            store,
+            Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
+            crate::WebOptions::default(),
+        );
+        for (method, path) in routes_in_openapi() {
+            let concrete = path
+                .replace("{direction}", "incoming")
+                .replace("{name}", "DEFAULT")
+                .replace("{mid}", "1");
+            let req = Request::builder()
+                .method(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap())
+                .uri(format!("/api/v1{concrete}"))
+                .body(Body::empty())
+                .unwrap();
+            let r = crate::router(state.clone()).oneshot(req).await.unwrap();
+            let open = path == "/health" || path == "/openapi.json";
+            let expected = if open {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            assert_eq!(r.status(), expected, "{method} {path}");
+        }
+    }
 }

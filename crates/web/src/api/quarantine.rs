@@ -32,23 +32,12 @@ fn mid(s: &str) -> Result<rampart_store::Mid, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("MID must be a number, got {s:?}")))
 }
 
-/// Releasing or deleting is an operator's job too; read-only accounts may only look.
-fn require_operator(caller: &Caller) -> Result<(), ApiError> {
-    if caller.role == rampart_store::Role::ReadOnly {
-        return Err(ApiError::forbidden(format!(
-            "user '{}' is read-only",
-            caller.name
-        )));
-    }
-    Ok(())
-}
-
 pub(crate) async fn release(
     State(state): State<AppState>,
     caller: Caller,
     Path(m): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_operator(&caller)?;
+    caller.require_operator()?;
     let mid = mid(&m)?;
     let n = state.store.quarantine_release(mid, &caller.name).await?;
     if n == 0 {
@@ -65,7 +54,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(m): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    require_operator(&caller)?;
+    caller.require_operator()?;
     let mid = mid(&m)?;
     let n = state.store.quarantine_delete(mid, &caller.name).await?;
     if n == 0 {

@@ -143,3 +143,102 @@ pub fn ledger_json(e: rampart_store::LedgerEntry) -> Value {
         "message_id": e.message_id,
     })
 }
+
+/// The appliance's status as `GET /api/v1/status` and `rampart status` show it: start time,
+/// counters since the database was created, queue gauges and the connector's state.
+pub async fn status_report(
+    store: &rampart_store::Store,
+    settings: &rampart_settings::Settings,
+) -> Result<Value, rampart_store::StoreError> {
+    let t = store.totals().await?;
+    let started_at: Option<i64> = store.meta("started_at").await?.and_then(|s| s.parse().ok());
+    let hosts = store.tophosts().await?;
+    let now = rampart_store::unix_now();
+    Ok(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "status_as_of": rfc3339(now * 1000),
+        "started_at": started_at.map(|s| rfc3339(s * 1000)),
+        "uptime_secs": started_at.map(|s| now - s),
+        "counters": {
+            "messages_received": t.received,
+            "recipients_delivered": t.delivered,
+            "recipients_hard_bounced": t.bounced,
+            "journal_copies_delivered": t.journaled,
+            "journal_copies_failed": t.journal_failed,
+        },
+        "gauges": {
+            "active_recipients": t.queued,
+            "tdc_queue": t.journal_queued,
+            "quarantined_recipients": t.quarantined,
+            "hosts_down": hosts.iter().filter(|h| h.down).map(|h| h.host.clone()).collect::<Vec<_>>(),
+        },
+        "tdc": {
+            "enabled": settings.tdc.enabled,
+            "intake_address": settings.tdc.intake_address,
+        },
+    }))
+}
+
+/// `GET /api/v1/status`.
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let settings = state.settings.load().settings().clone();
+    Ok(Json(status_report(&state.store, &settings).await?))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeliverNow {
+    /// A destination domain or `the.tdc.queue`; absent for every host.
+    host: Option<String>,
+}
+
+/// `POST /api/v1/deliverynow` `{"host": "example.com"}` (or `{}` for all): AsyncOS
+/// `deliverynow`, the web UI's *Retry Delivery*. Operators may do it.
+pub(crate) async fn deliver_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_operator()?;
+    let body = super::settings::json_body(body)?;
+    let req: DeliverNow = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let host = req.host.as_deref().map(str::trim).filter(|h| !h.is_empty());
+    let n = state.store.deliver_now(host).await?;
+    tracing::info!(user = %caller.name, host = host.unwrap_or("all"), rows = n, "deliverynow through the API");
+    Ok(Json(json!({"host": host, "rescheduled_recipients": n})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/audit?limit=N`: configuration changes, newest first.
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let entries = state
+        .store
+        .audit_log(q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await?;
+    Ok(Json(Value::Array(
+        entries
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "id": e.id, "time": rfc3339(e.at * 1000), "user": e.audit.user,
+                    "source": e.audit.source, "comment": e.audit.comment, "changes": e.audit.changes,
+                })
+            })
+            .collect(),
+    )))
+}

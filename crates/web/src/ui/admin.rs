@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use rampart_store::{Audit, AuditEntry, Role, User};
 use serde::Deserialize;
 
+use crate::auth::{MIN_PASSWORD, valid_username};
+
 use super::{Done, Layout, Posted, Ui, UiError, done, render, role_label, time, working};
 use crate::AppState;
 
@@ -187,17 +189,6 @@ pub(crate) struct UsersForm {
     role: String,
 }
 
-/// Account names: what a login form and a Basic header can carry unambiguously.
-pub(crate) fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-/// The shortest passphrase accepted.
-pub(crate) const MIN_PASSWORD: usize = 8;
-
 pub(crate) async fn users_post(
     State(state): State<AppState>,
     Posted { ui, form }: Posted<UsersForm>,
@@ -232,7 +223,7 @@ pub(crate) async fn users_post(
         )));
     };
     let existing = state.store.user(&name).await?;
-    let name_error = (!valid_name(&name))
+    let name_error = (!valid_username(&name))
         .then(|| "A username is 1–32 letters, digits, '.', '_' or '-'.".to_owned());
     let password_error = match (&existing, form.password.len()) {
         // An existing account keeps its password when the field is left empty.
