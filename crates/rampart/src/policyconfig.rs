@@ -2,7 +2,7 @@
 //! settings from the command line. Changes are validated as a whole, saved in one transaction,
 //! and picked up by a running appliance within a second.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use clap::Subcommand;
 use rampart_settings::{MailPolicy, Settings, TdcChoice, TdcMode};
 use rampart_store::Store;
@@ -162,16 +162,8 @@ pub(crate) async fn run(
             recipients,
             position,
         } => {
-            if table.iter().any(|p| p.name.eq_ignore_ascii_case(&name)) {
-                bail!("a policy named {name:?} exists already");
-            }
-            let last = table.len().saturating_sub(1);
-            let at = position.unwrap_or(last);
-            if at > last {
-                bail!("position {at} is out of range: 0..={last} (DEFAULT stays last)");
-            }
-            table.insert(
-                at,
+            rampart_policy::edit::add(
+                table,
                 MailPolicy {
                     name,
                     senders,
@@ -180,17 +172,12 @@ pub(crate) async fn run(
                     email_authentication: Default::default(),
                     tdc: TdcChoice::default(),
                 },
-            );
+                position,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
         }
         Action::Delete { name } => {
-            if name == rampart_settings::MailPolicy::default_policy().name {
-                bail!("the DEFAULT policy cannot be deleted");
-            }
-            let idx = table
-                .iter()
-                .position(|p| p.name == name)
-                .ok_or_else(|| anyhow!("no policy named {name:?}"))?;
-            table.remove(idx);
+            rampart_policy::edit::delete(table, &name).map_err(|e| anyhow!("{e}"))?;
         }
         Action::Tdc {
             name,
