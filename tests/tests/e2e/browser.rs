@@ -270,12 +270,25 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     );
     b.shot("08-delivery-status").await;
 
+    // Security Services: the intake's health and the ledger count the copy.
+    let health = b
+        .reload_until(
+            &format!("{base}/security/tdc"),
+            "#intake-health",
+            "delivered",
+        )
+        .await;
+    assert!(health.contains("no TLS"), "{health}");
+    let ledger = b.text("#ledger-summary").await;
+    assert!(ledger.contains("Last hour 1 0 0 0"), "{ledger}");
+    b.shot("09-tdc-health").await;
+
     // The audit log shows the commit with its comment.
     b.link("System Administration").await;
     b.link("Audit Log").await;
     let audit = b.text("#audit").await;
     assert!(audit.contains("journal finance mail (browser test)"));
     assert!(audit.contains("finance"));
-    b.shot("09-audit-log").await;
+    b.shot("10-audit-log").await;
     b.client.clone().close().await.unwrap();
 }
