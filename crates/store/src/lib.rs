@@ -1,11 +1,12 @@
 //! The store: one SQLite database (WAL) holding messages, queue rows, tracking events, runtime
 //! settings, accounts and ID counters. This is the only crate with SQL in it.
 //!
-//! Accepting a message goes through [`Store::accept`], which hands the message to a single writer
-//! task. The writer commits whatever messages are waiting in *one* transaction (group commit): with
-//! `synchronous = FULL`, each commit costs one fsync of the WAL however many messages it carries,
-//! so concurrent sessions share fsyncs instead of queueing behind one each. `accept` returns only
-//! after that commit, which is when the session may answer `250`.
+//! Accepting a message goes through [`Store::accept`], and recording a delivery attempt through
+//! [`Store::record_attempt`]; both hand their write to a single writer task. The writer commits
+//! whatever is waiting in *one* transaction (group commit): with `synchronous = FULL`, each commit
+//! costs one fsync of the WAL however many messages it carries, so concurrent sessions share
+//! fsyncs instead of queueing behind one each, and delivery workers never contend for SQLite's
+//! write lock. `accept` returns only after that commit, which is when the session may answer `250`.
 
 mod admin;
 mod ids;
@@ -63,7 +64,8 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL for the pool (delivery outcomes, counters, settings): in WAL mode a commit
+            // NORMAL for the pool (counters, settings) and for the writer's batches that carry only
+            // delivery outcomes: in WAL mode a commit
             // survives a crash of the process, and the next FULL commit of the writer makes it
             // survive a power cut too. Losing a "delivered" mark to a power cut means one duplicate
             // delivery, never a lost message.
@@ -106,7 +108,7 @@ impl Store {
     pub async fn accept_all(&self, messages: Vec<NewMessage>) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(messages::Job { messages, reply })
+            .send(messages::Job::Accept { messages, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

@@ -128,30 +128,55 @@ pub struct TrackingEvent {
     pub text: String,
 }
 
-pub(crate) struct Job {
-    pub(crate) messages: Vec<NewMessage>,
-    pub(crate) reply: oneshot::Sender<Result<(), StoreError>>,
+/// A write for the writer task: accepted messages (need `synchronous = FULL`) or the outcome of
+/// a delivery attempt.
+pub(crate) enum Job {
+    Accept {
+        messages: Vec<NewMessage>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Attempt {
+        attempt: Box<crate::queue::Attempt>,
+        reply: oneshot::Sender<Result<Vec<Mid>, StoreError>>,
+    },
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field(
-                "mids",
-                &self.messages.iter().map(|m| m.mid).collect::<Vec<_>>(),
-            )
-            .finish()
+        match self {
+            Job::Accept { messages, .. } => f
+                .debug_struct("Accept")
+                .field("mids", &messages.iter().map(|m| m.mid).collect::<Vec<_>>())
+                .finish(),
+            Job::Attempt { attempt, .. } => f
+                .debug_struct("Attempt")
+                .field("host", &attempt.host)
+                .field("rows", &attempt.outcomes.len())
+                .finish(),
+        }
+    }
+}
+
+impl Job {
+    fn wakes_scheduler(&self) -> bool {
+        match self {
+            Job::Accept { .. } => true,
+            Job::Attempt { attempt, .. } => attempt.dsn.is_some(),
+        }
     }
 }
 
 /// The group-commit loop: take one job, then everything else already waiting, commit them in
-/// one transaction, answer them all.
+/// one transaction, answer them all. One connection writes everything, so writers never wait
+/// for SQLite's write lock; a batch with accepted messages commits with `synchronous = FULL`
+/// (on disk before `250`), a batch of attempt outcomes only with `NORMAL` (see [`Store::open`]).
 pub(crate) async fn writer(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Job>,
     queued: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut full = true;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -160,38 +185,74 @@ pub(crate) async fn writer(
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, batch.iter().flat_map(|j| j.messages.iter())).await;
-        match result {
-            Ok(()) => {
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Ok(()));
+        let wake = batch.iter().any(Job::wakes_scheduler);
+        let needs_full = batch.iter().any(|j| matches!(j, Job::Accept { .. }));
+        if needs_full != full {
+            let pragma = if needs_full {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            match sqlx::query(pragma).execute(&mut conn).await {
+                Ok(_) => full = needs_full,
+                Err(e) => tracing::error!(error = %e, "cannot set the synchronous mode"),
+            }
+        }
+        match commit(&mut conn, &batch).await {
+            Ok(finished) => {
+                for (job, done) in batch.drain(..).zip(finished) {
+                    match job {
+                        Job::Accept { reply, .. } => {
+                            let _ = reply.send(Ok(()));
+                        }
+                        Job::Attempt { reply, .. } => {
+                            let _ = reply.send(Ok(done));
+                        }
+                    }
                 }
-                queued.notify_one();
             }
             Err(e) => {
-                // One bad message must not fail its neighbours: retry each on its own.
+                // One bad job must not fail its neighbours: retry each on its own.
                 tracing::warn!(error = %e, n = batch.len(), "group commit failed, committing one by one");
                 for job in batch.drain(..) {
-                    let one = commit(&mut conn, job.messages.iter()).await;
-                    let _ = job.reply.send(one);
+                    let one = commit(&mut conn, std::slice::from_ref(&job)).await;
+                    match job {
+                        Job::Accept { reply, .. } => {
+                            let _ = reply.send(one.map(drop));
+                        }
+                        Job::Attempt { reply, .. } => {
+                            let _ = reply.send(one.map(|mut f| f.pop().unwrap_or_default()));
+                        }
+                    }
                 }
-                queued.notify_one();
             }
+        }
+        if wake {
+            queued.notify_one();
         }
     }
     let _ = conn.close().await;
 }
 
-async fn commit<'a>(
-    conn: &mut SqliteConnection,
-    messages: impl Iterator<Item = &'a NewMessage>,
-) -> Result<(), StoreError> {
+/// Commits `jobs` in one transaction; for each job, the MIDs it finished (attempts only).
+async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<Vec<Vec<Mid>>, StoreError> {
     let mut tx = conn.begin().await?;
-    for m in messages {
-        insert_message(&mut tx, m).await?;
+    let mut finished = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job {
+            Job::Accept { messages, .. } => {
+                for m in messages {
+                    insert_message(&mut tx, m).await?;
+                }
+                finished.push(Vec::new());
+            }
+            Job::Attempt { attempt, .. } => {
+                finished.push(crate::queue::apply_attempt(&mut tx, attempt).await?);
+            }
+        }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(finished)
 }
 
 /// Inserts a message with its queue rows and tracking events into an open transaction.

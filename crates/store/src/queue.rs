@@ -131,7 +131,8 @@ impl Store {
 
     /// Records the outcome of an attempt in one transaction: row states, tracking events, host
     /// counters and, for a bounce, the DSN message with its queue row. Returns the MIDs whose
-    /// rows are now all final (delivered, bounced, expired or dropped).
+    /// rows are now all final (delivered, bounced, expired or dropped). The writer task commits
+    /// it together with whatever else is being written at the same moment.
     pub async fn record_attempt(
         &self,
         host: &str,
@@ -140,84 +141,19 @@ impl Store {
         tracking: &[(Mid, String)],
         dsn: Option<&NewMessage>,
     ) -> Result<Vec<Mid>, StoreError> {
-        let now = unix_now();
-        let now_ms = unix_now_ms();
-        let mut conn = self.pool().acquire().await?;
-        let mut tx = conn.begin().await?;
-        for o in outcomes {
-            let (state, next) = match o.outcome {
-                Outcome::Delivered => ("delivered", None),
-                Outcome::Retry { next_attempt_at } => ("queued", Some(next_attempt_at)),
-                Outcome::Bounced => ("bounced", None),
-                Outcome::Expired => ("expired", None),
-                Outcome::Dropped => ("dropped", None),
-            };
-            sqlx::query(
-                "UPDATE queue SET state = ?2, attempts = attempts + 1, last_reply = ?3, lease_until = 0, \
-                 next_attempt_at = COALESCE(?4, next_attempt_at), done_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE ?5 END \
-                 WHERE id = ?1",
-            )
-            .bind(o.id)
-            .bind(state)
-            .bind(&o.reply)
-            .bind(next)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (mid, text) in tracking {
-            sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
-                .bind(mid.0 as i64)
-                .bind(now_ms)
-                .bind(text)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
-             delivered = delivered + excluded.delivered, soft_bounced = soft_bounced + excluded.soft_bounced, \
-             hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at",
-        )
-        .bind(host)
-        .bind(delta.delivered as i64)
-        .bind(delta.soft_bounced as i64)
-        .bind(delta.hard_bounced as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(m) = dsn {
-            insert_message(&mut tx, m).await?;
-        }
-        let mut mids: Vec<i64> = Vec::new();
-        for o in outcomes {
-            if !matches!(o.outcome, Outcome::Retry { .. }) {
-                let mid: i64 = sqlx::query_scalar("SELECT mid FROM queue WHERE id = ?1")
-                    .bind(o.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if !mids.contains(&mid) {
-                    mids.push(mid);
-                }
-            }
-        }
-        let mut finished = Vec::new();
-        for mid in mids {
-            let open: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM queue WHERE mid = ?1 AND state = 'queued'",
-            )
-            .bind(mid)
-            .fetch_one(&mut *tx)
-            .await?;
-            if open == 0 {
-                finished.push(Mid(mid as u64));
-            }
-        }
-        tx.commit().await?;
-        if dsn.is_some() {
-            self.queued.notify_one();
-        }
-        Ok(finished)
+        let attempt = Box::new(Attempt {
+            host: host.to_owned(),
+            outcomes: outcomes.to_vec(),
+            delta: delta.clone(),
+            tracking: tracking.to_vec(),
+            dsn: dsn.cloned(),
+        });
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(crate::messages::Job::Attempt { attempt, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Adjusts the open-connection count of a host (+1 on connect, -1 on close).
@@ -540,4 +476,92 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The outcome of one attempt, as the writer task applies it.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    pub(crate) host: String,
+    pub(crate) outcomes: Vec<RowOutcome>,
+    pub(crate) delta: HostDelta,
+    pub(crate) tracking: Vec<(Mid, String)>,
+    pub(crate) dsn: Option<NewMessage>,
+}
+
+/// Applies an attempt's outcome inside an open transaction; returns the MIDs it finished.
+pub(crate) async fn apply_attempt(
+    tx: &mut sqlx::SqliteConnection,
+    a: &Attempt,
+) -> Result<Vec<Mid>, StoreError> {
+    let now = unix_now();
+    let now_ms = unix_now_ms();
+    for o in &a.outcomes {
+        let (state, next) = match o.outcome {
+            Outcome::Delivered => ("delivered", None),
+            Outcome::Retry { next_attempt_at } => ("queued", Some(next_attempt_at)),
+            Outcome::Bounced => ("bounced", None),
+            Outcome::Expired => ("expired", None),
+            Outcome::Dropped => ("dropped", None),
+        };
+        sqlx::query(
+            "UPDATE queue SET state = ?2, attempts = attempts + 1, last_reply = ?3, lease_until = 0, \
+             next_attempt_at = COALESCE(?4, next_attempt_at), done_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE ?5 END \
+             WHERE id = ?1",
+        )
+        .bind(o.id)
+        .bind(state)
+        .bind(&o.reply)
+        .bind(next)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (mid, text) in &a.tracking {
+        sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
+            .bind(mid.0 as i64)
+            .bind(now_ms)
+            .bind(text)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
+         delivered = delivered + excluded.delivered, soft_bounced = soft_bounced + excluded.soft_bounced, \
+         hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at",
+    )
+    .bind(&a.host)
+    .bind(a.delta.delivered as i64)
+    .bind(a.delta.soft_bounced as i64)
+    .bind(a.delta.hard_bounced as i64)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(m) = &a.dsn {
+        insert_message(&mut *tx, m).await?;
+    }
+    let mut mids: Vec<i64> = Vec::new();
+    for o in &a.outcomes {
+        if !matches!(o.outcome, Outcome::Retry { .. }) {
+            let mid: i64 = sqlx::query_scalar("SELECT mid FROM queue WHERE id = ?1")
+                .bind(o.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !mids.contains(&mid) {
+                mids.push(mid);
+            }
+        }
+    }
+    let mut finished = Vec::new();
+    for mid in mids {
+        let open: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE mid = ?1 AND state = 'queued'")
+                .bind(mid)
+                .fetch_one(&mut *tx)
+                .await?;
+        if open == 0 {
+            finished.push(Mid(mid as u64));
+        }
+    }
+    Ok(finished)
 }
