@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rampart_store::{Role, Store, User};
+use rampart_store::{Role, Store};
 use serde_json::Value;
 
 /// `rampart status`: the figures of `GET /api/v1/status`, as AsyncOS `status` lays them out.
@@ -198,31 +198,26 @@ fn read_password() -> Result<String> {
     Ok(password)
 }
 
-fn hash(password: &str) -> Result<String> {
-    rampart_web::auth::hash_password(password)
-        .map_err(|e| anyhow!("cannot hash the passphrase: {e}"))
-}
-
 /// `rampart userconfig`.
 pub(crate) async fn userconfig(
     store: &Store,
     action: Option<UserAction>,
     json: bool,
 ) -> Result<()> {
-    let valid = |name: &str| {
-        if (1..=32).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            Ok(())
-        } else {
-            Err(anyhow!(
-                "invalid username {name:?}: use 1-32 letters, digits, '.', '_' or '-'"
+    let role_of = |r: &str| Role::parse(r).ok_or_else(|| anyhow!("unknown role {r:?}"));
+    let who = crate::cli::cli_audit().user;
+    let save = |name: String, password: Option<String>, role: Role| {
+        let who = who.clone();
+        async move {
+            rampart_web::auth::save_account(store, &name, password.as_deref(), role, &who, "cli")
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            anyhow::Ok(format!(
+                "Users: saved account {name} with role {}",
+                role.as_str()
             ))
         }
     };
-    let role_of = |r: &str| Role::parse(r).ok_or_else(|| anyhow!("unknown role {r:?}"));
     let change = match action.unwrap_or(UserAction::List) {
         UserAction::List => {
             let users = store.users().await?;
@@ -241,18 +236,7 @@ pub(crate) async fn userconfig(
             return Ok(());
         }
         UserAction::Add { name, role } => {
-            valid(&name)?;
-            let role = role_of(&role)?;
-            let password_hash = hash(&read_password()?)?;
-            store
-                .put_user(&User {
-                    name: name.clone(),
-                    password_hash,
-                    role,
-                })
-                .await?;
-            store.delete_sessions_of(&name).await?;
-            format!("Users: saved account {name} with role {}", role.as_str())
+            save(name, Some(read_password()?), role_of(&role)?).await?
         }
         UserAction::Role { name, role } => {
             let role = role_of(&role)?;
@@ -263,23 +247,14 @@ pub(crate) async fn userconfig(
             if user.role == Role::Admin && role != Role::Admin && admins(store).await? == 1 {
                 bail!("{name} is the last administrator; make another account admin first");
             }
-            store.put_user(&User { role, ..user }).await?;
-            format!("Users: account {name} now has role {}", role.as_str())
+            save(name, None, role).await?
         }
         UserAction::Password { name } => {
             let user = store
                 .user(&name)
                 .await?
                 .ok_or_else(|| anyhow!("no account named {name:?}"))?;
-            let password_hash = hash(&read_password()?)?;
-            store
-                .put_user(&User {
-                    password_hash,
-                    ..user
-                })
-                .await?;
-            store.delete_sessions_of(&name).await?;
-            format!("Users: passphrase of {name} changed")
+            save(name, Some(read_password()?), user.role).await?
         }
         UserAction::Delete { name } => {
             let user = store
@@ -290,12 +265,13 @@ pub(crate) async fn userconfig(
                 bail!("{name} is the last administrator and cannot be removed");
             }
             store.delete_user(&name).await?;
-            format!("Users: removed account {name}")
+            let change = format!("Users: removed account {name}");
+            store
+                .audit(&rampart_store::Audit::new(&who, "cli", change.clone()))
+                .await?;
+            change
         }
     };
-    let mut audit = crate::cli::cli_audit();
-    audit.changes = vec![change.clone()];
-    store.audit(&audit).await?;
     if json {
         println!("{}", serde_json::json!({"changed": change}));
     } else {

@@ -33,6 +33,68 @@ pub fn valid_username(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Why an account could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("invalid username {0:?}: use 1-32 letters, digits, '.', '_' or '-'")]
+    InvalidName(String),
+    #[error("the passphrase must have at least {MIN_PASSWORD} characters")]
+    ShortPassword,
+    #[error("a passphrase is required for a new account")]
+    MissingPassword,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<rampart_store::StoreError> for AccountError {
+    fn from(e: rampart_store::StoreError) -> AccountError {
+        AccountError::Internal(e.to_string())
+    }
+}
+
+/// Creates or changes an account — the one way the UI, the API and the CLI do it: a new
+/// passphrase is hashed and ends the account's sessions; `password: None` keeps the current one.
+/// The change is recorded in the audit log as made by `by` through `source`.
+pub async fn save_account(
+    store: &rampart_store::Store,
+    name: &str,
+    password: Option<&str>,
+    role: Role,
+    by: &str,
+    source: &str,
+) -> Result<(), AccountError> {
+    if !valid_username(name) {
+        return Err(AccountError::InvalidName(name.to_owned()));
+    }
+    let password_hash = match (password, store.user(name).await?) {
+        (Some(p), _) if p.len() < MIN_PASSWORD => return Err(AccountError::ShortPassword),
+        (Some(p), _) => {
+            let p = p.to_owned();
+            tokio::task::spawn_blocking(move || hash_password(&p))
+                .await
+                .map_err(|e| AccountError::Internal(e.to_string()))?
+                .map_err(AccountError::Internal)?
+        }
+        (None, Some(existing)) => existing.password_hash,
+        (None, None) => return Err(AccountError::MissingPassword),
+    };
+    store
+        .put_user(&rampart_store::User {
+            name: name.to_owned(),
+            password_hash,
+            role,
+        })
+        .await?;
+    if password.is_some() {
+        store.delete_sessions_of(name).await?;
+    }
+    let change = format!("Users: saved account {name} with role {}", role.as_str());
+    store
+        .audit(&rampart_store::Audit::new(by, source, change))
+        .await?;
+    Ok(())
+}
+
 /// Hashes a password into an argon2 PHC string.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);

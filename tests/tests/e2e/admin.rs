@@ -343,7 +343,7 @@ async fn cli_userconfig_and_auditlog() {
             "rampart --config ".to_owned()
                 + app.config_path.to_str().unwrap()
                 + " tdcconfig --intake-address j@beta.cmd.cisco.com",
-            "Users: account bob now has role readonly".to_owned(),
+            "Users: saved account bob with role readonly".to_owned(),
             "Users: saved account bob with role operator".to_owned(),
         ]
     );
@@ -351,6 +351,6 @@ async fn cli_userconfig_and_auditlog() {
     let out = app.cli(&["auditlog"]).await;
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains("    Users: account bob now has role readonly")
+            .contains("    Users: saved account bob with role readonly")
     );
 }

@@ -84,45 +84,30 @@ async fn save(
             "you cannot take the admin role from your own account",
         ));
     }
-    let password_hash = match (req.password, existing) {
-        (Some(p), _) if p.len() < MIN_PASSWORD => {
-            return Err(ApiError::bad_request(format!(
-                "`password` must have at least {MIN_PASSWORD} characters"
-            )));
+    crate::auth::save_account(
+        &state.store,
+        &name,
+        req.password.as_deref(),
+        role,
+        &caller.name,
+        "api",
+    )
+    .await
+    .map_err(|e| match e {
+        crate::auth::AccountError::Internal(e) => ApiError::internal(e),
+        crate::auth::AccountError::MissingPassword => {
+            ApiError::bad_request("`password` is required for a new account")
         }
-        (Some(p), _) => tokio::task::spawn_blocking(move || crate::auth::hash_password(&p))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?,
-        (None, Some(u)) => u.password_hash,
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "`password` is required for a new account",
-            ));
-        }
-    };
-    let changed_password = state
-        .store
-        .user(&name)
-        .await?
-        .is_none_or(|u| u.password_hash != password_hash);
+        crate::auth::AccountError::ShortPassword => ApiError::bad_request(format!(
+            "`password` must have at least {MIN_PASSWORD} characters"
+        )),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
     let user = User {
         name: name.clone(),
-        password_hash,
+        password_hash: String::new(),
         role,
     };
-    state.store.put_user(&user).await?;
-    if changed_password {
-        state.store.delete_sessions_of(&name).await?;
-    }
-    state
-        .store
-        .audit(&Audit::new(
-            &caller.name,
-            "api",
-            format!("Users: saved account {name} with role {}", role.as_str()),
-        ))
-        .await?;
     let status = if create {
         StatusCode::CREATED
     } else {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use rampart_store::{Audit, AuditEntry, Role, User};
+use rampart_store::{Audit, AuditEntry, Role};
 use serde::Deserialize;
 
 use crate::auth::{MIN_PASSWORD, valid_username};
@@ -241,37 +241,14 @@ pub(crate) async fn users_post(
             "You cannot take the administrator role from your own account.".into(),
         ));
     }
-    let password_hash = match (existing, form.password.is_empty()) {
-        (Some(u), true) => u.password_hash,
-        _ => hash(form.password.clone()).await?,
-    };
-    state
-        .store
-        .put_user(&User {
-            name: name.clone(),
-            password_hash,
-            role,
-        })
-        .await?;
-    if !form.password.is_empty() {
-        state.store.delete_sessions_of(&name).await?;
-    }
-    state
-        .store
-        .audit(&Audit::new(
-            &ui.user,
-            "ui",
-            format!("Users: saved account {name} with role {}", role.as_str()),
-        ))
-        .await?;
-    Ok(done("/admin/users", "user-saved"))
-}
-
-async fn hash(password: String) -> Result<String, UiError> {
-    tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+    let password = Some(form.password.as_str()).filter(|p| !p.is_empty());
+    crate::auth::save_account(&state.store, &name, password, role, &ui.user, "ui")
         .await
-        .map_err(UiError::internal)?
-        .map_err(UiError::internal)
+        .map_err(|e| match e {
+            crate::auth::AccountError::Internal(e) => UiError::internal(e),
+            other => UiError::BadRequest(other.to_string()),
+        })?;
+    Ok(done("/admin/users", "user-saved"))
 }
 
 #[derive(Template)]
@@ -336,17 +313,15 @@ pub(crate) async fn password(
         *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
         return Ok(r);
     }
-    state
-        .store
-        .put_user(&User {
-            password_hash: hash(form.new).await?,
-            ..user
-        })
-        .await?;
-    state.store.delete_sessions_of(&ui.user).await?;
-    state
-        .store
-        .audit(&Audit::new(&ui.user, "ui", "Users: changed own passphrase"))
-        .await?;
+    crate::auth::save_account(
+        &state.store,
+        &ui.user,
+        Some(&form.new),
+        user.role,
+        &ui.user,
+        "ui",
+    )
+    .await
+    .map_err(|e| UiError::internal(e.to_string()))?;
     Ok(Redirect::to("/login?next=/monitor/status").into_response())
 }

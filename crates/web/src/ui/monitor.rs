@@ -50,32 +50,19 @@ impl Chart {
                 .join(" ")
         };
         let total = |get: fn(&Bucket) -> u64| buckets.iter().map(get).sum();
-        let series = vec![
+        let series = [
             (
                 "received",
                 "#049fd9",
-                line(|b| b.received),
-                total(|b| b.received),
+                (|b| b.received) as fn(&Bucket) -> u64,
             ),
-            (
-                "delivered",
-                "#2e7d32",
-                line(|b| b.delivered),
-                total(|b| b.delivered),
-            ),
-            (
-                "journaled",
-                "#7b1fa2",
-                line(|b| b.journaled),
-                total(|b| b.journaled),
-            ),
-            (
-                "bounced",
-                "#c62828",
-                line(|b| b.bounced),
-                total(|b| b.bounced),
-            ),
-        ];
+            ("delivered", "#2e7d32", |b| b.delivered),
+            ("journaled", "#7b1fa2", |b| b.journaled),
+            ("bounced", "#c62828", |b| b.bounced),
+        ]
+        .into_iter()
+        .map(|(name, colour, get)| (name, colour, line(get), total(get)))
+        .collect();
         let x_labels = buckets
             .iter()
             .enumerate()

@@ -243,6 +243,29 @@ pub(crate) async fn edit_form(
     Ok(render(&form))
 }
 
+/// The Threat Defense Connector has no page for outgoing policies.
+fn incoming_only(direction: Direction) -> Result<(), UiError> {
+    if direction == Direction::Incoming {
+        Ok(())
+    } else {
+        Err(UiError::NotFound(
+            "The Threat Defense Connector journals incoming mail only.".into(),
+        ))
+    }
+}
+
+fn policy_mut<'a>(
+    settings: &'a mut Settings,
+    direction: Direction,
+    name: &str,
+) -> Result<&'a mut MailPolicy, UiError> {
+    direction
+        .of(settings)
+        .iter_mut()
+        .find(|p| p.name == name)
+        .ok_or_else(|| UiError::NotFound(format!("There is no policy named {name:?}.")))
+}
+
 fn find<'a>(policies: &'a [MailPolicy], name: &str) -> Result<&'a MailPolicy, UiError> {
     policies
         .iter()
@@ -477,11 +500,7 @@ pub(crate) async fn tdc_form(
     Path((direction, name)): Path<(String, String)>,
 ) -> Result<Response, UiError> {
     let direction = Direction::parse(&direction)?;
-    if direction != Direction::Incoming {
-        return Err(UiError::NotFound(
-            "The Threat Defense Connector journals incoming mail only.".into(),
-        ));
-    }
+    incoming_only(direction)?;
     let mut settings = working(&state, &ui).await?;
     let global = settings.tdc.clone();
     let p = find(direction.of(&mut settings), &name)?.clone();
@@ -518,11 +537,7 @@ pub(crate) async fn tdc(
 ) -> Result<Response, UiError> {
     ui.require(Role::Admin)?;
     let direction = Direction::parse(&direction)?;
-    if direction != Direction::Incoming {
-        return Err(UiError::NotFound(
-            "The Threat Defense Connector journals incoming mail only.".into(),
-        ));
-    }
+    incoming_only(direction)?;
     let mut settings = working(&state, &ui).await?;
     let global = settings.tdc.clone();
     let is_default = name == DEFAULT_POLICY;
@@ -544,11 +559,7 @@ pub(crate) async fn tdc(
         )),
         _ => None,
     };
-    let policy = direction
-        .of(&mut settings)
-        .iter_mut()
-        .find(|p| p.name == name)
-        .ok_or_else(|| UiError::NotFound(format!("There is no policy named {name:?}.")))?;
+    let policy = policy_mut(&mut settings, direction, &name)?;
     let page = |error: String| {
         let mut r = render(&TdcPage {
             l: Layout::new(
@@ -663,11 +674,7 @@ pub(crate) async fn auth(
         }
     };
     let mut settings = working(&state, &ui).await?;
-    let policy = direction
-        .of(&mut settings)
-        .iter_mut()
-        .find(|p| p.name == name)
-        .ok_or_else(|| UiError::NotFound(format!("There is no policy named {name:?}.")))?;
+    let policy = policy_mut(&mut settings, direction, &name)?;
     policy.email_authentication = EmailAuthentication {
         enabled: form.enabled.is_some(),
         dmarc_action: action,
@@ -760,11 +767,7 @@ pub(crate) async fn filters(
     ui.require(Role::Admin)?;
     let direction = Direction::parse(&direction)?;
     let mut settings = working(&state, &ui).await?;
-    let policy = direction
-        .of(&mut settings)
-        .iter_mut()
-        .find(|p| p.name == name)
-        .ok_or_else(|| UiError::NotFound(format!("There is no policy named {name:?}.")))?;
+    let policy = policy_mut(&mut settings, direction, &name)?;
     let current = policy.content_filters.clone();
     let text = if form.filters.trim().is_empty() {
         "[]"

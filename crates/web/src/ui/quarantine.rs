@@ -89,14 +89,7 @@ pub(crate) async fn release(
     Path(id): Path<String>,
     Posted { ui, form: _ }: Posted<super::session::Empty>,
 ) -> Result<Response, UiError> {
-    ui.require(Role::Operator)?;
-    let mid = mid(&id)?;
-    if state.store.quarantine_release(mid, &ui.user).await? == 0 {
-        return Err(UiError::NotFound(format!(
-            "MID {mid} is not in the quarantine."
-        )));
-    }
-    Ok(done("/monitor/quarantine", "released"))
+    act(&state, &ui, &id, true).await
 }
 
 pub(crate) async fn delete(
@@ -104,12 +97,25 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
     Posted { ui, form: _ }: Posted<super::session::Empty>,
 ) -> Result<Response, UiError> {
+    act(&state, &ui, &id, false).await
+}
+
+/// Releases or deletes a quarantined message (operators and admins).
+async fn act(state: &AppState, ui: &Ui, id: &str, release: bool) -> Result<Response, UiError> {
     ui.require(Role::Operator)?;
-    let mid = mid(&id)?;
-    if state.store.quarantine_delete(mid, &ui.user).await? == 0 {
+    let mid = mid(id)?;
+    let n = if release {
+        state.store.quarantine_release(mid, &ui.user).await?
+    } else {
+        state.store.quarantine_delete(mid, &ui.user).await?
+    };
+    if n == 0 {
         return Err(UiError::NotFound(format!(
             "MID {mid} is not in the quarantine."
         )));
     }
-    Ok(done("/monitor/quarantine", "deleted"))
+    Ok(done(
+        "/monitor/quarantine",
+        if release { "released" } else { "deleted" },
+    ))
 }
