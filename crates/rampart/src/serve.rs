@@ -149,6 +149,7 @@ pub(crate) async fn serve(
         max_failed_logins: config.web.max_failed_logins,
         lockout: Duration::from_secs(config.web.lockout_mins.saturating_mul(60)),
         hostname: config.hostname.clone(),
+        mail_log: Some(config.data_dir.join("logs").join("mail_logs")),
     };
     let app = rampart_web::router(rampart_web::AppState::new(
         store.clone(),

@@ -48,6 +48,8 @@ pub struct WebOptions {
     pub lockout: std::time::Duration,
     /// The appliance's hostname, shown in the header.
     pub hostname: String,
+    /// The AsyncOS mail log the *Mail Logs* page shows (`<data_dir>/logs/mail_logs`).
+    pub mail_log: Option<std::path::PathBuf>,
 }
 
 impl Default for WebOptions {
@@ -58,6 +60,7 @@ impl Default for WebOptions {
             max_failed_logins: 5,
             lockout: std::time::Duration::from_secs(5 * 60),
             hostname: "rampart.localdomain".into(),
+            mail_log: None,
         }
     }
 }

@@ -76,18 +76,41 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {selector}: {e}"))
     }
 
+    /// Clicks something that stays on the page (a checkbox, a radio button).
     async fn click(&self, selector: &str) {
         self.css(selector).await.click().await.unwrap();
     }
 
-    async fn link(&self, text: &str) {
+    /// Clicks a link or a submit button and waits until the next page has replaced this one,
+    /// so that nothing is read from the old page.
+    async fn go(&self, target: Locator<'_>) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
         self.client
-            .find(Locator::LinkText(text))
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(target)
             .await
-            .unwrap_or_else(|e| panic!("no link {text:?}: {e}"))
+            .unwrap_or_else(|e| panic!("nothing to click at {target:?}: {e}"))
             .click()
             .await
             .unwrap();
+        let start = std::time::Instant::now();
+        // The old document's root goes stale once the new page is loaded.
+        while old.tag_name().await.is_ok() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "clicking {target:?} loaded no page"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn submit(&self, selector: &str) {
+        self.go(Locator::Css(selector)).await;
+    }
+
+    async fn link(&self, text: &str) {
+        self.go(Locator::LinkText(text)).await;
     }
 
     async fn type_into(&self, selector: &str, text: &str) {
@@ -161,10 +184,10 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     b.shot("01-login").await;
     b.type_into("#username", "admin").await;
     b.type_into("#password", "wrong-password").await;
-    b.click("button[type=submit]").await;
+    b.submit("button[type=submit]").await;
     assert_eq!(b.text("p.error").await, "Invalid username or password.");
     b.type_into("#password", ADMIN_PASSWORD).await;
-    b.click("button[type=submit]").await;
+    b.submit("button[type=submit]").await;
     assert_eq!(b.heading().await, "Threat Defense Connector Settings");
     assert!(b.text("#tdc-settings").await.contains("Disabled"));
 
@@ -173,14 +196,14 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     assert_eq!(b.heading().await, "System Status");
     b.shot("02-system-status").await;
     b.link("Security Services").await;
-    b.click("#edit-settings").await;
+    b.submit("#edit-settings").await;
     assert_eq!(b.heading().await, "Edit Threat Defense Connector Settings");
     // Enabled without an address: the error beside the field.
     b.click("#enabled").await;
-    b.click("#submit").await;
+    b.submit("#submit").await;
     assert!(b.text("#intake-error").await.contains("required"));
     b.type_into("#intake_address", "journal@intake.test").await;
-    b.click("#submit").await;
+    b.submit("#submit").await;
     assert!(b.text("p.flash").await.contains("pending"));
     assert_eq!(b.text("#intake-address").await, "journal@intake.test");
     b.shot("03-tdc-settings").await;
@@ -188,30 +211,30 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     // Mail Policies: a policy for example.com with its own intake address.
     b.link("Mail Policies").await;
     assert_eq!(b.heading().await, "Incoming Mail Policies");
-    b.click("#add-policy").await;
+    b.submit("#add-policy").await;
     b.type_into("#name", "finance").await;
     b.type_into("#recipients", "@example.com").await;
-    b.click("#submit").await;
+    b.submit("#submit").await;
     assert_eq!(
         b.text("tr[data-policy='finance'] a.tdc-link").await,
         "(use default)"
     );
-    b.click("tr[data-policy='finance'] a.tdc-link").await;
+    b.submit("tr[data-policy='finance'] a.tdc-link").await;
     assert_eq!(b.heading().await, "Threat Defense Connector: finance");
     b.click("#mode-custom").await;
     b.type_into("#custom-address", "finance-journal@intake.test")
         .await;
     b.shot("04-policy-tdc").await;
-    b.click("#submit").await;
+    b.submit("#submit").await;
 
     // Commit Changes, from the header.
     assert_eq!(b.text("#commit-link").await, "Commit Changes (3)");
-    b.click("#commit-link").await;
+    b.submit("#commit-link").await;
     assert_eq!(b.heading().await, "Uncommitted Changes");
     b.shot("05-commit").await;
     b.type_into("#comment", "journal finance mail (browser test)")
         .await;
-    b.click("#commit").await;
+    b.submit("#commit").await;
     assert!(b.text("p.flash").await.contains("committed"));
     assert_eq!(b.text("#commit-link").await, "No Changes Pending");
     b.link("Mail Policies").await;
@@ -244,7 +267,7 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     b.link("Monitor").await;
     b.link("Message Tracking").await;
     b.type_into("#subject", "browser-journal").await;
-    b.click("#search").await;
+    b.submit("#search").await;
     b.link(&mid.to_string()).await;
     let tdc_line = format!(
         "TDC: Message {mid} was successfully delivered for scanning with Cisco Secure Email Threat Defense."
@@ -252,6 +275,17 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     let detail = b.client.current_url().await.unwrap().to_string();
     b.reload_until(&detail, "#events", &tdc_line).await;
     b.shot("07-tracking-detail").await;
+
+    // Monitor > Mail Logs: the TDC lines of the message.
+    b.link("Mail Logs").await;
+    b.type_into("input[name=find]", &format!("MID {mid}")).await;
+    b.submit("#log-search button").await;
+    let log = b.text("#mail-log").await;
+    assert!(
+        log.contains(&format!("TDC: MID {mid} successfully delivered for scanning with Cisco Secure Email Threat Defense")),
+        "{log}"
+    );
+    b.shot("08-mail-logs").await;
 
     // Monitor > Delivery Status: the.tdc.queue with one delivered copy.
     let row = b
@@ -268,7 +302,7 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
         Some(&["the.tdc.queue", "0", "0", "1", "0", "0"][..]),
         "{row}"
     );
-    b.shot("08-delivery-status").await;
+    b.shot("08-delivery-status-tdc").await;
 
     // Security Services: the intake's health and the ledger count the copy.
     let health = b

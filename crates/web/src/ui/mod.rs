@@ -38,6 +38,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/monitor/delivery/retry", post(monitor::retry))
         .route("/monitor/tracking", get(monitor::tracking))
         .route("/monitor/tracking/{mid}", get(monitor::tracking_detail))
+        .route("/monitor/mail-logs", get(monitor::mail_logs))
         .route("/monitor/quarantine", get(quarantine::list))
         .route("/monitor/quarantine/{mid}", get(quarantine::detail))
         .route(

@@ -345,3 +345,82 @@ pub(crate) async fn tracking_detail(
             .collect(),
     }))
 }
+
+/// How much of the end of the mail log the page reads.
+const LOG_TAIL_BYTES: u64 = 512 * 1024;
+
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct LogQuery {
+    /// Only lines containing this text (e.g. `MID 1001`, `TDC:`).
+    #[serde(default)]
+    find: String,
+    #[serde(default)]
+    lines: Option<usize>,
+}
+
+#[derive(Template)]
+#[template(path = "mail_logs.html")]
+struct LogsPage {
+    l: Layout,
+    find: String,
+    lines: usize,
+    shown: Vec<String>,
+    path: String,
+}
+
+/// *Monitor > Mail Logs*: the end of `mail_logs`, optionally only the lines with some text.
+pub(crate) async fn mail_logs(
+    State(state): State<AppState>,
+    ui: Ui,
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    let Query(q) =
+        q.map_err(|e| UiError::BadRequest(format!("Invalid search: {}", e.body_text())))?;
+    let lines = q.lines.unwrap_or(200).clamp(1, 5000);
+    let path = state
+        .options
+        .mail_log
+        .clone()
+        .ok_or_else(|| UiError::NotFound("This appliance writes no mail log.".into()))?;
+    let find = q.find.trim().to_owned();
+    let tail = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || read_tail(&path, LOG_TAIL_BYTES))
+            .await
+            .map_err(UiError::internal)?
+    };
+    let text = tail.unwrap_or_default();
+    let mut shown: Vec<String> = text
+        .lines()
+        .filter(|l| find.is_empty() || l.contains(&find))
+        .map(str::to_owned)
+        .collect();
+    let skip = shown.len().saturating_sub(lines);
+    shown.drain(..skip);
+    Ok(render(&LogsPage {
+        l: Layout::new(&state, &ui, "monitor", "Mail Logs"),
+        find,
+        lines,
+        shown,
+        path: path.display().to_string(),
+    }))
+}
+
+/// The last `max` bytes of a file, from the first whole line.
+fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(max);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    Ok(if start > 0 {
+        text.split_once('\n')
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or_default()
+    } else {
+        text
+    })
+}

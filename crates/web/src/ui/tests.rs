@@ -29,8 +29,17 @@ impl Ui {
         Ui::with(WebOptions::default()).await
     }
 
-    async fn with(options: WebOptions) -> Ui {
+    async fn with(mut options: WebOptions) -> Ui {
         let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail_logs");
+        std::fs::write(
+            &log,
+            "Sat Nov 28 06:24:50 2026 Info: Start MID 7 ICID 3\n\
+             Sat Nov 28 06:24:51 2026 Info: TDC: MID 7 successfully delivered for scanning with Cisco Secure Email Threat Defense\n\
+             Sat Nov 28 06:24:52 2026 Info: MID 8 Subject '<b>hi</b>'\n",
+        )
+        .unwrap();
+        options.mail_log = Some(log);
         let store = Store::open(&dir.path().join("rampart.db")).await.unwrap();
         for (name, role) in [
             ("admin", Role::Admin),
@@ -144,6 +153,7 @@ const PAGES: &[&str] = &[
     "/monitor/delivery",
     "/monitor/tracking",
     "/monitor/quarantine",
+    "/monitor/mail-logs",
     "/mail-policies/incoming",
     "/mail-policies/outgoing",
     "/mail-policies/hat",
@@ -1201,4 +1211,22 @@ async fn tracking_search_escapes_and_checks_its_input() {
     assert!(a.body.contains("From must be a date and time"));
     let a = ui.get(&s, "/security/tdc/ledger?state=lost").await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn mail_logs_page_filters_and_escapes() {
+    let ui = Ui::new().await;
+    let s = ui.login("viewer").await;
+    let all = ui.get(&s, "/monitor/mail-logs").await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert!(all.body.contains("Start MID 7 ICID 3"));
+    assert!(all.body.contains("&#60;b&#62;hi") || all.body.contains("&lt;b&gt;hi"));
+    assert!(!all.body.contains("<b>hi"));
+    let tdc = ui.get(&s, "/monitor/mail-logs?find=TDC%3A").await;
+    assert!(tdc.body.contains("successfully delivered for scanning"));
+    assert!(!tdc.body.contains("Start MID 7"));
+    let last = ui.get(&s, "/monitor/mail-logs?lines=1").await;
+    assert!(last.body.contains("MID 8 Subject") && !last.body.contains("Start MID 7"));
+    let bad = ui.get(&s, "/monitor/mail-logs?lines=many").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
