@@ -3,6 +3,8 @@
 //! rules (verified, no plaintext fallback), Cisco's retry table, the 120-second expiry, no DSN
 //! ever, and the `TDC:` log lines.
 
+use std::sync::Arc;
+
 use rampart_maillog::quote;
 use rampart_smtp::Reply;
 use rampart_store::{Dcid, HostDelta, Outcome, RowOutcome, unix_now};
@@ -63,7 +65,7 @@ fn intake_domain(job: &Job) -> String {
 }
 
 impl Inner {
-    pub(super) async fn journal_worker(&self, dest: &Dest) {
+    pub(super) async fn journal_worker(self: &Arc<Self>, dest: &Dest) {
         loop {
             if *self.shutdown.borrow() {
                 return;
@@ -214,7 +216,7 @@ impl Inner {
     }
 
     /// Removes a copy that has been queued too long; true when it did.
-    async fn journal_expired(&self, job: &Job) -> bool {
+    async fn journal_expired(self: &Arc<Self>, job: &Job) -> bool {
         let Some(row) = job.rows.first() else {
             return true;
         };
@@ -240,7 +242,12 @@ impl Inner {
     }
 
     /// Sends one journal copy. `Err` when the connection is no longer usable.
-    async fn send_journal(&self, conn: &mut Connection, dcid: Dcid, job: &Job) -> Result<(), ()> {
+    async fn send_journal(
+        self: &Arc<Self>,
+        conn: &mut Connection,
+        dcid: Dcid,
+        job: &Job,
+    ) -> Result<(), ()> {
         let Some(row) = job.rows.first() else {
             return Ok(());
         };
@@ -326,7 +333,7 @@ impl Inner {
     }
 
     /// Applies the retry table to a failed attempt.
-    async fn journal_failed(&self, job: &Job, failure: Failure, reason: &str) {
+    async fn journal_failed(self: &Arc<Self>, job: &Job, failure: Failure, reason: &str) {
         let Some(row) = job.rows.first() else { return };
         let mid = job.mid;
         let attempts = row.attempts + 1;
@@ -376,7 +383,13 @@ impl Inner {
     }
 
     /// Stores the outcome of a journal attempt (never a DSN) and logs what became final.
-    async fn journal_record(&self, job: &Job, outcome: Outcome, reason: &str, delta: HostDelta) {
+    async fn journal_record(
+        self: &Arc<Self>,
+        job: &Job,
+        outcome: Outcome,
+        reason: &str,
+        delta: HostDelta,
+    ) {
         let mid = job.mid;
         let event = match &outcome {
             Outcome::Delivered => {
@@ -406,19 +419,23 @@ impl Inner {
                 "TDC: MID {mid} delivery failed to {SETD}: {reason}"
             ));
         }
-        match self
-            .store
-            .record_attempt(TDC_QUEUE, &outcomes, &delta, &[(mid, event)], None)
-            .await
-        {
-            Ok(finished) => {
-                for m in finished {
-                    self.log.info(format!("Message finished MID {m} done"));
+        let inner = self.clone();
+        let job = job.clone();
+        self.commit_in_background(async move {
+            match inner
+                .store
+                .record_attempt(TDC_QUEUE, &outcomes, &delta, &[(mid, event)], None)
+                .await
+            {
+                Ok(finished) => {
+                    for m in finished {
+                        inner.log.info(format!("Message finished MID {m} done"));
+                    }
                 }
+                Err(e) => tracing::error!(error = %e, mid = mid.0, "cannot record journal outcome"),
             }
-            Err(e) => tracing::error!(error = %e, mid = mid.0, "cannot record journal outcome"),
-        }
-        self.release(job);
+            inner.release(&job);
+        });
     }
 }
 

@@ -66,6 +66,9 @@ struct Inner {
     /// Queue row IDs held in memory by the scheduler or a worker.
     inflight: std::sync::Mutex<HashSet<i64>>,
     shutdown: watch::Receiver<bool>,
+    /// Attempt outcomes being committed in the background; shutdown waits for them.
+    committing: AtomicUsize,
+    committed: tokio::sync::Notify,
 }
 
 /// One destination queue in memory.
@@ -111,6 +114,8 @@ impl Engine {
                 dests: Mutex::default(),
                 inflight: std::sync::Mutex::default(),
                 shutdown,
+                committing: AtomicUsize::new(0),
+                committed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -151,10 +156,47 @@ impl Engine {
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
+        inner.wait_for_commits(SHUTDOWN_COMMIT_WAIT).await;
     }
 }
 
+/// How long shutdown waits for outcomes still being committed (each takes milliseconds).
+const SHUTDOWN_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
 impl Inner {
+    /// Runs `commit` (storing an attempt's outcome, then logging and releasing its rows) beside
+    /// the worker, so that a connection moves on to its next message while the outcome waits
+    /// for the writer's next group commit. The rows stay leased until then; a crash in between
+    /// costs at most a repeated delivery, never a lost message.
+    fn commit_in_background(
+        self: &Arc<Self>,
+        commit: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.committing.fetch_add(1, Ordering::SeqCst);
+        let inner = self.clone();
+        tokio::spawn(async move {
+            commit.await;
+            if inner.committing.fetch_sub(1, Ordering::SeqCst) == 1 {
+                inner.committed.notify_waiters();
+            }
+        });
+    }
+
+    async fn wait_for_commits(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let idle = self.committed.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.committing.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+    }
+
     /// Claims due rows and files them into destination queues.
     async fn claim(&self) {
         loop {
@@ -250,7 +292,7 @@ impl Inner {
     }
 
     /// One connection's worth of work at a time, until the destination queue is empty.
-    async fn worker(&self, dest: &Dest) {
+    async fn worker(self: &Arc<Self>, dest: &Dest) {
         if dest.name == rampart_tdc::TDC_QUEUE {
             return self.journal_worker(dest).await;
         }
@@ -396,7 +438,7 @@ impl Inner {
     /// Delivers one job over an open connection and records the outcome. `Err` when the
     /// connection is no longer usable.
     async fn deliver(
-        &self,
+        self: &Arc<Self>,
         settings: &Snapshot,
         dest: &str,
         conn: &mut Connection,
@@ -470,7 +512,7 @@ impl Inner {
 
     /// Fails a job that never reached a server: DNS said no, or no host answered.
     async fn fail_without_connection(
-        &self,
+        self: &Arc<Self>,
         settings: &Snapshot,
         dest: &str,
         job: Job,
@@ -505,7 +547,7 @@ impl Inner {
     /// any DSN in one transaction.
     #[allow(clippy::too_many_arguments)]
     async fn record(
-        &self,
+        self: &Arc<Self>,
         settings: &Snapshot,
         dest: &str,
         dcid: Dcid,
@@ -660,27 +702,31 @@ impl Inner {
                 ),
             ));
         }
-        match self
-            .store
-            .record_attempt(dest, &outcomes, &delta, &tracking, dsn.as_ref())
-            .await
-        {
-            Ok(finished) => {
-                if let Some(d) = &dsn {
-                    self.log.info(format!(
-                        "MID {} was generated for bounce of MID {mid}",
-                        d.mid
-                    ));
+        let inner = self.clone();
+        let (dest, job) = (dest.to_owned(), job.clone());
+        self.commit_in_background(async move {
+            match inner
+                .store
+                .record_attempt(&dest, &outcomes, &delta, &tracking, dsn.as_ref())
+                .await
+            {
+                Ok(finished) => {
+                    if let Some(d) = &dsn {
+                        inner.log.info(format!(
+                            "MID {} was generated for bounce of MID {mid}",
+                            d.mid
+                        ));
+                    }
+                    for m in finished {
+                        inner.log.info(format!("Message finished MID {m} done"));
+                    }
                 }
-                for m in finished {
-                    self.log.info(format!("Message finished MID {m} done"));
+                Err(e) => {
+                    tracing::error!(error = %e, mid = mid.0, "cannot record delivery outcome; rows will be retried")
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, mid = mid.0, "cannot record delivery outcome; rows will be retried")
-            }
-        }
-        self.release(job);
+            inner.release(&job);
+        });
     }
 
     async fn build_dsn(
