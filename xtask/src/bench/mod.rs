@@ -3,7 +3,8 @@
 //!
 //! Flags: `--messages M` (per run, default 2000), `--sessions 20,200`, `--sizes 4096,102400`,
 //! `--idle N` idle connections for the connection-scale run (default 10000, 0 skips it),
-//! `--no-postfix`, `--out FILE` (default target/bench/bench.json).
+//! `--no-postfix`, `--out FILE` (default target/bench/bench.json), `--binary PATH` (bench an
+//! already built `rampart`, e.g. an older commit's, instead of building this tree's).
 
 mod loadgen;
 mod sink;
@@ -25,6 +26,7 @@ struct Options {
     idle: usize,
     postfix: bool,
     out: PathBuf,
+    binary: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -35,6 +37,7 @@ fn parse(args: &[String]) -> Result<Options> {
         idle: 10_000,
         postfix: true,
         out: PathBuf::from("target/bench/bench.json"),
+        binary: None,
     };
     let list = |v: &str| -> Result<Vec<usize>> {
         v.split(',')
@@ -59,6 +62,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--idle" => o.idle = value()?.parse()?,
             "--no-postfix" => o.postfix = false,
             "--out" => o.out = PathBuf::from(value()?),
+            "--binary" => o.binary = Some(PathBuf::from(value()?)),
             other => bail!("unknown bench flag {other}; see xtask/src/bench/mod.rs"),
         }
     }
@@ -68,7 +72,10 @@ fn parse(args: &[String]) -> Result<Options> {
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     // The same static binary as the container image, so one release build serves both.
-    let binary = std::fs::canonicalize(crate::container::build_static()?)?;
+    let binary = match &opts.binary {
+        Some(b) => std::fs::canonicalize(b).with_context(|| format!("no binary at {}", b.display()))?,
+        None => std::fs::canonicalize(crate::container::build_static()?)?,
+    };
     raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
