@@ -619,3 +619,78 @@ async fn unreachable_destination_is_marked_down_and_retried() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn destination_control_requiring_tls_never_sends_in_plain_text() {
+    // The destination offers no STARTTLS; its destination control requires TLS.
+    let dest = Sink::start(Script::default()).await;
+    let app = appliance_with_routes(
+        "",
+        json!([{"domain": "example.com", "hosts": [dest.addr.to_string()]}]),
+    )
+    .await;
+    put(
+        &app,
+        "/destination-controls",
+        json!([
+            {"domain": "default"},
+            {"domain": "example.com", "tls": "required"},
+        ]),
+    )
+    .await;
+    let mid = send(&app, "a@sender.test", &["u@example.com"], "secret").await;
+    let logs = app
+        .wait_log(&format!("Delayed: DCID 0 MID {mid} to RID 0 - 4.4.1"))
+        .await;
+    assert!(logs.contains("STARTTLS"), "{logs}");
+    assert_eq!(dest.mail_commands(), 0, "no MAIL FROM in plain text");
+    assert!(dest.messages().is_empty());
+    // With TLS offered (and required) it goes through, encrypted.
+    let (tls, _) = crate::sink::tls_server(&["sink.test"]);
+    dest.set(|s| s.tls = Some(tls));
+    let got = dest.wait_messages(1).await;
+    assert!(got[0].tls);
+}
+
+#[tokio::test]
+async fn destination_control_limits_simultaneous_connections() {
+    let dest = Sink::start(Script {
+        delay: Duration::from_millis(50),
+        ..Script::default()
+    })
+    .await;
+    let app = appliance_with_routes(
+        "",
+        json!([{"domain": "example.com", "hosts": [dest.addr.to_string()]}]),
+    )
+    .await;
+    put(
+        &app,
+        "/destination-controls",
+        json!([
+            {"domain": "default"},
+            {"domain": "example.com", "max_connections": 2, "max_messages_per_connection": 1},
+        ]),
+    )
+    .await;
+    let mut c = SmtpClient::greeted(app.smtp).await.0;
+    for i in 0..12 {
+        queued_mid(
+            &c.send_mail(
+                "a@sender.test",
+                &["u@example.com"],
+                &message(&format!("burst {i}")),
+            )
+            .await,
+        );
+    }
+    dest.wait_messages(12).await;
+    let st = dest.stats.lock().unwrap();
+    // A slow server and one message per connection: without the limit, every queued message
+    // would get a connection of its own at once.
+    assert_eq!(
+        st.max_open, 2,
+        "exactly the limit of simultaneous connections"
+    );
+    assert_eq!(st.connections, 12, "one message per connection");
+}

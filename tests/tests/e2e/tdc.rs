@@ -239,12 +239,13 @@ async fn retry_table_counts_the_intakes_attempts_exactly() {
 
 #[tokio::test]
 async fn refused_connection_is_retried_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    // A closed port on an address no other test listens on, so nobody takes it meanwhile.
+    let port = std::net::TcpListener::bind("127.0.0.9:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let s = setup(&format!("127.0.0.1:{port}"), "").await;
+    let s = setup(&format!("127.0.0.9:{port}"), "").await;
     let mid = send(&s.app, &["u@example.com"], "refused").await;
     let entry = final_entry(&s.app, mid).await;
     assert_eq!(
@@ -255,7 +256,7 @@ async fn refused_connection_is_retried_once() {
     assert!(
         logs.contains("TDC: Connection Error: DCID ")
             && logs.contains(&format!(
-                "domain: the.tdc.queue IP: 127.0.0.1 port: {port} details: "
+                "domain: the.tdc.queue IP: 127.0.0.9 port: {port} details: "
             )),
         "{logs}"
     );
@@ -607,4 +608,33 @@ async fn only_clean_messages_are_journaled() {
             "MID {mid} was not journaled"
         );
     }
+}
+
+#[tokio::test]
+async fn copy_format_sends_the_original_itself() {
+    let intake = Sink::start(Script::default()).await;
+    let s = setup(&intake.addr.to_string(), "format = \"copy\"\n").await;
+    send(&s.app, &["u@example.com"], "plain-copy").await;
+    let delivered = s.dest.wait_messages(1).await.remove(0).text();
+    let copy = intake.wait_messages(1).await.remove(0);
+    assert_eq!(copy.from, "", "still the null sender");
+    assert_eq!(copy.rcpts, ["journal@intake.test"]);
+    let text = copy.text();
+    // Not a journal message: the delivered original, with the client's IP header after our
+    // Received: field (the first field, perhaps folded).
+    assert!(!text.contains("message/rfc822"), "{text}");
+    let mut end = 0;
+    loop {
+        end += delivered[end..].find("\r\n").unwrap() + 2;
+        if !delivered[end..].starts_with([' ', '\t']) {
+            break;
+        }
+    }
+    assert!(delivered.starts_with("Received: "));
+    let expected = format!(
+        "{}X-IronPort-RemoteIP: 127.0.0.1\r\n{}",
+        &delivered[..end],
+        &delivered[end..]
+    );
+    assert_eq!(text, expected);
 }

@@ -73,7 +73,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
     // The same static binary as the container image, so one release build serves both.
     let binary = match &opts.binary {
-        Some(b) => std::fs::canonicalize(b).with_context(|| format!("no binary at {}", b.display()))?,
+        Some(b) => {
+            std::fs::canonicalize(b).with_context(|| format!("no binary at {}", b.display()))?
+        }
         None => std::fs::canonicalize(crate::container::build_static()?)?,
     };
     raise_fd_limit();
