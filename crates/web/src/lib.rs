@@ -106,6 +106,13 @@ impl<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, 
 pub fn router(state: AppState) -> Router {
     use axum::http::{HeaderValue, header};
     use tower_http::set_header::SetResponseHeaderLayer;
+    // Over HTTPS, browsers are told to keep using it (a plain-HTTP listener must not say so).
+    let hsts = state.options.https.then(|| {
+        SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     Router::new()
         .nest(
             "/api/v1",
@@ -138,5 +145,6 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             4 * 1024 * 1024,
         ))
+        .layer(tower::util::option_layer(hsts))
         .with_state(state)
 }

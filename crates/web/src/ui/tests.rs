@@ -307,6 +307,19 @@ async fn login_cookie_flags_redirects_and_throttling() {
         )
         .await;
     assert!(a.cookie.contains("; Secure"));
+    let r = router(secure.state.clone())
+        .oneshot(Request::get("/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()[header::STRICT_TRANSPORT_SECURITY],
+        "max-age=31536000"
+    );
+    let r = router(ui.state.clone())
+        .oneshot(Request::get("/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert!(r.headers().get(header::STRICT_TRANSPORT_SECURITY).is_none());
 }
 
 #[tokio::test]
