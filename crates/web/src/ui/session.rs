@@ -104,7 +104,15 @@ pub(crate) struct Next {
 /// Where to go after logging in: only paths on this appliance.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        // Printable ASCII only: browsers drop tabs and newlines from URLs, so "/\t/host" would
+        // become "//host", another site; and a header value cannot carry control characters.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_owned()
+        }
         _ => "/monitor/status".to_owned(),
     }
 }

@@ -271,6 +271,37 @@ async fn login_cookie_flags_redirects_and_throttling() {
         .await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(a.location, "/monitor/status", "no open redirect");
+    for next in [
+        "/\t/evil.example/",
+        "/\r\nSet-Cookie: x=1",
+        "https://evil.example/",
+        "/\\evil",
+    ] {
+        let a = ui
+            .post_raw(
+                "",
+                "/login",
+                &[
+                    ("username", "admin"),
+                    ("password", "password1"),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(a.location, "/monitor/status", "{next:?}");
+    }
+    let a = ui
+        .post_raw(
+            "",
+            "/login",
+            &[
+                ("username", "admin"),
+                ("password", "password1"),
+                ("next", "/mail-policies/rat?x=1"),
+            ],
+        )
+        .await;
+    assert_eq!(a.location, "/mail-policies/rat?x=1", "a local page is kept");
     assert!(a.cookie.contains("HttpOnly") && a.cookie.contains("SameSite=Strict"));
     assert!(!a.cookie.contains("Secure"), "plain HTTP on loopback");
 
