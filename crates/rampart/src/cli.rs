@@ -134,6 +134,9 @@ enum Command {
         recipient: Option<String>,
         #[arg(long)]
         subject: Option<String>,
+        /// Only messages received within this time back: e.g. 30m, 1h, 2d.
+        #[arg(long, value_parser = crate::status::parse_age)]
+        since: Option<i64>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -172,6 +175,7 @@ pub(crate) fn main() -> ExitCode {
                 sender,
                 recipient,
                 subject,
+                since,
                 json,
             } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
@@ -180,7 +184,7 @@ pub(crate) fn main() -> ExitCode {
                     sender,
                     recipient,
                     subject,
-                    since: None,
+                    since: since.map(|s| rampart_store::unix_now() - s),
                     until: None,
                     limit: 100,
                 };

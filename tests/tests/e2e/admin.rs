@@ -205,6 +205,15 @@ async fn api_status_and_deliverynow() {
     assert_eq!(status["tdc"]["enabled"], false);
     assert!(status["uptime_secs"].as_i64().unwrap() >= 0);
     assert!(status["started_at"].is_string());
+    let (_, found) = app.api(Method::GET, "/tracking?since=3600", None).await;
+    assert_eq!(found[0]["mid"], mid);
+    let (s, _) = app.api(Method::GET, "/tracking?since=-5", None).await;
+    assert_eq!(s, 400);
+    let out = app.cli(&["tracking", "--since", "1h", "--json"]).await;
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli[0]["mid"], mid);
+    let out = app.cli(&["tracking", "--since", "soon"]).await;
+    assert!(!out.status.success());
     let (s, body) = app
         .api(
             Method::POST,

@@ -38,6 +38,8 @@ pub(crate) struct TrackingQuery {
     sender: Option<String>,
     recipient: Option<String>,
     subject: Option<String>,
+    /// Only messages received within this many seconds back from now.
+    since: Option<i64>,
     /// Most messages returned (newest first); default 100.
     limit: Option<u32>,
 }
@@ -62,7 +64,14 @@ pub(crate) async fn tracking(
         sender: q.sender.filter(|s| !s.is_empty()),
         recipient: q.recipient.filter(|s| !s.is_empty()),
         subject: q.subject.filter(|s| !s.is_empty()),
-        since: None,
+        since: match q.since {
+            Some(s) if s < 0 => {
+                return Err(ApiError::bad_request(
+                    "since is a number of seconds back from now and cannot be negative",
+                ));
+            }
+            s => s.map(|s| rampart_store::unix_now() - s),
+        },
         until: None,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
