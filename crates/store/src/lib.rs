@@ -55,6 +55,8 @@ pub struct Store {
     ids: std::sync::Arc<ids::Allocators>,
     /// Signalled after every commit of new messages, so the delivery scheduler wakes at once.
     queued: std::sync::Arc<tokio::sync::Notify>,
+    /// Messages accepted lately, so that delivery and journaling need not read them back.
+    recent: std::sync::Arc<messages::Recent>,
 }
 
 impl Store {
@@ -88,12 +90,14 @@ impl Store {
             .await?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let queued = std::sync::Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(messages::writer(conn, rx, queued.clone()));
+        let recent = std::sync::Arc::new(messages::Recent::default());
+        tokio::spawn(messages::writer(conn, rx, queued.clone(), recent.clone()));
         Ok(Store {
             ids: std::sync::Arc::new(ids::Allocators::default()),
             pool,
             writer: tx,
             queued,
+            recent,
         })
     }
 

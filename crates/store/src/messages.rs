@@ -174,6 +174,7 @@ pub(crate) async fn writer(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Job>,
     queued: std::sync::Arc<tokio::sync::Notify>,
+    recent: std::sync::Arc<Recent>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut full = true;
@@ -198,8 +199,10 @@ pub(crate) async fn writer(
                 Err(e) => tracing::error!(error = %e, "cannot set the synchronous mode"),
             }
         }
-        match commit(&mut conn, &batch).await {
+        let now = unix_now();
+        match commit(&mut conn, &batch, now).await {
             Ok(finished) => {
+                recent.remember(&batch, now);
                 for (job, done) in batch.drain(..).zip(finished) {
                     match job {
                         Job::Accept { reply, .. } => {
@@ -215,7 +218,10 @@ pub(crate) async fn writer(
                 // One bad job must not fail its neighbours: retry each on its own.
                 tracing::warn!(error = %e, n = batch.len(), "group commit failed, committing one by one");
                 for job in batch.drain(..) {
-                    let one = commit(&mut conn, std::slice::from_ref(&job)).await;
+                    let one = commit(&mut conn, std::slice::from_ref(&job), now).await;
+                    if one.is_ok() {
+                        recent.remember(std::slice::from_ref(&job), now);
+                    }
                     match job {
                         Job::Accept { reply, .. } => {
                             let _ = reply.send(one.map(drop));
@@ -235,21 +241,30 @@ pub(crate) async fn writer(
 }
 
 /// Commits `jobs` in one transaction; for each job, the MIDs it finished (attempts only).
-async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<Vec<Vec<Mid>>, StoreError> {
+async fn commit(
+    conn: &mut SqliteConnection,
+    jobs: &[Job],
+    now: i64,
+) -> Result<Vec<Vec<Mid>>, StoreError> {
     let mut tx = conn.begin().await?;
+    // Every accepted message of the batch in one set of multi-row INSERTs.
+    let accepted: Vec<&NewMessage> = jobs
+        .iter()
+        .filter_map(|j| match j {
+            Job::Accept { messages, .. } => Some(messages.iter()),
+            Job::Attempt { .. } => None,
+        })
+        .flatten()
+        .collect();
+    if !accepted.is_empty() {
+        insert_messages(&mut tx, &accepted, now).await?;
+    }
     let mut finished = Vec::with_capacity(jobs.len());
     for job in jobs {
-        match job {
-            Job::Accept { messages, .. } => {
-                for m in messages {
-                    insert_message(&mut tx, m).await?;
-                }
-                finished.push(Vec::new());
-            }
-            Job::Attempt { attempt, .. } => {
-                finished.push(crate::queue::apply_attempt(&mut tx, attempt).await?);
-            }
-        }
+        finished.push(match job {
+            Job::Accept { .. } => Vec::new(),
+            Job::Attempt { attempt, .. } => crate::queue::apply_attempt(&mut tx, attempt).await?,
+        });
     }
     tx.commit().await?;
     Ok(finished)
@@ -260,60 +275,184 @@ pub(crate) async fn insert_message(
     tx: &mut SqliteConnection,
     m: &NewMessage,
 ) -> Result<(), StoreError> {
-    let now = unix_now();
-    let now_ms = unix_now_ms();
-    sqlx::query(
-        "INSERT INTO messages (mid, icid, received_at, sender, remote_ip, helo, sender_group, relayed, \
-         tls, message_id, subject, size, body, policy, verdict, findings) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )
-    .bind(m.mid.0 as i64)
-    .bind(m.icid as i64)
-    .bind(now)
-    .bind(&m.sender)
-    .bind(&m.remote_ip)
-    .bind(&m.helo)
-    .bind(&m.sender_group)
-    .bind(m.relayed)
-    .bind(&m.tls)
-    .bind(&m.message_id)
-    .bind(&m.subject)
-    .bind(m.body.len() as i64)
-    .bind(&m.body)
-    .bind(&m.policy)
-    .bind(&m.verdict)
-    .bind(&m.findings)
-    .execute(&mut *tx)
-    .await?;
-    for r in &m.recipients {
-        sqlx::query(
-            "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, state, created_at, next_attempt_at, done_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, CASE WHEN ?6 IN ('queued', 'quarantined') THEN NULL ELSE ?7 END)",
-        )
-        .bind(m.mid.0 as i64)
-        .bind(r.rcpt_idx)
-        .bind(&r.recipient)
-        .bind(&r.queue_name)
-        .bind(r.kind.as_str())
-        .bind(r.state.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    insert_messages(tx, &[m], unix_now()).await
+}
+
+/// Bytes of message bodies kept in memory after acceptance.
+const RECENT_BYTES: usize = 32 << 20;
+
+/// The most recently accepted messages, as [`Store::message`] returns them: a message is read
+/// back for its delivery and again for its journal copy moments after it was written, and each
+/// read is a round trip to a database thread. Stored messages never change, so a copy is exact.
+#[derive(Debug, Default)]
+pub(crate) struct Recent {
+    inner: std::sync::Mutex<(
+        std::collections::VecDeque<std::sync::Arc<StoredMessage>>,
+        usize,
+    )>,
+}
+
+impl Recent {
+    fn remember(&self, jobs: &[Job], received_at: i64) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (queue, bytes) = &mut *guard;
+        for job in jobs {
+            let Job::Accept { messages, .. } = job else {
+                continue;
+            };
+            for m in messages {
+                *bytes += m.body.len();
+                queue.push_back(std::sync::Arc::new(StoredMessage {
+                    mid: m.mid,
+                    icid: m.icid,
+                    received_at,
+                    sender: m.sender.clone(),
+                    remote_ip: m.remote_ip.clone(),
+                    message_id: m.message_id.clone(),
+                    subject: m.subject.clone(),
+                    policy: m.policy.clone(),
+                    body: m.body.clone(),
+                }));
+            }
+        }
+        while *bytes > RECENT_BYTES {
+            match queue.pop_front() {
+                Some(old) => *bytes -= old.body.len(),
+                None => break,
+            }
+        }
     }
-    for text in &m.tracking {
-        sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
-            .bind(m.mid.0 as i64)
-            .bind(now_ms)
-            .bind(text)
-            .execute(&mut *tx)
-            .await?;
+
+    fn get(&self, mid: Mid) -> Option<StoredMessage> {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .0
+            .iter()
+            .rev()
+            .find(|m| m.mid == mid)
+            .map(|m| StoredMessage::clone(m))
+    }
+}
+
+/// Rows per multi-row INSERT: SQLite allows 32,766 bound parameters in one statement.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Inserts messages with their queue rows and tracking events into an open transaction, with
+/// one multi-row INSERT per table (per few hundred rows): each statement is a round trip to the
+/// connection's thread, so a group commit of many messages costs three statements, not dozens.
+pub(crate) async fn insert_messages(
+    tx: &mut SqliteConnection,
+    messages: &[&NewMessage],
+    received_at: i64,
+) -> Result<(), StoreError> {
+    let now = received_at;
+    let now_ms = unix_now_ms();
+    for chunk in messages.chunks(ROWS_PER_INSERT / 16) {
+        let sql = format!(
+            "INSERT INTO messages (mid, icid, received_at, sender, remote_ip, helo, sender_group, relayed, \
+             tls, message_id, subject, size, body, policy, verdict, findings) VALUES {}",
+            placeholders(chunk.len(), 16)
+        );
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(m.mid.0 as i64)
+                .bind(m.icid as i64)
+                .bind(received_at)
+                .bind(&m.sender)
+                .bind(&m.remote_ip)
+                .bind(&m.helo)
+                .bind(&m.sender_group)
+                .bind(m.relayed)
+                .bind(&m.tls)
+                .bind(&m.message_id)
+                .bind(&m.subject)
+                .bind(m.body.len() as i64)
+                .bind(&m.body)
+                .bind(&m.policy)
+                .bind(&m.verdict)
+                .bind(&m.findings);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let rows: Vec<(Mid, &NewRecipient)> = messages
+        .iter()
+        .flat_map(|m| m.recipients.iter().map(move |r| (m.mid, r)))
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, state, created_at, next_attempt_at, done_at) VALUES {}",
+            (0..chunk.len())
+                .map(|i| {
+                    let b = i * 7;
+                    format!(
+                        "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, CASE WHEN ?{} IN ('queued', 'quarantined') THEN NULL ELSE ?{} END)",
+                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 6, b + 7
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (mid, r) in chunk {
+            q = q
+                .bind(mid.0 as i64)
+                .bind(r.rcpt_idx)
+                .bind(&r.recipient)
+                .bind(&r.queue_name)
+                .bind(r.kind.as_str())
+                .bind(r.state.as_str())
+                .bind(now);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let events: Vec<(Mid, &str)> = messages
+        .iter()
+        .flat_map(|m| m.tracking.iter().map(move |t| (m.mid, t.as_str())))
+        .collect();
+    insert_tracking(tx, &events, now_ms).await
+}
+
+/// Tracking events in multi-row INSERTs.
+pub(crate) async fn insert_tracking(
+    tx: &mut SqliteConnection,
+    events: &[(Mid, &str)],
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO tracking (mid, at, text) VALUES {}",
+            placeholders(chunk.len(), 3)
+        );
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (mid, text) in chunk {
+            q = q.bind(mid.0 as i64).bind(at_ms).bind(*text);
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// `(?1, ?2, ?3), (?4, ?5, ?6), …` for `rows` rows of `cols` parameters.
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=cols).map(|c| format!("?{}", r * cols + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Store {
     /// A stored message with its body.
     pub async fn message(&self, mid: Mid) -> Result<Option<StoredMessage>, StoreError> {
+        if let Some(m) = self.recent.get(mid) {
+            return Ok(Some(m));
+        }
         let row = sqlx::query(
                         "SELECT mid, icid, received_at, sender, remote_ip, message_id, subject, policy, body FROM messages WHERE mid = ?1",
         )

@@ -516,14 +516,8 @@ pub(crate) async fn apply_attempt(
         .execute(&mut *tx)
         .await?;
     }
-    for (mid, text) in &a.tracking {
-        sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
-            .bind(mid.0 as i64)
-            .bind(now_ms)
-            .bind(text)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let events: Vec<(Mid, &str)> = a.tracking.iter().map(|(m, t)| (*m, t.as_str())).collect();
+    crate::messages::insert_tracking(&mut *tx, &events, now_ms).await?;
     sqlx::query(
         "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
@@ -540,28 +534,32 @@ pub(crate) async fn apply_attempt(
     if let Some(m) = &a.dsn {
         insert_message(&mut *tx, m).await?;
     }
-    let mut mids: Vec<i64> = Vec::new();
-    for o in &a.outcomes {
-        if !matches!(o.outcome, Outcome::Retry { .. }) {
-            let mid: i64 = sqlx::query_scalar("SELECT mid FROM queue WHERE id = ?1")
-                .bind(o.id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if !mids.contains(&mid) {
-                mids.push(mid);
-            }
-        }
+    // The MIDs of the rows that became final and now have no queued row left, in one query.
+    let done: Vec<i64> = a
+        .outcomes
+        .iter()
+        .filter(|o| !matches!(o.outcome, Outcome::Retry { .. }))
+        .map(|o| o.id)
+        .collect();
+    if done.is_empty() {
+        return Ok(Vec::new());
     }
-    let mut finished = Vec::new();
-    for mid in mids {
-        let open: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE mid = ?1 AND state = 'queued'")
-                .bind(mid)
-                .fetch_one(&mut *tx)
-                .await?;
-        if open == 0 {
-            finished.push(Mid(mid as u64));
-        }
+    let list: Vec<String> = (1..=done.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "SELECT DISTINCT q.mid FROM queue q WHERE q.id IN ({}) \
+         AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.mid = q.mid AND o.state = 'queued')",
+        list.join(", ")
+    );
+    // Only generated placeholders are formatted into the SQL; every value is bound.
+    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+    for id in &done {
+        q = q.bind(id);
     }
+    let finished: Vec<Mid> = q
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|m| Mid(m as u64))
+        .collect();
     Ok(finished)
 }

@@ -161,14 +161,20 @@ async fn mx_preference_and_fallback_to_the_next_mx() {
         "the lower preference MX is used first"
     );
 
+    // The first connection must be gone, or it could carry the next message to the old MX.
+    wait_until("the connection to the first MX closed", || async {
+        first.stats.lock().unwrap().open == 0
+    })
+    .await;
     // The preferred MX now points at an address where nothing listens: refused, next MX.
     dns.a("mx1.example.com", "127.0.0.4".parse().unwrap());
     let mid = send(&app, "a@sender.test", &["u@example.com"], "fallback").await;
-    let got = second.wait_messages(1).await;
-    assert!(got[0].text().contains("Subject: fallback"));
+    // Waiting on the log first: if this times out, the failure shows what the appliance did.
     let logs = app
         .wait_log(&format!("Message finished MID {mid} done"))
         .await;
+    let got = second.wait_messages(1).await;
+    assert!(got[0].text().contains("Subject: fallback"));
     assert!(
         logs.contains(&format!(
             "domain: example.com IP: 127.0.0.4 port: {port} details:"
