@@ -287,9 +287,16 @@ const RECENT_BYTES: usize = 32 << 20;
 #[derive(Debug, Default)]
 pub(crate) struct Recent {
     inner: std::sync::Mutex<(
-        std::collections::VecDeque<std::sync::Arc<StoredMessage>>,
+        std::collections::VecDeque<std::sync::Arc<RecentEntry>>,
         usize,
     )>,
+}
+
+#[derive(Debug)]
+struct RecentEntry {
+    message: StoredMessage,
+    /// The envelope recipients of normal deliveries, in RID order.
+    recipients: Vec<String>,
 }
 
 impl Recent {
@@ -302,35 +309,39 @@ impl Recent {
             };
             for m in messages {
                 *bytes += m.body.len();
-                queue.push_back(std::sync::Arc::new(StoredMessage {
-                    mid: m.mid,
-                    icid: m.icid,
-                    received_at,
-                    sender: m.sender.clone(),
-                    remote_ip: m.remote_ip.clone(),
-                    message_id: m.message_id.clone(),
-                    subject: m.subject.clone(),
-                    policy: m.policy.clone(),
-                    body: m.body.clone(),
+                let mut recipients: Vec<&NewRecipient> = m
+                    .recipients
+                    .iter()
+                    .filter(|r| r.kind == QueueKind::Deliver)
+                    .collect();
+                recipients.sort_by_key(|r| r.rcpt_idx);
+                queue.push_back(std::sync::Arc::new(RecentEntry {
+                    message: StoredMessage {
+                        mid: m.mid,
+                        icid: m.icid,
+                        received_at,
+                        sender: m.sender.clone(),
+                        remote_ip: m.remote_ip.clone(),
+                        message_id: m.message_id.clone(),
+                        subject: m.subject.clone(),
+                        policy: m.policy.clone(),
+                        body: m.body.clone(),
+                    },
+                    recipients: recipients.iter().map(|r| r.recipient.clone()).collect(),
                 }));
             }
         }
         while *bytes > RECENT_BYTES {
             match queue.pop_front() {
-                Some(old) => *bytes -= old.body.len(),
+                Some(old) => *bytes -= old.message.body.len(),
                 None => break,
             }
         }
     }
 
-    fn get(&self, mid: Mid) -> Option<StoredMessage> {
+    fn get(&self, mid: Mid) -> Option<std::sync::Arc<RecentEntry>> {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        guard
-            .0
-            .iter()
-            .rev()
-            .find(|m| m.mid == mid)
-            .map(|m| StoredMessage::clone(m))
+        guard.0.iter().rev().find(|e| e.message.mid == mid).cloned()
     }
 }
 
@@ -449,9 +460,31 @@ fn placeholders(rows: usize, cols: usize) -> String {
 
 impl Store {
     /// A stored message with its body.
+    /// A message with the recipients of its normal deliveries (in RID order), as a journal copy
+    /// needs them; from memory when it was accepted lately.
+    pub async fn message_with_recipients(
+        &self,
+        mid: Mid,
+    ) -> Result<Option<(StoredMessage, Vec<String>)>, StoreError> {
+        if let Some(e) = self.recent.get(mid) {
+            return Ok(Some((e.message.clone(), e.recipients.clone())));
+        }
+        let Some(message) = self.message(mid).await? else {
+            return Ok(None);
+        };
+        let recipients = self
+            .queue_rows(mid)
+            .await?
+            .into_iter()
+            .filter(|r| r.kind == QueueKind::Deliver.as_str())
+            .map(|r| r.recipient)
+            .collect();
+        Ok(Some((message, recipients)))
+    }
+
     pub async fn message(&self, mid: Mid) -> Result<Option<StoredMessage>, StoreError> {
-        if let Some(m) = self.recent.get(mid) {
-            return Ok(Some(m));
+        if let Some(e) = self.recent.get(mid) {
+            return Ok(Some(e.message.clone()));
         }
         let row = sqlx::query(
                         "SELECT mid, icid, received_at, sender, remote_ip, message_id, subject, policy, body FROM messages WHERE mid = ?1",
@@ -564,6 +597,63 @@ mod tests {
                 .collect(),
             tracking: vec!["Message received".into()],
         }
+    }
+
+    #[tokio::test]
+    async fn recent_messages_read_from_memory_equal_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = Store::open(&path).await.unwrap();
+        let mid = store.next_mid().await.unwrap();
+        let mut m = message(mid, 3);
+        m.recipients.push(NewRecipient {
+            rcpt_idx: 3,
+            recipient: "journal@intake.test".into(),
+            queue_name: "the.tdc.queue".into(),
+            kind: QueueKind::Journal,
+            state: RowState::Queued,
+        });
+        store.accept(m).await.unwrap();
+        let (cached, rcpts) = store.message_with_recipients(mid).await.unwrap().unwrap();
+        // A second store on the same file has nothing in memory: it reads the database.
+        let other = Store::open(&path).await.unwrap();
+        let (stored, db_rcpts) = other.message_with_recipients(mid).await.unwrap().unwrap();
+        assert_eq!(
+            rcpts,
+            ["u0@example.com", "u1@example.com", "u2@example.com"]
+        );
+        assert_eq!(db_rcpts, rcpts, "journal rows are not recipients");
+        assert_eq!(
+            (
+                cached.mid,
+                cached.icid,
+                cached.received_at,
+                &cached.sender,
+                &cached.body
+            ),
+            (
+                stored.mid,
+                stored.icid,
+                stored.received_at,
+                &stored.sender,
+                &stored.body
+            )
+        );
+        assert_eq!(
+            (
+                &cached.remote_ip,
+                &cached.message_id,
+                &cached.subject,
+                &cached.policy
+            ),
+            (
+                &stored.remote_ip,
+                &stored.message_id,
+                &stored.subject,
+                &stored.policy
+            )
+        );
+        assert!(other.message(Mid(9999)).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -252,24 +252,13 @@ impl Inner {
             return Ok(());
         };
         let mid = job.mid;
-        let message = match self.store.message(mid).await {
+        let (message, recipients) = match self.store.message_with_recipients(mid).await {
             Ok(Some(m)) => m,
             _ => {
                 self.release(job);
                 return Ok(());
             }
         };
-        let recipients: Vec<String> = self
-            .store
-            .queue_rows(mid)
-            .await
-            .map(|rows| {
-                rows.into_iter()
-                    .filter(|r| r.kind == "deliver")
-                    .map(|r| r.recipient)
-                    .collect()
-            })
-            .unwrap_or_default();
         let tdc = &self.config.tdc;
         let original = rampart_tdc::journal::with_remote_ip(
             &message.body,
