@@ -293,17 +293,7 @@ async fn admins(store: &Store) -> Result<usize> {
 pub(crate) async fn auditlog(store: &Store, limit: u32, json: bool) -> Result<()> {
     let entries = store.audit_log(limit).await?;
     if json {
-        let list: Vec<Value> = entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "id": e.id,
-                    "time": chrono::DateTime::from_timestamp(e.at, 0).map(|t| t.to_rfc3339()),
-                    "user": e.audit.user, "source": e.audit.source,
-                    "comment": e.audit.comment, "changes": e.audit.changes,
-                })
-            })
-            .collect();
+        let list: Vec<Value> = entries.iter().map(rampart_web::api::audit_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }

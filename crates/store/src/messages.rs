@@ -202,11 +202,11 @@ pub(crate) async fn writer(
         let now = unix_now();
         match commit(&mut conn, &batch, now).await {
             Ok(finished) => {
-                recent.remember(&batch, now);
                 for (job, done) in batch.drain(..).zip(finished) {
                     match job {
-                        Job::Accept { reply, .. } => {
+                        Job::Accept { messages, reply } => {
                             let _ = reply.send(Ok(()));
+                            recent.remember(messages, now);
                         }
                         Job::Attempt { reply, .. } => {
                             let _ = reply.send(Ok(done));
@@ -219,12 +219,13 @@ pub(crate) async fn writer(
                 tracing::warn!(error = %e, n = batch.len(), "group commit failed, committing one by one");
                 for job in batch.drain(..) {
                     let one = commit(&mut conn, std::slice::from_ref(&job), now).await;
-                    if one.is_ok() {
-                        recent.remember(std::slice::from_ref(&job), now);
-                    }
                     match job {
-                        Job::Accept { reply, .. } => {
+                        Job::Accept { messages, reply } => {
+                            let ok = one.is_ok();
                             let _ = reply.send(one.map(drop));
+                            if ok {
+                                recent.remember(messages, now);
+                            }
                         }
                         Job::Attempt { reply, .. } => {
                             let _ = reply.send(one.map(|mut f| f.pop().unwrap_or_default()));
@@ -300,36 +301,32 @@ struct RecentEntry {
 }
 
 impl Recent {
-    fn remember(&self, jobs: &[Job], received_at: i64) {
+    /// Keeps committed messages, taking them over from the writer (no copy of the bodies).
+    fn remember(&self, messages: Vec<NewMessage>, received_at: i64) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (queue, bytes) = &mut *guard;
-        for job in jobs {
-            let Job::Accept { messages, .. } = job else {
-                continue;
-            };
-            for m in messages {
-                *bytes += m.body.len();
-                let mut recipients: Vec<&NewRecipient> = m
-                    .recipients
-                    .iter()
-                    .filter(|r| r.kind == QueueKind::Deliver)
-                    .collect();
-                recipients.sort_by_key(|r| r.rcpt_idx);
-                queue.push_back(std::sync::Arc::new(RecentEntry {
-                    message: StoredMessage {
-                        mid: m.mid,
-                        icid: m.icid,
-                        received_at,
-                        sender: m.sender.clone(),
-                        remote_ip: m.remote_ip.clone(),
-                        message_id: m.message_id.clone(),
-                        subject: m.subject.clone(),
-                        policy: m.policy.clone(),
-                        body: m.body.clone(),
-                    },
-                    recipients: recipients.iter().map(|r| r.recipient.clone()).collect(),
-                }));
-            }
+        for m in messages {
+            *bytes += m.body.len();
+            let mut recipients: Vec<NewRecipient> = m
+                .recipients
+                .into_iter()
+                .filter(|r| r.kind == QueueKind::Deliver)
+                .collect();
+            recipients.sort_by_key(|r| r.rcpt_idx);
+            queue.push_back(std::sync::Arc::new(RecentEntry {
+                message: StoredMessage {
+                    mid: m.mid,
+                    icid: m.icid,
+                    received_at,
+                    sender: m.sender,
+                    remote_ip: m.remote_ip,
+                    message_id: m.message_id,
+                    subject: m.subject,
+                    policy: m.policy,
+                    body: m.body,
+                },
+                recipients: recipients.into_iter().map(|r| r.recipient).collect(),
+            }));
         }
         while *bytes > RECENT_BYTES {
             match queue.pop_front() {

@@ -23,6 +23,16 @@ impl Role {
         }
     }
 
+    /// Whether this role may do what `required` may: admin > operator > read-only.
+    pub fn at_least(self, required: Role) -> bool {
+        let rank = |r: Role| match r {
+            Role::Admin => 2,
+            Role::Operator => 1,
+            Role::ReadOnly => 0,
+        };
+        rank(self) >= rank(required)
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "admin" => Some(Role::Admin),

@@ -131,19 +131,19 @@ pub struct Caller {
 impl Caller {
     /// Refuses read-only callers: operators release quarantined mail and retry delivery.
     pub fn require_operator(&self) -> Result<(), ApiError> {
-        if self.role == Role::ReadOnly {
+        if self.role.at_least(Role::Operator) {
+            Ok(())
+        } else {
             Err(ApiError::forbidden(format!(
                 "user '{}' is read-only; this needs the operator or admin role",
                 self.name
             )))
-        } else {
-            Ok(())
         }
     }
 
     /// Refuses callers that may not change configuration.
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.role == Role::Admin {
+        if self.role.at_least(Role::Admin) {
             Ok(())
         } else {
             Err(ApiError::forbidden(format!(

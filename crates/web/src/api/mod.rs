@@ -6,7 +6,7 @@ mod settings;
 mod status;
 mod users;
 
-pub use status::status_report;
+pub use status::{audit_json, status_report};
 
 use axum::Router;
 use axum::routing::get;

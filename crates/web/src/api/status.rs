@@ -239,15 +239,13 @@ pub(crate) async fn audit(
         .store
         .audit_log(q.limit.unwrap_or(100).clamp(1, 10_000))
         .await?;
-    Ok(Json(Value::Array(
-        entries
-            .into_iter()
-            .map(|e| {
-                json!({
-                    "id": e.id, "time": rfc3339(e.at * 1000), "user": e.audit.user,
-                    "source": e.audit.source, "comment": e.audit.comment, "changes": e.audit.changes,
-                })
-            })
-            .collect(),
-    )))
+    Ok(Json(Value::Array(entries.iter().map(audit_json).collect())))
+}
+
+/// One audit-log entry as the API and `rampart auditlog --json` show it.
+pub fn audit_json(e: &rampart_store::AuditEntry) -> Value {
+    json!({
+        "id": e.id, "time": rfc3339(e.at * 1000), "user": e.audit.user,
+        "source": e.audit.source, "comment": e.audit.comment, "changes": e.audit.changes,
+    })
 }

@@ -135,12 +135,7 @@ impl Ui {
     /// Refuses users below `role` (admin > operator > read-only), checked on the server for every
     /// change whatever the page showed.
     pub fn require(&self, role: Role) -> Result<(), UiError> {
-        let rank = |r: Role| match r {
-            Role::Admin => 2,
-            Role::Operator => 1,
-            Role::ReadOnly => 0,
-        };
-        if rank(self.role) >= rank(role) {
+        if self.role.at_least(role) {
             Ok(())
         } else {
             Err(UiError::Forbidden(format!(
