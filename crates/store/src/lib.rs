@@ -29,7 +29,9 @@ pub use messages::{
     NewMessage, NewMessageRef, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage,
     TrackFilter, Tracked, TrackingEvent,
 };
-pub use queue::{Claimed, HostDelta, HostRow, LedgerEntry, Outcome, Quarantined, RowOutcome};
+pub use queue::{
+    Claimed, HostDelta, HostRow, LedgerCounts, LedgerEntry, Outcome, Quarantined, RowOutcome,
+};
 pub use users::{Role, User};
 
 #[derive(Debug, thiserror::Error)]

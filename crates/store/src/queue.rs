@@ -434,7 +434,48 @@ pub struct LedgerEntry {
     pub message_id: Option<String>,
 }
 
+/// Journal copies by ledger state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerCounts {
+    pub queued: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub expired: u64,
+}
+
+/// The ledger's name for a journal row's state: a bounced or dropped copy has `failed`.
+fn ledger_state(db_state: &str) -> &str {
+    match db_state {
+        "bounced" | "dropped" => "failed",
+        other => other,
+    }
+}
+
 impl Store {
+    /// Journal copies queued since `since` (unix seconds), counted by ledger state.
+    pub async fn ledger_counts(&self, since: i64) -> Result<LedgerCounts, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM queue WHERE kind = 'journal' AND created_at >= ?1 \
+             GROUP BY state",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        let mut c = LedgerCounts::default();
+        for r in rows {
+            let state: String = r.try_get("state")?;
+            let n = r.try_get::<i64, _>("n")? as u64;
+            match ledger_state(&state) {
+                "queued" => c.queued += n,
+                "delivered" => c.delivered += n,
+                "expired" => c.expired += n,
+                "failed" => c.failed += n,
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
     /// Journal copies queued since `since` (unix seconds), newest first, optionally of one
     /// state (`queued`, `delivered`, `failed`, `expired`).
     pub async fn ledger(
@@ -443,15 +484,15 @@ impl Store {
         state: Option<&str>,
         limit: u32,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let db_state = state.map(|s| if s == "failed" { "bounced" } else { s });
         let rows = sqlx::query(
             "SELECT q.mid, q.recipient, q.state, q.attempts, q.last_reply, q.created_at, q.done_at, \
              m.sender, m.subject, m.message_id FROM queue q JOIN messages m ON m.mid = q.mid \
-             WHERE q.kind = 'journal' AND q.created_at >= ?1 AND (?2 IS NULL OR q.state = ?2) \
+             WHERE q.kind = 'journal' AND q.created_at >= ?1 AND (?2 IS NULL OR q.state = ?2 \
+             OR (?2 = 'failed' AND q.state IN ('bounced', 'dropped'))) \
              ORDER BY q.id DESC LIMIT ?3",
         )
         .bind(since)
-        .bind(db_state)
+        .bind(state)
         .bind(limit.max(1))
         .fetch_all(self.pool())
         .await?;
@@ -461,10 +502,7 @@ impl Store {
                 Ok(LedgerEntry {
                     mid: Mid(r.try_get::<i64, _>("mid")? as u64),
                     intake: r.try_get("recipient")?,
-                    state: match state.as_str() {
-                        "bounced" | "dropped" => "failed".to_owned(),
-                        _ => state,
-                    },
+                    state: ledger_state(&state).to_owned(),
                     attempts: r.try_get::<i64, _>("attempts")? as u32,
                     last_reply: r.try_get("last_reply")?,
                     queued_at: r.try_get("created_at")?,
@@ -562,4 +600,73 @@ pub(crate) async fn apply_attempt(
         .map(|m| Mid(m as u64))
         .collect();
     Ok(finished)
+}
+
+#[cfg(test)]
+mod ledger_tests {
+    use crate::messages::{NewMessage, NewRecipient, QueueKind, RowState};
+    use crate::tests::temp_store;
+    use crate::{LedgerCounts, unix_now};
+
+    #[tokio::test]
+    async fn ledger_counts_name_states_as_the_ledger_does() {
+        let (_dir, store) = temp_store().await;
+        for state in [
+            RowState::Queued,
+            RowState::Queued,
+            RowState::Bounced,
+            RowState::Dropped,
+        ] {
+            let mid = store.next_mid().await.unwrap();
+            store
+                .accept(NewMessage {
+                    mid,
+                    icid: 1,
+                    sender: "a@example.org".into(),
+                    remote_ip: "127.0.0.1".into(),
+                    helo: "h".into(),
+                    sender_group: "LOOPBACK".into(),
+                    relayed: false,
+                    policy: "DEFAULT".into(),
+                    verdict: "deliver".into(),
+                    findings: String::new(),
+                    tls: None,
+                    message_id: None,
+                    subject: None,
+                    body: b"\r\n".to_vec(),
+                    recipients: vec![NewRecipient {
+                        rcpt_idx: 0,
+                        recipient: "j@intake.test".into(),
+                        queue_name: "the.tdc.queue".into(),
+                        kind: QueueKind::Journal,
+                        state,
+                    }],
+                    tracking: vec![],
+                })
+                .await
+                .unwrap();
+        }
+        let counts = store.ledger_counts(unix_now() - 60).await.unwrap();
+        assert_eq!(
+            counts,
+            LedgerCounts {
+                queued: 2,
+                failed: 2,
+                ..LedgerCounts::default()
+            }
+        );
+        let listed = store
+            .ledger(unix_now() - 60, Some("failed"), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.len() as u64,
+            counts.failed,
+            "the list and the count agree"
+        );
+        assert_eq!(
+            store.ledger_counts(unix_now() + 60).await.unwrap(),
+            LedgerCounts::default()
+        );
+    }
 }

@@ -4,22 +4,22 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use rampart_store::{LedgerEntry, Role, unix_now};
+use rampart_store::{Role, unix_now};
 use serde::Deserialize;
 
 use super::{Done, Layout, Posted, Ui, UiError, done, render, stage, time, working};
 use crate::AppState;
 
 /// One row of the ledger summary: copies by state over a period.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Summary {
     label: &'static str,
     /// The period, for the links to the ledger.
     hours: i64,
-    delivered: usize,
-    failed: usize,
-    expired: usize,
-    queued: usize,
+    delivered: u64,
+    failed: u64,
+    expired: u64,
+    queued: u64,
 }
 
 /// The intake's health, from the most recent journal copies.
@@ -49,31 +49,18 @@ pub(crate) async fn view(
     Query(q): Query<Done>,
 ) -> Result<Response, UiError> {
     let settings = working(&state, &ui).await?;
-    let day = state
-        .store
-        .ledger(unix_now() - 86_400, None, 100_000)
-        .await?;
-    let summarise = |label, hours: i64, entries: &[LedgerEntry]| {
-        let since = unix_now() - hours * 3600;
-        let mut s = Summary {
+    let mut summaries = Vec::with_capacity(2);
+    for (label, hours) in [("Last hour", 1), ("Last day", 24)] {
+        let c = state.store.ledger_counts(unix_now() - hours * 3600).await?;
+        summaries.push(Summary {
             label,
             hours,
-            ..Summary::default()
-        };
-        for e in entries.iter().filter(|e| e.queued_at >= since) {
-            match e.state.as_str() {
-                "delivered" => s.delivered += 1,
-                "expired" => s.expired += 1,
-                "queued" => s.queued += 1,
-                _ => s.failed += 1,
-            }
-        }
-        s
-    };
-    let summaries = vec![
-        summarise("Last hour", 1, &day),
-        summarise("Last day", 24, &day),
-    ];
+            delivered: c.delivered,
+            failed: c.failed,
+            expired: c.expired,
+            queued: c.queued,
+        });
+    }
     let mut health = Health::default();
     let recent = state.store.ledger(0, None, 50).await?;
     if let Some(e) = recent.iter().find(|e| e.done_at.is_some()) {
