@@ -245,6 +245,15 @@ impl Store {
             .collect()
     }
 
+    /// How many changes `user` has not committed (shown in the header of every page).
+    pub async fn pending_count(&self, user: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pending_changes WHERE user = ?1")
+            .bind(user)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n as u64)
+    }
+
     /// Records an uncommitted change: the new state of the tables it touched and its description.
     pub async fn put_pending(
         &self,
@@ -499,6 +508,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.pending_tables("admin").await.unwrap().len(), 1);
+        assert_eq!(store.pending_count("admin").await.unwrap(), 1);
         let changes = store.pending_changes("admin").await.unwrap();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].1, "RAT: added example.com");

@@ -128,7 +128,7 @@ pub(crate) struct Ui {
     pub role: Role,
     pub csrf: String,
     /// How many staged changes this user has not committed.
-    pub pending: usize,
+    pub pending: u64,
 }
 
 impl Ui {
@@ -189,10 +189,9 @@ impl FromRequestParts<AppState> for Ui {
         };
         let pending = state
             .store
-            .pending_changes(&s.user)
+            .pending_count(&s.user)
             .await
-            .map_err(UiError::internal)?
-            .len();
+            .map_err(UiError::internal)?;
         Ok(Ui {
             user: s.user,
             role: s.role,
@@ -268,7 +267,7 @@ pub(crate) struct Layout {
     pub user: String,
     pub role: &'static str,
     pub csrf: String,
-    pub pending: usize,
+    pub pending: u64,
     pub is_admin: bool,
     pub can_operate: bool,
     pub flash: Option<&'static str>,
