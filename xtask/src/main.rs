@@ -18,6 +18,8 @@ mod container;
 /// Debian packages the test suite uses, with the command (or file) that shows each is installed.
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("swaks", "swaks"),
+    // swaks --tls needs Net::SSLeay, only a recommendation of the swaks package.
+    ("libnet-ssleay-perl", "perl -MNet::SSLeay -e 1"),
     // The browser tests drive Debian's Chromium through chromedriver.
     ("chromium", "chromium"),
     ("chromium-driver", "chromedriver"),
@@ -85,9 +87,16 @@ pub(crate) fn ensure_packages(packages: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, probe)| {
-            // A path is a file the package installs; anything else is a command it provides.
+            // A path is a file the package installs, a line with spaces a shell command that
+            // succeeds once it is installed; anything else is a command it provides.
             if probe.starts_with('/') {
                 !Path::new(probe).exists()
+            } else if probe.contains(' ') {
+                !Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("{probe} >/dev/null 2>&1"))
+                    .status()
+                    .is_ok_and(|s| s.success())
             } else {
                 !have(probe)
             }

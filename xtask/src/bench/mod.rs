@@ -3,7 +3,8 @@
 //!
 //! Flags: `--messages M` (per run, default 2000), `--sessions 20,200`, `--sizes 4096,102400`,
 //! `--idle N` idle connections for the connection-scale run (default 10000, 0 skips it),
-//! `--no-postfix`, `--out FILE` (default target/bench/bench.json), `--binary PATH` (bench an
+//! `--no-postfix`, `--only RUN[,RUN]` (some of `limit`, `rampart`, `rampart+tdc`, `postfix`),
+//! `--out FILE` (default target/bench/bench.json), `--binary PATH` (bench an
 //! already built `rampart`, e.g. an older commit's, instead of building this tree's).
 
 mod loadgen;
@@ -27,6 +28,14 @@ struct Options {
     postfix: bool,
     out: PathBuf,
     binary: Option<PathBuf>,
+    /// Runs to do (`limit`, `rampart`, `rampart+tdc`, `postfix`); all when empty.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, run: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|r| r == run)
+    }
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -38,6 +47,7 @@ fn parse(args: &[String]) -> Result<Options> {
         postfix: true,
         out: PathBuf::from("target/bench/bench.json"),
         binary: None,
+        only: Vec::new(),
     };
     let list = |v: &str| -> Result<Vec<usize>> {
         v.split(',')
@@ -63,6 +73,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--no-postfix" => o.postfix = false,
             "--out" => o.out = PathBuf::from(value()?),
             "--binary" => o.binary = Some(PathBuf::from(value()?)),
+            "--only" => o.only = value()?.split(',').map(|r| r.trim().to_owned()).collect(),
             other => bail!("unknown bench flag {other}; see xtask/src/bench/mod.rs"),
         }
     }
@@ -71,6 +82,25 @@ fn parse(args: &[String]) -> Result<Options> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
+    // The load generator and the sinks are measuring instruments: an unoptimised build of them
+    // would spend the CPU the appliance needs (it once halved the 100 KiB one-hop limit). `cargo
+    // xtask` builds debug, so the bench runs itself again from a release build of xtask.
+    if cfg!(debug_assertions) {
+        return crate::run(
+            std::process::Command::new("cargo")
+                .args([
+                    "run",
+                    "--quiet",
+                    "--release",
+                    "--locked",
+                    "-p",
+                    "xtask",
+                    "--",
+                    "bench",
+                ])
+                .args(args),
+        );
+    }
     // The same static binary as the container image, so one release build serves both.
     let binary = match &opts.binary {
         Some(b) => {
@@ -123,10 +153,16 @@ async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
     for &size in &opts.sizes {
         for &sessions in &opts.sessions {
             // Interleaved: each configuration runs right after the others, so drift hits all alike.
-            results.push(limit_run(size, sessions, opts.messages).await?);
-            results.push(rampart_run(&binary, size, sessions, opts.messages, false).await?);
-            results.push(rampart_run(&binary, size, sessions, opts.messages, true).await?);
-            if postfix {
+            if opts.wants("limit") {
+                results.push(limit_run(size, sessions, opts.messages).await?);
+            }
+            if opts.wants("rampart") {
+                results.push(rampart_run(&binary, size, sessions, opts.messages, false).await?);
+            }
+            if opts.wants("rampart+tdc") {
+                results.push(rampart_run(&binary, size, sessions, opts.messages, true).await?);
+            }
+            if postfix && opts.wants("postfix") {
                 match postfix_run(size, sessions, opts.messages).await {
                     Ok(r) => results.push(r),
                     Err(e) => eprintln!("bench: postfix run failed: {e:#}"),

@@ -56,8 +56,8 @@ impl Sink {
 async fn session(mut s: TcpStream, counts: Arc<Mutex<Counts>>) -> std::io::Result<()> {
     let _ = s.set_nodelay(true);
     s.write_all(b"220 sink ESMTP\r\n").await?;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buf = Vec::with_capacity(256 * 1024);
+    let mut chunk = vec![0u8; 256 * 1024];
     let mut in_data = false;
     // Where the next search for the end of data starts (the message starts at 0).
     let mut scan_from = 0;
@@ -108,7 +108,7 @@ async fn session(mut s: TcpStream, counts: Arc<Mutex<Counts>>) -> std::io::Resul
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// Finds `X-Bench-Seq: N` (possibly inside an attached journal copy) and counts it.
