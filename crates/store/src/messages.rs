@@ -128,17 +128,27 @@ pub struct TrackingEvent {
     pub text: String,
 }
 
-/// A write for the writer task: accepted messages (need `synchronous = FULL`) or the outcome of
-/// a delivery attempt.
+/// Work for the writer task. Every write to the queue goes through it, so that one connection
+/// holds SQLite's write lock and nothing waits in SQLite's busy handler.
 pub(crate) enum Job {
+    /// Accepted messages (the batch then commits with `synchronous = FULL`).
     Accept {
         messages: Vec<NewMessage>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// The outcome of a delivery attempt; answered with the MIDs it finished.
     Attempt {
         attempt: Box<crate::queue::Attempt>,
         reply: oneshot::Sender<Result<Vec<Mid>, StoreError>>,
     },
+    /// Lease due queue rows for delivery; answered after the lease is committed.
+    Claim {
+        lease_secs: i64,
+        limit: u32,
+        reply: oneshot::Sender<Result<Vec<crate::queue::Claimed>, StoreError>>,
+    },
+    /// A change of a host's connection count or down flag; nobody waits for it.
+    Host(crate::queue::HostChange),
 }
 
 impl std::fmt::Debug for Job {
@@ -153,6 +163,8 @@ impl std::fmt::Debug for Job {
                 .field("host", &attempt.host)
                 .field("rows", &attempt.outcomes.len())
                 .finish(),
+            Job::Claim { limit, .. } => f.debug_struct("Claim").field("limit", limit).finish(),
+            Job::Host(h) => h.fmt(f),
         }
     }
 }
@@ -162,14 +174,23 @@ impl Job {
         match self {
             Job::Accept { .. } => true,
             Job::Attempt { attempt, .. } => attempt.dsn.is_some(),
+            Job::Claim { .. } | Job::Host(_) => false,
         }
     }
 }
 
-/// The group-commit loop: take one job, then everything else already waiting, commit them in
-/// one transaction, answer them all. One connection writes everything, so writers never wait
+/// What the commit of one job produced.
+#[derive(Debug)]
+enum Done {
+    Nothing,
+    Finished(Vec<Mid>),
+    Claimed(Vec<crate::queue::Claimed>),
+}
+
+/// The writer task: takes whatever jobs are waiting (up to [`MAX_BATCH`]), commits them in
+/// one transaction, answers them all. One connection writes everything, so writers never wait
 /// for SQLite's write lock; a batch with accepted messages commits with `synchronous = FULL`
-/// (on disk before `250`), a batch of attempt outcomes only with `NORMAL` (see [`Store::open`]).
+/// (on disk before `250`), other batches only with `NORMAL` (see [`Store::open`]).
 pub(crate) async fn writer(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Job>,
@@ -201,17 +222,9 @@ pub(crate) async fn writer(
         }
         let now = unix_now();
         match commit(&mut conn, &batch, now).await {
-            Ok(finished) => {
-                for (job, done) in batch.drain(..).zip(finished) {
-                    match job {
-                        Job::Accept { messages, reply } => {
-                            let _ = reply.send(Ok(()));
-                            recent.remember(messages, now);
-                        }
-                        Job::Attempt { reply, .. } => {
-                            let _ = reply.send(Ok(done));
-                        }
-                    }
+            Ok(done) => {
+                for (job, done) in batch.drain(..).zip(done) {
+                    answer(job, Ok(done), &recent, now);
                 }
             }
             Err(e) => {
@@ -219,18 +232,12 @@ pub(crate) async fn writer(
                 tracing::warn!(error = %e, n = batch.len(), "group commit failed, committing one by one");
                 for job in batch.drain(..) {
                     let one = commit(&mut conn, std::slice::from_ref(&job), now).await;
-                    match job {
-                        Job::Accept { messages, reply } => {
-                            let ok = one.is_ok();
-                            let _ = reply.send(one.map(drop));
-                            if ok {
-                                recent.remember(messages, now);
-                            }
-                        }
-                        Job::Attempt { reply, .. } => {
-                            let _ = reply.send(one.map(|mut f| f.pop().unwrap_or_default()));
-                        }
-                    }
+                    answer(
+                        job,
+                        one.map(|mut d| d.pop().unwrap_or(Done::Nothing)),
+                        &recent,
+                        now,
+                    );
                 }
             }
         }
@@ -241,42 +248,79 @@ pub(crate) async fn writer(
     let _ = conn.close().await;
 }
 
-/// Commits `jobs` in one transaction; for each job, the MIDs it finished (attempts only).
+/// Answers a committed (or failed) job; committed messages go to the memory cache.
+fn answer(job: Job, done: Result<Done, StoreError>, recent: &Recent, now: i64) {
+    match job {
+        Job::Accept { messages, reply } => {
+            let ok = done.is_ok();
+            let _ = reply.send(done.map(drop));
+            if ok {
+                recent.remember(messages, now);
+            }
+        }
+        Job::Attempt { reply, .. } => {
+            let _ = reply.send(done.map(|d| match d {
+                Done::Finished(mids) => mids,
+                _ => Vec::new(),
+            }));
+        }
+        Job::Claim { reply, .. } => {
+            let _ = reply.send(done.map(|d| match d {
+                Done::Claimed(rows) => rows,
+                _ => Vec::new(),
+            }));
+        }
+        Job::Host(change) => {
+            if let Err(e) = done {
+                tracing::warn!(error = %e, host = %change.host, "cannot update the host counters");
+            }
+        }
+    }
+}
+
+/// Commits `jobs` in one transaction with as few statements as the batch allows (each
+/// statement is a round trip to the connection's thread); returns what each job produced.
 async fn commit(
     conn: &mut SqliteConnection,
     jobs: &[Job],
     now: i64,
-) -> Result<Vec<Vec<Mid>>, StoreError> {
+) -> Result<Vec<Done>, StoreError> {
     let mut tx = conn.begin().await?;
-    // Every accepted message of the batch in one set of multi-row INSERTs.
-    let accepted: Vec<&NewMessage> = jobs
-        .iter()
-        .filter_map(|j| match j {
-            Job::Accept { messages, .. } => Some(messages.iter()),
-            Job::Attempt { .. } => None,
-        })
-        .flatten()
-        .collect();
-    if !accepted.is_empty() {
-        insert_messages(&mut tx, &accepted, now).await?;
-    }
-    let mut finished = Vec::with_capacity(jobs.len());
+    // Every accepted message and every bounce of the batch in one set of multi-row INSERTs.
+    let mut new: Vec<&NewMessage> = Vec::new();
+    let mut attempts: Vec<&crate::queue::Attempt> = Vec::new();
+    let mut hosts: Vec<&crate::queue::HostChange> = Vec::new();
     for job in jobs {
-        finished.push(match job {
-            Job::Accept { .. } => Vec::new(),
-            Job::Attempt { attempt, .. } => crate::queue::apply_attempt(&mut tx, attempt).await?,
+        match job {
+            Job::Accept { messages, .. } => new.extend(messages.iter()),
+            Job::Attempt { attempt, .. } => {
+                new.extend(attempt.dsn.iter());
+                attempts.push(attempt);
+            }
+            Job::Host(change) => hosts.push(change),
+            Job::Claim { .. } => {}
+        }
+    }
+    if !new.is_empty() {
+        insert_messages(&mut tx, &new, now).await?;
+    }
+    let mut finished = crate::queue::apply_attempts(&mut tx, &attempts, now)
+        .await?
+        .into_iter();
+    crate::queue::apply_host_changes(&mut tx, &hosts).await?;
+    let mut done = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        done.push(match job {
+            Job::Attempt { .. } => Done::Finished(finished.next().unwrap_or_default()),
+            // After this batch's messages went in, so that they can be claimed at once.
+            Job::Claim {
+                lease_secs, limit, ..
+            } => Done::Claimed(crate::queue::claim(&mut tx, now, *lease_secs, *limit).await?),
+            Job::Accept { .. } | Job::Host(_) => Done::Nothing,
         });
     }
     tx.commit().await?;
-    Ok(finished)
-}
-
-/// Inserts a message with its queue rows and tracking events into an open transaction.
-pub(crate) async fn insert_message(
-    tx: &mut SqliteConnection,
-    m: &NewMessage,
-) -> Result<(), StoreError> {
-    insert_messages(tx, &[m], unix_now()).await
+    Ok(done)
 }
 
 /// Bytes of message bodies kept in memory after acceptance.

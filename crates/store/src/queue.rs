@@ -7,7 +7,7 @@
 
 use sqlx::{Connection, Row};
 
-use crate::messages::{NewMessage, insert_message};
+use crate::messages::NewMessage;
 use crate::{Mid, Store, StoreError, unix_now, unix_now_ms};
 
 /// A queue row claimed for an attempt.
@@ -87,37 +87,19 @@ impl Store {
         Ok(released)
     }
 
-    /// Claims up to `limit` due rows, leasing them for `lease_secs`.
+    /// Claims up to `limit` due rows, leasing them for `lease_secs`. The writer task commits the
+    /// lease (with whatever else it is writing) before the rows are handed out.
     pub async fn claim_due(&self, lease_secs: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
-        let now = unix_now();
-        let rows = sqlx::query(
-            "UPDATE queue SET next_attempt_at = ?1 + ?2, lease_until = ?1 + ?2 \
-             WHERE id IN (SELECT id FROM queue WHERE state = 'queued' AND next_attempt_at <= ?1 \
-                          ORDER BY next_attempt_at, id LIMIT ?3) \
-             RETURNING id, mid, rcpt_idx, recipient, queue_name, kind, attempts, created_at",
-        )
-        .bind(now)
-        .bind(lease_secs)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        let mut out = rows
-            .into_iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.try_get("id")?,
-                    mid: Mid(r.try_get::<i64, _>("mid")? as u64),
-                    rcpt_idx: r.try_get::<i64, _>("rcpt_idx")? as u32,
-                    recipient: r.try_get("recipient")?,
-                    queue_name: r.try_get("queue_name")?,
-                    kind: r.try_get("kind")?,
-                    attempts: r.try_get::<i64, _>("attempts")? as u32,
-                    created_at: r.try_get("created_at")?,
-                })
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(crate::messages::Job::Claim {
+                lease_secs,
+                limit,
+                reply,
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        out.sort_by_key(|c| (c.mid, c.rcpt_idx));
-        Ok(out)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// When the next not-yet-due row comes due (unix seconds), if any row is waiting.
@@ -156,29 +138,33 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Adjusts the open-connection count of a host (+1 on connect, -1 on close).
+    /// Adjusts the open-connection count of a host (+1 on connect, -1 on close). Applied with
+    /// the writer's next commit; the caller does not wait for it.
     pub async fn host_connection(&self, host: &str, delta: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO host_counters (host, connections_out) VALUES (?1, MAX(?2, 0)) \
-             ON CONFLICT(host) DO UPDATE SET connections_out = MAX(connections_out + ?2, 0)",
-        )
-        .bind(host)
-        .bind(delta)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.host_change(HostChange {
+            host: host.to_owned(),
+            connections: delta,
+            down: None,
+        })
+        .await
     }
 
-    /// Marks a host down (its last connection attempt failed) or up.
+    /// Marks a host down (its last connection attempt failed) or up; like
+    /// [`Store::host_connection`], applied with the writer's next commit.
     pub async fn host_down(&self, host: &str, down: bool) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO host_counters (host, down) VALUES (?1, ?2) ON CONFLICT(host) DO UPDATE SET down = excluded.down",
-        )
-        .bind(host)
-        .bind(down)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.host_change(HostChange {
+            host: host.to_owned(),
+            connections: 0,
+            down: Some(down),
+        })
+        .await
+    }
+
+    async fn host_change(&self, change: HostChange) -> Result<(), StoreError> {
+        self.writer
+            .send(crate::messages::Job::Host(change))
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// The `tophosts` table: every host with counters or queued recipients.
@@ -326,6 +312,84 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("delivered", 1), ("bounced", 2)]
         );
+    }
+
+    /// Outcomes committed in one group commit: each row gets its own state and reply, the
+    /// counters add up, and a MID finished by two attempts of the batch is reported once.
+    #[tokio::test]
+    async fn attempts_committed_together_finish_each_message_once() {
+        let (_dir, store) = temp_store().await;
+        let mids = [queue_one(&store, 2).await, queue_one(&store, 1).await];
+        let claimed = store.claim_due(600, 100).await.unwrap();
+        assert_eq!(claimed.len(), 3);
+        // Queue every attempt before awaiting any, so the writer takes them in one batch.
+        let attempt = |i: usize| {
+            let row = &claimed[i];
+            let store = store.clone();
+            let outcome = RowOutcome {
+                id: row.id,
+                outcome: if i == 2 {
+                    Outcome::Retry {
+                        next_attempt_at: unix_now() + 60,
+                    }
+                } else {
+                    Outcome::Delivered
+                },
+                reply: format!("250 row {i}"),
+            };
+            let delta = HostDelta {
+                delivered: u64::from(i != 2),
+                soft_bounced: u64::from(i == 2),
+                hard_bounced: 0,
+            };
+            let tracking = vec![(row.mid, format!("event {i}"))];
+            async move {
+                store
+                    .record_attempt("example.com", &[outcome], &delta, &tracking, None)
+                    .await
+                    .unwrap()
+            }
+        };
+        let finished = tokio::join!(attempt(0), attempt(1), attempt(2));
+        // The first message's two rows were delivered by two attempts: finished once, by the
+        // later one; the second message is still queued.
+        assert_eq!(finished, (vec![], vec![mids[0]], vec![]));
+        let rows: Vec<(i64, String, String, i64)> =
+            sqlx::query_as("SELECT mid, state, last_reply, attempts FROM queue ORDER BY id")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let m = |mid: Mid| mid.0 as i64;
+        assert_eq!(
+            rows,
+            [
+                (m(mids[0]), "delivered".into(), "250 row 0".into(), 1),
+                (m(mids[0]), "delivered".into(), "250 row 1".into(), 1),
+                (m(mids[1]), "queued".into(), "250 row 2".into(), 1),
+            ]
+        );
+        assert_eq!(store.tracking(mids[0]).await.unwrap().len(), 2);
+        // Connection counts and the down flag go through the writer without a reply; the next
+        // awaited write is committed after them.
+        store.host_connection("example.com", 1).await.unwrap();
+        store.host_connection("example.com", 1).await.unwrap();
+        store.host_connection("example.com", -1).await.unwrap();
+        store.host_down("example.com", true).await.unwrap();
+        store.host_connection("other.example", -1).await.unwrap();
+        store.claim_due(600, 100).await.unwrap();
+        let hosts = store.tophosts().await.unwrap();
+        let host = hosts.iter().find(|h| h.host == "example.com").unwrap();
+        assert_eq!(
+            (
+                host.connections_out,
+                host.delivered,
+                host.soft_bounced,
+                host.down
+            ),
+            (1, 2, 1, true)
+        );
+        let other = hosts.iter().find(|h| h.host == "other.example");
+        assert!(other.is_none_or(|h| h.connections_out == 0));
     }
 }
 
@@ -526,80 +590,212 @@ pub(crate) struct Attempt {
     pub(crate) dsn: Option<NewMessage>,
 }
 
-/// Applies an attempt's outcome inside an open transaction; returns the MIDs it finished.
-pub(crate) async fn apply_attempt(
+/// A change to one host's counters that nobody waits for.
+#[derive(Debug)]
+pub(crate) struct HostChange {
+    pub(crate) host: String,
+    pub(crate) connections: i64,
+    pub(crate) down: Option<bool>,
+}
+
+/// Rows per multi-row statement (SQLite allows 32,766 bound parameters in one statement).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Leases up to `limit` due rows inside an open transaction.
+pub(crate) async fn claim(
     tx: &mut sqlx::SqliteConnection,
-    a: &Attempt,
-) -> Result<Vec<Mid>, StoreError> {
-    let now = unix_now();
+    now: i64,
+    lease_secs: i64,
+    limit: u32,
+) -> Result<Vec<Claimed>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE queue SET next_attempt_at = ?1 + ?2, lease_until = ?1 + ?2 \
+         WHERE id IN (SELECT id FROM queue WHERE state = 'queued' AND next_attempt_at <= ?1 \
+                      ORDER BY next_attempt_at, id LIMIT ?3) \
+         RETURNING id, mid, rcpt_idx, recipient, queue_name, kind, attempts, created_at",
+    )
+    .bind(now)
+    .bind(lease_secs)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = rows
+        .into_iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                mid: Mid(r.try_get::<i64, _>("mid")? as u64),
+                rcpt_idx: r.try_get::<i64, _>("rcpt_idx")? as u32,
+                recipient: r.try_get("recipient")?,
+                queue_name: r.try_get("queue_name")?,
+                kind: r.try_get("kind")?,
+                attempts: r.try_get::<i64, _>("attempts")? as u32,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort_by_key(|c| (c.mid, c.rcpt_idx));
+    Ok(out)
+}
+
+/// Applies the outcomes of a batch of attempts inside an open transaction, with one statement
+/// per kind of change for the whole batch; returns, for each attempt, the MIDs it finished (a
+/// MID whose rows became final in several attempts of the batch goes to the last of them, as if
+/// they had been committed one after another).
+pub(crate) async fn apply_attempts(
+    tx: &mut sqlx::SqliteConnection,
+    attempts: &[&Attempt],
+    now: i64,
+) -> Result<Vec<Vec<Mid>>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
     let now_ms = unix_now_ms();
-    for o in &a.outcomes {
-        let (state, next) = match o.outcome {
-            Outcome::Delivered => ("delivered", None),
-            Outcome::Retry { next_attempt_at } => ("queued", Some(next_attempt_at)),
-            Outcome::Bounced => ("bounced", None),
-            Outcome::Expired => ("expired", None),
-            Outcome::Dropped => ("dropped", None),
-        };
+    let outcomes: Vec<(usize, &RowOutcome)> = attempts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| a.outcomes.iter().map(move |o| (i, o)))
+        .collect();
+    for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 5;
+                format!(
+                    "(?{}, ?{}, ?{}, ?{}, ?{})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect();
+        // VALUES columns are column1…column5: id, state, reply, next attempt, done at.
+        let sql = format!(
+            "UPDATE queue SET state = v.column2, attempts = attempts + 1, last_reply = v.column3, \
+             lease_until = 0, next_attempt_at = COALESCE(v.column4, queue.next_attempt_at), done_at = v.column5 \
+             FROM (VALUES {}) AS v WHERE queue.id = v.column1",
+            values.join(", ")
+        );
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, o) in chunk {
+            let (state, next) = match o.outcome {
+                Outcome::Delivered => ("delivered", None),
+                Outcome::Retry { next_attempt_at } => ("queued", Some(next_attempt_at)),
+                Outcome::Bounced => ("bounced", None),
+                Outcome::Expired => ("expired", None),
+                Outcome::Dropped => ("dropped", None),
+            };
+            let done_at = (state != "queued").then_some(now);
+            q = q
+                .bind(o.id)
+                .bind(state)
+                .bind(&o.reply)
+                .bind(next)
+                .bind(done_at);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let events: Vec<(Mid, &str)> = attempts
+        .iter()
+        .flat_map(|a| a.tracking.iter().map(|(m, t)| (*m, t.as_str())))
+        .collect();
+    crate::messages::insert_tracking(&mut *tx, &events, now_ms).await?;
+    // One counter update per host, however many attempts the batch holds for it.
+    let mut hosts: Vec<(&str, HostDelta)> = Vec::new();
+    for a in attempts {
+        if !hosts.iter().any(|(h, _)| *h == a.host) {
+            hosts.push((&a.host, HostDelta::default()));
+        }
+        if let Some((_, d)) = hosts.iter_mut().find(|(h, _)| *h == a.host) {
+            d.delivered += a.delta.delivered;
+            d.soft_bounced += a.delta.soft_bounced;
+            d.hard_bounced += a.delta.hard_bounced;
+        }
+    }
+    for (host, delta) in hosts {
         sqlx::query(
-            "UPDATE queue SET state = ?2, attempts = attempts + 1, last_reply = ?3, lease_until = 0, \
-             next_attempt_at = COALESCE(?4, next_attempt_at), done_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE ?5 END \
-             WHERE id = ?1",
+            "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
+             delivered = delivered + excluded.delivered, soft_bounced = soft_bounced + excluded.soft_bounced, \
+             hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at",
         )
-        .bind(o.id)
-        .bind(state)
-        .bind(&o.reply)
-        .bind(next)
+        .bind(host)
+        .bind(delta.delivered as i64)
+        .bind(delta.soft_bounced as i64)
+        .bind(delta.hard_bounced as i64)
         .bind(now)
         .execute(&mut *tx)
         .await?;
     }
-    let events: Vec<(Mid, &str)> = a.tracking.iter().map(|(m, t)| (*m, t.as_str())).collect();
-    crate::messages::insert_tracking(&mut *tx, &events, now_ms).await?;
-    sqlx::query(
-        "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
-         delivered = delivered + excluded.delivered, soft_bounced = soft_bounced + excluded.soft_bounced, \
-         hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at",
-    )
-    .bind(&a.host)
-    .bind(a.delta.delivered as i64)
-    .bind(a.delta.soft_bounced as i64)
-    .bind(a.delta.hard_bounced as i64)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if let Some(m) = &a.dsn {
-        insert_message(&mut *tx, m).await?;
-    }
-    // The MIDs of the rows that became final and now have no queued row left, in one query.
-    let done: Vec<i64> = a
-        .outcomes
+    // The MIDs of the rows that became final and now have no queued row left, in one query per
+    // few hundred rows.
+    let done: Vec<(usize, i64)> = outcomes
         .iter()
-        .filter(|o| !matches!(o.outcome, Outcome::Retry { .. }))
-        .map(|o| o.id)
+        .filter(|(_, o)| !matches!(o.outcome, Outcome::Retry { .. }))
+        .map(|(i, o)| (*i, o.id))
         .collect();
-    if done.is_empty() {
-        return Ok(Vec::new());
+    let mut finished: Vec<Vec<Mid>> = vec![Vec::new(); attempts.len()];
+    let mut last_attempt: std::collections::HashMap<i64, usize> = Default::default();
+    for chunk in done.chunks(ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "SELECT q.id, q.mid FROM queue q WHERE q.id IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.mid = q.mid AND o.state = 'queued')",
+            list.join(", ")
+        );
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
+        for (_, id) in chunk {
+            q = q.bind(id);
+        }
+        let attempt_of: std::collections::HashMap<i64, usize> =
+            chunk.iter().map(|(i, id)| (*id, *i)).collect();
+        for (id, mid) in q.fetch_all(&mut *tx).await? {
+            if let Some(&i) = attempt_of.get(&id) {
+                let last = last_attempt.entry(mid).or_insert(i);
+                *last = (*last).max(i);
+            }
+        }
     }
-    let list: Vec<String> = (1..=done.len()).map(|i| format!("?{i}")).collect();
-    let sql = format!(
-        "SELECT DISTINCT q.mid FROM queue q WHERE q.id IN ({}) \
-         AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.mid = q.mid AND o.state = 'queued')",
-        list.join(", ")
-    );
-    // Only generated placeholders are formatted into the SQL; every value is bound.
-    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-    for id in &done {
-        q = q.bind(id);
+    let mut by_attempt: Vec<(usize, i64)> = last_attempt.into_iter().map(|(m, i)| (i, m)).collect();
+    by_attempt.sort_unstable();
+    for (i, mid) in by_attempt {
+        if let Some(f) = finished.get_mut(i) {
+            f.push(Mid(mid as u64));
+        }
     }
-    let finished: Vec<Mid> = q
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|m| Mid(m as u64))
-        .collect();
     Ok(finished)
+}
+
+/// Applies connection-count and down-flag changes, one statement per host.
+pub(crate) async fn apply_host_changes(
+    tx: &mut sqlx::SqliteConnection,
+    changes: &[&HostChange],
+) -> Result<(), StoreError> {
+    let mut hosts: Vec<(&str, i64, Option<bool>)> = Vec::new();
+    for c in changes {
+        match hosts.iter_mut().find(|(h, _, _)| *h == c.host) {
+            Some(h) => {
+                h.1 += c.connections;
+                h.2 = c.down.or(h.2);
+            }
+            None => hosts.push((&c.host, c.connections, c.down)),
+        }
+    }
+    for (host, connections, down) in hosts {
+        sqlx::query(
+            "INSERT INTO host_counters (host, connections_out, down) VALUES (?1, MAX(?2, 0), COALESCE(?3, 0)) \
+             ON CONFLICT(host) DO UPDATE SET connections_out = MAX(connections_out + ?2, 0), down = COALESCE(?3, down)",
+        )
+        .bind(host)
+        .bind(connections)
+        .bind(down)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
