@@ -49,7 +49,14 @@ pub(crate) async fn process(
     let table = settings.policies(outgoing);
     let direction = if outgoing { "outbound" } else { "inbound" };
     let groups = table.split(env.from, env.rcpts);
-    let mut facts = Facts::from_message(&body, Some(env.peer));
+    let needs_body = groups
+        .iter()
+        .any(|(p, _)| table.get(*p).is_some_and(|p| p.needs_body()));
+    let mut facts = if needs_body {
+        Facts::from_message(&body, Some(env.peer))
+    } else {
+        Facts::from_headers(&body, Some(env.peer))
+    };
     // Email authentication costs DNS lookups: only when a recipient's policy asks for it.
     let wants_auth = groups.iter().any(|(p, _)| {
         table
@@ -107,6 +114,8 @@ pub(crate) async fn process(
 
     let mut messages = Vec::with_capacity(judged.len());
     let mut mids = Vec::with_capacity(judged.len());
+    let splits = judged.len();
+    let mut body = Some(body);
     for (i, (pidx, name, rcpt_idxs, verdict)) in judged.into_iter().enumerate() {
         let mid = if i == 0 {
             log_before.push(format!(
@@ -156,7 +165,13 @@ pub(crate) async fn process(
                 )),
             ),
         };
-        let mut split_body = verdict.apply(&body);
+        // The last split takes the received bytes over; only earlier ones need a copy.
+        let received = if i + 1 == splits {
+            body.take().unwrap_or_default()
+        } else {
+            body.clone().unwrap_or_default()
+        };
+        let mut split_body = verdict.apply(received);
         if let (Some(header), true) = (
             &auth_header,
             table

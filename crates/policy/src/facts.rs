@@ -64,14 +64,24 @@ pub enum DmarcRequest {
 }
 
 impl Facts {
-    /// Parses a message. Malformed MIME never fails: whatever can be read is used.
+    /// Parses a message, body and attachments included. Malformed MIME never fails: whatever
+    /// can be read is used.
     pub fn from_message(message: &[u8], remote_ip: Option<IpAddr>) -> Facts {
+        let mut facts = Facts::from_headers(message, remote_ip);
+        facts.read_body(message);
+        facts
+    }
+
+    /// Parses only the header block: enough for every condition but body text and attachments
+    /// (see [`crate::CompiledPolicy::needs_body`]). Decoding a large body costs more than the
+    /// rest of a message's processing, so it is done only for a policy that looks at it.
+    pub fn from_headers(message: &[u8], remote_ip: Option<IpAddr>) -> Facts {
         let mut facts = Facts {
             size: message.len(),
             remote_ip,
             ..Facts::default()
         };
-        let Some(parsed) = mail_parser::MessageParser::default().parse(message) else {
+        let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) else {
             return facts;
         };
         for h in parsed.headers() {
@@ -84,6 +94,15 @@ impl Facts {
             facts.headers.push((name, value));
         }
         facts.subject = parsed.subject().unwrap_or_default().to_owned();
+        facts
+    }
+
+    /// Adds the body text and the attachments of `message` to facts read by
+    /// [`Facts::from_headers`].
+    pub fn read_body(&mut self, message: &[u8]) {
+        let Some(parsed) = mail_parser::MessageParser::default().parse(message) else {
+            return;
+        };
         let mut body = String::new();
         for i in 0..parsed.text_body.len() {
             if let Some(t) = parsed.body_text(i) {
@@ -94,7 +113,7 @@ impl Facts {
                 body.push('\n');
             }
         }
-        facts.body_text = body;
+        self.body_text = body;
         for part in parsed.attachments() {
             let name = mail_parser::MimeHeaders::attachment_name(part)
                 .unwrap_or_default()
@@ -106,9 +125,8 @@ impl Facts {
                 })
                 .unwrap_or_default()
                 .to_ascii_lowercase();
-            facts.attachments.push((name, ctype));
+            self.attachments.push((name, ctype));
         }
-        facts
     }
 
     /// All values of a header (name case-insensitive).

@@ -45,13 +45,15 @@ impl Verdict {
     }
 
     /// Applies the header changes to a stored message (CRLF line ends).
-    pub fn apply(&self, message: &[u8]) -> Vec<u8> {
+    pub fn apply(&self, message: Vec<u8>) -> Vec<u8> {
         if self.add_headers.is_empty()
             && self.replace_headers.is_empty()
             && self.subject_tags.is_empty()
         {
-            return message.to_vec();
+            // Unchanged: the same bytes, not a copy of a possibly large message.
+            return message;
         }
+        let message = message.as_slice();
         let head_end = memchr::memmem::find(message, b"\r\n\r\n")
             .map(|i| i + 2)
             .unwrap_or(message.len());
@@ -105,6 +107,21 @@ fn field_is(field: &[u8], name: &str) -> bool {
 }
 
 impl CompiledPolicy {
+    /// Whether a content filter of this policy looks at the body text or the attachments, which
+    /// [`Facts::from_headers`] leaves out.
+    pub fn needs_body(&self) -> bool {
+        self.filters.iter().any(|f| {
+            f.conditions.iter().any(|c| {
+                matches!(
+                    c,
+                    crate::filters::Compiled::Body(_)
+                        | crate::filters::Compiled::AttachmentName(_)
+                        | crate::filters::Compiled::AttachmentType(_)
+                )
+            })
+        })
+    }
+
     /// Runs the policy's content filters in order and returns the verdict.
     pub fn judge(&self, facts: &Facts) -> Verdict {
         let mut v = Verdict {
@@ -259,6 +276,44 @@ mod tests {
         assert_eq!(v.matched_filters, ["allow"]);
     }
 
+    /// Only a policy with a body or attachment condition pays for decoding the body; the
+    /// header-only facts match everything else alike.
+    #[test]
+    fn body_is_read_only_for_policies_that_look_at_it() {
+        let by_subject = policy_with(vec![filter(
+            "subject",
+            vec![FilterCondition::Subject {
+                regex: "invoice".into(),
+            }],
+            vec![FilterAction::Drop],
+        )]);
+        let by_body = policy_with(vec![filter(
+            "body",
+            vec![FilterCondition::Body {
+                regex: "please pay".into(),
+            }],
+            vec![FilterAction::Drop],
+        )]);
+        let by_attachment = policy_with(vec![filter(
+            "attachment",
+            vec![FilterCondition::AttachmentName {
+                regex: "\\.exe$".into(),
+            }],
+            vec![FilterAction::Drop],
+        )]);
+        assert!(!by_subject.needs_body());
+        assert!(by_body.needs_body());
+        assert!(by_attachment.needs_body());
+        let headers = Facts::from_headers(MSG, None);
+        assert_eq!(headers.subject, "Invoice 42");
+        assert_eq!(headers.size, MSG.len());
+        assert!(headers.body_text.is_empty());
+        assert_eq!(by_subject.judge(&headers).disposition, Disposition::Drop);
+        let full = Facts::from_message(MSG, None);
+        assert_eq!(full.headers, headers.headers);
+        assert_eq!(by_body.judge(&full).disposition, Disposition::Drop);
+    }
+
     #[test]
     fn each_action() {
         let facts = Facts::from_message(MSG, Some("192.0.2.1".parse().unwrap()));
@@ -371,7 +426,7 @@ mod tests {
                 },
             ],
         )]);
-        let out = String::from_utf8(p.judge(&facts).apply(MSG)).unwrap();
+        let out = String::from_utf8(p.judge(&facts).apply(MSG.to_vec())).unwrap();
         assert_eq!(
             out,
             "Received: x\r\nSubject: [EXTERNAL] Invoice 42\r\nX-Prio: normal\r\nX-Rampart: checked\r\n\r\nplease pay\r\n"
