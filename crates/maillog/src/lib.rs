@@ -1,16 +1,21 @@
 //! The AsyncOS-format mail log (`<data_dir>/logs/mail_logs`, SPEC §5).
 //!
 //! One event per line, `Fri Feb 16 21:19:22 2024 Info: <text>`, in the local time of the
-//! appliance, so that SIEM parsers written for ESA mail logs read it unchanged. Lines go through a
-//! channel to one writer thread, which flushes whenever it has caught up: a mail session never
-//! waits for the disk because of logging, and a line is on disk moments after its event. Files
-//! roll over by size to `mail_logs.@<timestamp>.s`, as AsyncOS names rolled logs.
+//! appliance, so that SIEM parsers written for ESA mail logs read it unchanged. Lines go into a
+//! queue that one writer thread takes whole, writes and flushes, then lets fill again for
+//! [`LINGER`]: a mail session never waits for the disk because of logging, a line is on disk
+//! moments after its event, and logging costs no thread wake-up per line (waking the writer for
+//! every line was 6% of the appliance's CPU under load). Files roll over by size to
+//! `mail_logs.@<timestamp>.s`, as AsyncOS names rolled logs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How long the writer lets lines gather after writing a batch.
+const LINGER: Duration = Duration::from_millis(10);
 
 /// A cheap, cloneable handle to the mail log.
 #[derive(Debug, Clone)]
@@ -20,9 +25,62 @@ pub struct MailLog {
 
 #[derive(Debug, Clone)]
 enum Sink {
-    Thread(mpsc::Sender<String>),
+    Thread(Arc<Sender>),
     /// Lines kept in memory, for unit tests of code that logs.
     Memory(Arc<Mutex<Vec<String>>>),
+}
+
+/// Lines on their way to the writer thread.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    lines: Vec<String>,
+    /// The writer sleeps until a line arrives; only then does a sender wake it.
+    waiting: bool,
+    /// Every handle is gone: write what is left and stop.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, line: String) {
+        let mut state = self.lock();
+        state.lines.push(line);
+        if std::mem::take(&mut state.waiting) {
+            drop(state);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits for lines; returns them with whether the log was closed.
+    fn take(&self) -> (Vec<String>, bool) {
+        let mut state = self.lock();
+        while state.lines.is_empty() && !state.closed {
+            state.waiting = true;
+            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.waiting = false;
+        (std::mem::take(&mut state.lines), state.closed)
+    }
+}
+
+/// Shared by every clone of a [`MailLog`]; closes the queue when the last one is dropped.
+#[derive(Debug)]
+struct Sender(Arc<Queue>);
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.ready.notify_one();
+    }
 }
 
 /// Default size at which the log rolls over.
@@ -36,7 +94,8 @@ impl MailLog {
         let path = dir.join("mail_logs");
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let size = file.metadata()?.len();
-        let (tx, rx) = mpsc::channel::<String>();
+        let queue = Arc::new(Queue::default());
+        let rx = queue.clone();
         let mut writer = Writer {
             path,
             out: BufWriter::with_capacity(64 * 1024, file),
@@ -46,18 +105,24 @@ impl MailLog {
         let handle = std::thread::Builder::new()
             .name("mail_logs".into())
             .spawn(move || {
-                while let Ok(line) = rx.recv() {
-                    writer.write(&line);
-                    while let Ok(line) = rx.try_recv() {
-                        writer.write(&line);
+                loop {
+                    let (lines, closed) = rx.take();
+                    for line in &lines {
+                        writer.write(line);
                     }
                     writer.flush();
+                    if closed {
+                        if lines.is_empty() {
+                            break;
+                        }
+                    } else {
+                        std::thread::sleep(LINGER);
+                    }
                 }
-                writer.flush();
             })?;
         Ok((
             MailLog {
-                sink: Sink::Thread(tx),
+                sink: Sink::Thread(Arc::new(Sender(queue))),
             },
             handle,
         ))
@@ -88,11 +153,7 @@ impl MailLog {
         // A line break inside an event would forge a second event for log parsers.
         let text = text.replace(['\r', '\n'], " ");
         match &self.sink {
-            Sink::Thread(tx) => {
-                let line = format!("{} {level}: {text}\n", timestamp());
-                // The writer only stops at shutdown; a line sent after that has nowhere to go.
-                let _ = tx.send(line);
-            }
+            Sink::Thread(tx) => tx.0.push(format!("{} {level}: {text}\n", timestamp())),
             Sink::Memory(lines) => {
                 if let Ok(mut l) = lines.lock() {
                     l.push(text);
@@ -102,11 +163,26 @@ impl MailLog {
     }
 }
 
-/// The AsyncOS timestamp, `Fri Feb 16 21:19:22 2024` (ctime layout, local time).
+/// The AsyncOS timestamp, `Fri Feb 16 21:19:22 2024` (ctime layout, local time). Formatted
+/// once per second and thread: many lines share a second.
 pub fn timestamp() -> String {
-    chrono::Local::now()
-        .format("%a %b %e %H:%M:%S %Y")
-        .to_string()
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let this_second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    LAST.with_borrow_mut(|(second, text)| {
+        if *second != this_second {
+            *text = chrono::DateTime::<chrono::Local>::from(now)
+                .format("%a %b %e %H:%M:%S %Y")
+                .to_string();
+            *second = this_second;
+        }
+        text.clone()
+    })
 }
 
 /// Quotes a Message-ID or subject the way AsyncOS does: `'…'`, or `"…"` when it contains `'`.
@@ -171,6 +247,40 @@ mod tests {
     fn quoting() {
         assert_eq!(quote("<a@b>"), "'<a@b>'");
         assert_eq!(quote("it's"), "\"it's\"");
+    }
+
+    /// Lines from several threads and clones all reach the file, each thread's in order, and
+    /// the writer stops once the last clone is gone.
+    #[test]
+    fn every_line_of_every_clone_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, handle) = MailLog::open(dir.path(), DEFAULT_ROLL_BYTES).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        log.info(format!("thread {t} line {i}"));
+                    }
+                })
+            })
+            .collect();
+        drop(log);
+        for t in threads {
+            t.join().unwrap();
+        }
+        handle.join().unwrap();
+        let text = fs::read_to_string(dir.path().join("mail_logs")).unwrap();
+        assert_eq!(text.lines().count(), 4000);
+        for t in 0..4 {
+            let own: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.split_once(&format!("Info: thread {t} line ")))
+                .map(|(_, i)| i)
+                .collect();
+            let expected: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+            assert_eq!(own, expected);
+        }
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub struct StoredMessage {
     pub subject: Option<String>,
     /// The mail policy the message was processed under.
     pub policy: String,
-    pub body: Vec<u8>,
+    /// Shared, not copied: delivery and journaling read the same bytes.
+    pub body: bytes::Bytes,
 }
 
 /// One queue row, as read back.
@@ -196,6 +197,7 @@ pub(crate) async fn writer(
     mut rx: mpsc::Receiver<Job>,
     queued: std::sync::Arc<tokio::sync::Notify>,
     recent: std::sync::Arc<Recent>,
+    committed: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut full = true;
@@ -244,6 +246,7 @@ pub(crate) async fn writer(
         if wake {
             queued.notify_one();
         }
+        committed.notify_one();
     }
     let _ = conn.close().await;
 }
@@ -367,7 +370,7 @@ impl Recent {
                     message_id: m.message_id,
                     subject: m.subject,
                     policy: m.policy,
-                    body: m.body,
+                    body: m.body.into(),
                 },
                 recipients: recipients.into_iter().map(|r| r.recipient).collect(),
             }));
@@ -544,7 +547,7 @@ impl Store {
                 message_id: r.try_get("message_id")?,
                 subject: r.try_get("subject")?,
                 policy: r.try_get("policy")?,
-                body: r.try_get("body")?,
+                body: r.try_get::<Vec<u8>, _>("body")?.into(),
             }),
         })
     }
@@ -640,6 +643,29 @@ mod tests {
         }
     }
 
+    /// The writer does not checkpoint (`wal_autocheckpoint = 0` on its connection); the
+    /// checkpointer task copies what it committed into the database file. Without that task the
+    /// messages would stay in the WAL and the database file would not grow.
+    #[tokio::test]
+    async fn the_checkpointer_moves_committed_messages_into_the_database_file() {
+        let (dir, store) = temp_store().await;
+        let path = dir.path().join("rampart.db");
+        let before = std::fs::metadata(&path).unwrap().len();
+        for _ in 0..40 {
+            let mut m = message(store.next_mid().await.unwrap(), 1);
+            m.body = vec![b'x'; 64 * 1024];
+            store.accept(m).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&path).unwrap().len() < before + 40 * 64 * 1024 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file did not receive the committed messages"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     #[tokio::test]
     async fn recent_messages_read_from_memory_equal_the_database() {
         let dir = tempfile::tempdir().unwrap();
@@ -715,7 +741,7 @@ mod tests {
         }
         assert_eq!(store.queued_count().await.unwrap(), 100);
         let stored = store.message(mids[3]).await.unwrap().unwrap();
-        assert_eq!(stored.body, b"Subject: hi\r\n\r\nbody\r\n");
+        assert_eq!(stored.body, &b"Subject: hi\r\n\r\nbody\r\n"[..]);
         assert_eq!(store.queue_rows(mids[3]).await.unwrap().len(), 2);
         assert_eq!(
             store.tracking(mids[3]).await.unwrap()[0].text,

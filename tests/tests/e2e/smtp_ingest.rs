@@ -53,7 +53,7 @@ async fn accepted_message_is_stored_queued_logged_and_tracked() {
         .await
         .unwrap()
         .expect("message stored");
-    let text = String::from_utf8(stored.body).unwrap();
+    let text = String::from_utf8(stored.body.to_vec()).unwrap();
     assert!(
         text.starts_with(
             "Received: from client.test ([127.0.0.1])\r\n\tby rampart.test with ESMTP id "
