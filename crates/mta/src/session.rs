@@ -14,6 +14,7 @@ use rampart_smtp::{
 use rampart_store::{Icid, Mid};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
 use crate::Mta;
 use crate::io::{Io, Line, Stream};
@@ -52,27 +53,34 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
         hat.group,
         hat.matched
     ));
+    // The span goes with the task (`instrument`), never entered across an await: a task moves
+    // between worker threads, and a guard held over an await left the span on one thread's stack
+    // while the task finished on another — tracing-subscriber then panicked in whatever task ran
+    // next on that thread (a session or a delivery worker).
     let span = tracing::info_span!("smtp_session", icid = icid.0, peer = %peer_ip);
-    let _enter = span.enter();
-    if hat.policy == FlowPolicy::Tcprefuse {
-        drop(stream);
+    async move {
+        if hat.policy == FlowPolicy::Tcprefuse {
+            drop(stream);
+            mta.log.info(format!("ICID {icid} close"));
+            return;
+        }
+        let mut session = Session {
+            io: Io::new(stream),
+            icid,
+            peer: peer_ip,
+            hat,
+            helo: None,
+            tls: None,
+            tx: None,
+            errors: 0,
+            mta: mta.clone(),
+        };
+        session.serve().await;
+        session.io.shutdown().await;
         mta.log.info(format!("ICID {icid} close"));
-        return;
     }
-    let mut session = Session {
-        io: Io::new(stream),
-        icid,
-        peer: peer_ip,
-        hat,
-        helo: None,
-        tls: None,
-        tx: None,
-        errors: 0,
-        mta: mta.clone(),
-    };
-    session.serve().await;
-    session.io.shutdown().await;
-    mta.log.info(format!("ICID {icid} close"));
+    .instrument(span)
+    .await
 }
 
 /// IPv4 clients of a dual-stack socket appear as `::ffff:a.b.c.d`; log and match them as IPv4.

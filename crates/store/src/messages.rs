@@ -150,6 +150,9 @@ pub(crate) enum Job {
     },
     /// A change of a host's connection count or down flag; nobody waits for it.
     Host(crate::queue::HostChange),
+    /// Give back the lease of rows the scheduler claimed but could not take (see
+    /// [`Store::unlease`]); nobody waits for it.
+    Unlease(Vec<i64>),
 }
 
 impl std::fmt::Debug for Job {
@@ -166,6 +169,7 @@ impl std::fmt::Debug for Job {
                 .finish(),
             Job::Claim { limit, .. } => f.debug_struct("Claim").field("limit", limit).finish(),
             Job::Host(h) => h.fmt(f),
+            Job::Unlease(ids) => f.debug_tuple("Unlease").field(ids).finish(),
         }
     }
 }
@@ -175,7 +179,9 @@ impl Job {
         match self {
             Job::Accept { .. } => true,
             Job::Attempt { attempt, .. } => attempt.dsn.is_some(),
-            Job::Claim { .. } | Job::Host(_) => false,
+            // Given-back rows are due at once, but waking the scheduler for them could spin while
+            // their worker still holds them: its next look (a quarter second on) finds them.
+            Job::Claim { .. } | Job::Host(_) | Job::Unlease(_) => false,
         }
     }
 }
@@ -278,6 +284,11 @@ fn answer(job: Job, done: Result<Done, StoreError>, recent: &Recent, now: i64) {
                 tracing::warn!(error = %e, host = %change.host, "cannot update the host counters");
             }
         }
+        Job::Unlease(ids) => {
+            if let Err(e) = done {
+                tracing::warn!(error = %e, rows = ids.len(), "cannot give back claimed rows; they come due when their lease ends");
+            }
+        }
     }
 }
 
@@ -293,6 +304,7 @@ async fn commit(
     let mut new: Vec<&NewMessage> = Vec::new();
     let mut attempts: Vec<&crate::queue::Attempt> = Vec::new();
     let mut hosts: Vec<&crate::queue::HostChange> = Vec::new();
+    let mut unlease: Vec<i64> = Vec::new();
     for job in jobs {
         match job {
             Job::Accept { messages, .. } => new.extend(messages.iter()),
@@ -301,27 +313,34 @@ async fn commit(
                 attempts.push(attempt);
             }
             Job::Host(change) => hosts.push(change),
+            Job::Unlease(ids) => unlease.extend(ids),
             Job::Claim { .. } => {}
         }
     }
     if !new.is_empty() {
         insert_messages(&mut tx, &new, now).await?;
     }
-    let mut finished = crate::queue::apply_attempts(&mut tx, &attempts, now)
-        .await?
-        .into_iter();
-    crate::queue::apply_host_changes(&mut tx, &hosts).await?;
+    crate::queue::unlease(&mut tx, &unlease, now).await?;
+    // Claims after this batch's new messages went in, so that those can be claimed at once, and
+    // before its outcomes: a row that an outcome makes due again is still held by its worker
+    // until the outcome is answered, so this batch must not hand it out a second time.
     let mut done = Vec::with_capacity(jobs.len());
     for job in jobs {
         done.push(match job {
-            Job::Attempt { .. } => Done::Finished(finished.next().unwrap_or_default()),
-            // After this batch's messages went in, so that they can be claimed at once.
             Job::Claim {
                 lease_secs, limit, ..
             } => Done::Claimed(crate::queue::claim(&mut tx, now, *lease_secs, *limit).await?),
-            Job::Accept { .. } | Job::Host(_) => Done::Nothing,
+            _ => Done::Nothing,
         });
     }
+    let finished = crate::queue::apply_attempts(&mut tx, &attempts, now).await?;
+    let mut finished = finished.into_iter();
+    for (job, d) in jobs.iter().zip(done.iter_mut()) {
+        if let Job::Attempt { .. } = job {
+            *d = Done::Finished(finished.next().unwrap_or_default());
+        }
+    }
+    crate::queue::apply_host_changes(&mut tx, &hosts).await?;
     tx.commit().await?;
     Ok(done)
 }

@@ -138,6 +138,16 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Gives back the lease of claimed rows the scheduler could not take because their previous
+    /// attempt was still being answered: they are due again at once (not after the lease).
+    /// Applied with the writer's next commit; the caller does not wait for it.
+    pub async fn unlease(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.writer
+            .send(crate::messages::Job::Unlease(ids))
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
     /// Adjusts the open-connection count of a host (+1 on connect, -1 on close). Applied with
     /// the writer's next commit; the caller does not wait for it.
     pub async fn host_connection(&self, host: &str, delta: i64) -> Result<(), StoreError> {
@@ -312,6 +322,41 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("delivered", 1), ("bounced", 2)]
         );
+    }
+
+    /// A claim committed together with an outcome that makes its row due again does not hand
+    /// the row out while its worker is still being answered; a row given back is due at once.
+    #[tokio::test]
+    async fn a_claim_in_the_batch_of_an_outcome_does_not_take_its_row() {
+        let (_dir, store) = temp_store().await;
+        queue_one(&store, 1).await;
+        let row = store.claim_due(600, 100).await.unwrap().remove(0);
+        let retry = RowOutcome {
+            id: row.id,
+            outcome: Outcome::Retry {
+                next_attempt_at: unix_now() - 1,
+            },
+            reply: "451 later".into(),
+        };
+        let delta = HostDelta::default();
+        let outcomes = [retry];
+        // Sent in this order before either is awaited: one batch, the outcome first.
+        let (finished, claimed) = tokio::join!(
+            store.record_attempt("example.com", &outcomes, &delta, &[], None),
+            store.claim_due(600, 100)
+        );
+        assert!(finished.unwrap().is_empty());
+        assert!(
+            claimed.unwrap().is_empty(),
+            "claimed before the outcome was applied"
+        );
+        // A later claim takes it; given back, it is due again at once.
+        let again = store.claim_due(600, 100).await.unwrap();
+        assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), [row.id]);
+        assert!(store.claim_due(600, 100).await.unwrap().is_empty());
+        store.unlease(vec![row.id]).await.unwrap();
+        let after = store.claim_due(600, 100).await.unwrap();
+        assert_eq!(after.iter().map(|r| r.id).collect::<Vec<_>>(), [row.id]);
     }
 
     /// Outcomes committed in one group commit: each row gets its own state and reply, the
@@ -600,6 +645,29 @@ pub(crate) struct HostChange {
 
 /// Rows per multi-row statement (SQLite allows 32,766 bound parameters in one statement).
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// Makes leased rows due now (see [`Store::unlease`]); rows that were finished meanwhile keep
+/// their state.
+pub(crate) async fn unlease(
+    tx: &mut sqlx::SqliteConnection,
+    ids: &[i64],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE queue SET next_attempt_at = ?1, lease_until = 0 WHERE state = 'queued' AND id IN ({})",
+            list.join(", ")
+        );
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
 
 /// Leases up to `limit` due rows inside an open transaction.
 pub(crate) async fn claim(

@@ -32,6 +32,34 @@ pub struct Appliance {
     _dns: Option<crate::dns::DnsServer>,
 }
 
+/// A failed test shows what the appliance logged: the end of its mail log and the start of its
+/// stderr. A test that passed fails anyway if the appliance panicked anywhere (a panic in a task
+/// kills only that task, so the test itself might not notice).
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+            assert!(
+                !stderr.contains("panicked at"),
+                "the appliance panicked:\n{stderr}"
+            );
+            return;
+        }
+        let tail = |text: String| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(60)..].join("\n")
+        };
+        // A panic's message is at the start of its report; the backtrace follows.
+        let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let head: Vec<&str> = stderr.lines().take(40).collect();
+        eprintln!(
+            "--- the appliance's mail_logs (last lines) ---\n{}\n--- its stderr (first lines) ---\n{}",
+            tail(self.mail_logs()),
+            head.join("\n")
+        );
+    }
+}
+
 impl Appliance {
     /// Starts an appliance on the test defaults plus `extra` TOML (sections appended as-is).
     pub async fn start(extra: &str) -> Appliance {

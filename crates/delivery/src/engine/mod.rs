@@ -209,10 +209,15 @@ impl Inner {
             };
             let n = claimed.len();
             let mut jobs: Vec<((Mid, String), Job)> = Vec::new();
+            // Rows whose last attempt's outcome is committed but not yet answered to its worker
+            // (a retry already due): still in flight here, so they are given back, not dropped —
+            // else they would wait for the whole lease.
+            let mut busy = Vec::new();
             {
                 let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
                 for row in claimed {
                     if !inflight.insert(row.id) {
+                        busy.push(row.id);
                         continue;
                     }
                     let key = (row.mid, row.queue_name.clone());
@@ -227,6 +232,11 @@ impl Inner {
                         )),
                     }
                 }
+            }
+            if !busy.is_empty()
+                && let Err(e) = self.store.unlease(busy).await
+            {
+                tracing::error!(error = %e, "cannot give back claimed rows");
             }
             let mut dests = self.dests.lock().await;
             for ((_, queue), job) in jobs {
@@ -283,9 +293,10 @@ impl Inner {
                 let dest = dest.clone();
                 let exit = exit.clone();
                 tokio::spawn(async move {
+                    // Counted down however the worker ends, so a destination is never left
+                    // believing it has a connection that is gone.
+                    let _active = Active { dest: &dest, exit };
                     inner.worker(&dest).await;
-                    dest.active.fetch_sub(1, Ordering::SeqCst);
-                    let _ = exit.send(());
                 });
             }
         }
@@ -758,6 +769,19 @@ impl Inner {
         for r in &job.rows {
             inflight.remove(&r.id);
         }
+    }
+}
+
+/// A running worker of a destination, counted in `Dest::active` until dropped.
+struct Active<'a> {
+    dest: &'a Dest,
+    exit: mpsc::UnboundedSender<()>,
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.dest.active.fetch_sub(1, Ordering::SeqCst);
+        let _ = self.exit.send(());
     }
 }
 
