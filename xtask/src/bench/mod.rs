@@ -3,7 +3,8 @@
 //!
 //! Flags: `--messages M` (per run, default 2000), `--sessions 20,200`, `--sizes 4096,102400`,
 //! `--idle N` idle connections for the connection-scale run (default 10000, 0 skips it),
-//! `--no-postfix`, `--only RUN[,RUN]` (some of `limit`, `rampart`, `rampart+tdc`, `postfix`),
+//! `--no-postfix`, `--only RUN[,RUN]` (some of `limit`, `rampart`, `rampart+tdc`, `smtp-source`,
+//! `postfix`; `smtp-source` is Postfix's generator into its sink, the reference one-hop figure),
 //! `--out FILE` (default target/bench/bench.json), `--binary PATH` (bench an
 //! already built `rampart`, e.g. an older commit's, instead of building this tree's).
 
@@ -161,6 +162,12 @@ async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
             }
             if opts.wants("rampart+tdc") {
                 results.push(rampart_run(&binary, size, sessions, opts.messages, true).await?);
+            }
+            if postfix && opts.wants("smtp-source") {
+                match smtp_source_run(size, sessions, opts.messages).await {
+                    Ok(r) => results.push(r),
+                    Err(e) => eprintln!("bench: smtp-source run failed: {e:#}"),
+                }
             }
             if postfix && opts.wants("postfix") {
                 match postfix_run(size, sessions, opts.messages).await {
@@ -411,6 +418,68 @@ fn sink_counts() -> Result<(u64, u64)> {
         .split_whitespace()
         .map(|n| n.parse::<u64>().unwrap_or(0));
     Ok((it.next().unwrap_or(0), it.next().unwrap_or(0)))
+}
+
+/// Postfix's `smtp-source` straight into `smtp-sink`: the one-hop figure of
+/// `../shared/bench/README.md`, measured in the same run so that this bench's own limit (its
+/// generator into its sink) can be read against it. Informational: no ratio is taken from it.
+async fn smtp_source_run(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
+    let source = ["/usr/sbin/smtp-source", "smtp-source"]
+        .into_iter()
+        .find(|p| Path::new(p).exists() || crate::have(p))
+        .context("smtp-source is not installed")?;
+    let sinks = |arg: &str| {
+        std::process::Command::new("bash")
+            .arg(shared_bench().join("sinks.sh"))
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    };
+    sinks("start")?;
+    let (d0, _) = sink_counts()?;
+    let start = Instant::now();
+    let status = tokio::process::Command::new(source)
+        .args(["-s", &sessions.to_string(), "-m", &messages.to_string()])
+        .args([
+            "-l",
+            &size.to_string(),
+            "-f",
+            "sender@bench.test",
+            "-t",
+            "user@example.com",
+        ])
+        .arg("127.0.0.1:2626")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut d = d0;
+    while d - d0 < messages as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        (d, _) = sink_counts()?;
+    }
+    let elapsed = start.elapsed();
+    let _ = sinks("stop");
+    let rate = (d - d0) as f64 / elapsed.as_secs_f64();
+    Ok(RunResult {
+        name: "smtp-source".into(),
+        size,
+        sessions,
+        messages,
+        accepted_per_sec: rate,
+        e2e_per_sec: Some(rate),
+        // smtp-source does not report per-message latency.
+        p50_ms: f64::NAN,
+        p90_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        max_ms: f64::NAN,
+        peak_rss_mb: None,
+        cpu_secs: None,
+        ok: status.success() && d - d0 == messages as u64,
+        note: format!("smtp-sink counted {}", d - d0),
+    })
 }
 
 async fn postfix_run(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
