@@ -146,9 +146,16 @@ struct RunResult {
 async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
     let postfix = opts.postfix && postfix_available();
     if opts.postfix && !postfix {
-        eprintln!(
-            "bench: Postfix is not installed, so the postfix run is skipped (apt-get install postfix swaks; see ../shared/bench/README.md)"
-        );
+        if !shared_bench().join("postfix-peer.sh").exists() {
+            eprintln!(
+                "bench: {} is missing (the Postfix peer scripts live beside the repository), so the smtp-source and postfix runs are skipped",
+                shared_bench().join("postfix-peer.sh").display()
+            );
+        } else {
+            eprintln!(
+                "bench: Postfix is not installed, so the smtp-source and postfix runs are skipped (apt-get install postfix swaks; see ../shared/bench/README.md)"
+            );
+        }
     }
     let mut results = Vec::new();
     for &size in &opts.sizes {
