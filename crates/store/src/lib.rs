@@ -86,28 +86,19 @@ impl Store {
         // FULL for the accept path: a commit is on disk when it returns; a `250` must survive a
         // power cut.
         //
-        // The writer never checkpoints: a checkpoint copies the WAL into the database and syncs
-        // it, and done by the writer after a commit it stalled every fourth commit of large
-        // messages (a commit then took three times as long). The checkpointer task does it
-        // beside the writer instead; SQLite lets a checkpoint run while a writer appends.
+        // The writer checkpoints itself (SQLite's automatic checkpoint, every 1,000 WAL pages):
+        // measured against a checkpoint task beside the writer, that task gave ~10 % more
+        // messages per second at 100 KiB but a commit whose WAL fsync met the task's database
+        // fsync waited 200–400 ms; here the cost is spread evenly (p99 31–34 ms, max ≤ 62 ms).
         let conn = options
             .clone()
             .synchronous(SqliteSynchronous::Full)
-            .pragma("wal_autocheckpoint", "0")
             .connect()
             .await?;
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let queued = std::sync::Arc::new(tokio::sync::Notify::new());
         let recent = std::sync::Arc::new(messages::Recent::default());
-        let committed = std::sync::Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(messages::writer(
-            conn,
-            rx,
-            queued.clone(),
-            recent.clone(),
-            committed.clone(),
-        ));
-        tokio::spawn(checkpointer(pool.clone(), committed));
+        tokio::spawn(messages::writer(conn, rx, queued.clone(), recent.clone()));
         Ok(Store {
             ids: std::sync::Arc::new(ids::Allocators::default()),
             pool,
@@ -161,32 +152,6 @@ impl Store {
     /// Closes the pool after the writer has finished what it was given.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-/// Pause between checkpoints: each copies what the writer committed meanwhile.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
-/// Copies committed WAL frames into the database after the writer's commits, at most every
-/// [`CHECKPOINT_EVERY`], on a pool connection (PASSIVE: it never waits for a reader or the
-/// writer). Once a checkpoint has copied the whole WAL, the writer starts it again from the
-/// beginning, so the file stays the size of a tenth of a second of mail.
-async fn checkpointer(pool: SqlitePool, committed: std::sync::Arc<tokio::sync::Notify>) {
-    loop {
-        committed.notified().await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            if pool.is_closed() {
-                return;
-            }
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-        }
-        tokio::time::sleep(CHECKPOINT_EVERY).await;
     }
 }
 

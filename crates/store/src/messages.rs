@@ -203,7 +203,6 @@ pub(crate) async fn writer(
     mut rx: mpsc::Receiver<Job>,
     queued: std::sync::Arc<tokio::sync::Notify>,
     recent: std::sync::Arc<Recent>,
-    committed: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut full = true;
@@ -252,7 +251,6 @@ pub(crate) async fn writer(
         if wake {
             queued.notify_one();
         }
-        committed.notify_one();
     }
     let _ = conn.close().await;
 }
@@ -659,29 +657,6 @@ mod tests {
                 })
                 .collect(),
             tracking: vec!["Message received".into()],
-        }
-    }
-
-    /// The writer does not checkpoint (`wal_autocheckpoint = 0` on its connection); the
-    /// checkpointer task copies what it committed into the database file. Without that task the
-    /// messages would stay in the WAL and the database file would not grow.
-    #[tokio::test]
-    async fn the_checkpointer_moves_committed_messages_into_the_database_file() {
-        let (dir, store) = temp_store().await;
-        let path = dir.path().join("rampart.db");
-        let before = std::fs::metadata(&path).unwrap().len();
-        for _ in 0..40 {
-            let mut m = message(store.next_mid().await.unwrap(), 1);
-            m.body = vec![b'x'; 64 * 1024];
-            store.accept(m).await.unwrap();
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::fs::metadata(&path).unwrap().len() < before + 40 * 64 * 1024 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the database file did not receive the committed messages"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
