@@ -409,6 +409,16 @@ fn shared_bench() -> PathBuf {
     PathBuf::from("../shared/bench")
 }
 
+/// Runs one of the `../shared/bench` scripts quietly.
+fn shared_script(name: &str, arg: &str) -> std::io::Result<std::process::ExitStatus> {
+    std::process::Command::new("bash")
+        .arg(shared_bench().join(name))
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+}
+
 fn postfix_available() -> bool {
     crate::have("postfix")
         && crate::have("smtp-sink")
@@ -435,15 +445,7 @@ async fn smtp_source_run(size: usize, sessions: usize, messages: usize) -> Resul
         .into_iter()
         .find(|p| Path::new(p).exists() || crate::have(p))
         .context("smtp-source is not installed")?;
-    let sinks = |arg: &str| {
-        std::process::Command::new("bash")
-            .arg(shared_bench().join("sinks.sh"))
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-    };
-    sinks("start")?;
+    shared_script("sinks.sh", "start")?;
     let (d0, _) = sink_counts()?;
     let start = Instant::now();
     let status = tokio::process::Command::new(source)
@@ -468,7 +470,7 @@ async fn smtp_source_run(size: usize, sessions: usize, messages: usize) -> Resul
         (d, _) = sink_counts()?;
     }
     let elapsed = start.elapsed();
-    let _ = sinks("stop");
+    let _ = shared_script("sinks.sh", "stop");
     let rate = (d - d0) as f64 / elapsed.as_secs_f64();
     Ok(RunResult {
         name: "smtp-source".into(),
@@ -490,16 +492,8 @@ async fn smtp_source_run(size: usize, sessions: usize, messages: usize) -> Resul
 }
 
 async fn postfix_run(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
-    let script = |name: &str, arg: &str| {
-        std::process::Command::new("bash")
-            .arg(shared_bench().join(name))
-            .arg(arg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-    };
-    script("sinks.sh", "start")?;
-    let setup = script("postfix-peer.sh", "setup")?;
+    shared_script("sinks.sh", "start")?;
+    let setup = shared_script("postfix-peer.sh", "setup")?;
     if !setup.success() {
         bail!("postfix-peer.sh setup failed");
     }
@@ -514,8 +508,8 @@ async fn postfix_run(size: usize, sessions: usize, messages: usize) -> Result<Ru
         (d, j) = sink_counts()?;
     }
     let e2e = start.elapsed();
-    let _ = script("postfix-peer.sh", "stop");
-    let _ = script("sinks.sh", "stop");
+    let _ = shared_script("postfix-peer.sh", "stop");
+    let _ = shared_script("sinks.sh", "stop");
     let (p50, p90, p99, max) = percentiles(load.latencies.clone());
     Ok(RunResult {
         name: "postfix".into(),
