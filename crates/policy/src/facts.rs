@@ -67,8 +67,11 @@ impl Facts {
     /// Parses a message, body and attachments included. Malformed MIME never fails: whatever
     /// can be read is used.
     pub fn from_message(message: &[u8], remote_ip: Option<IpAddr>) -> Facts {
-        let mut facts = Facts::from_headers(message, remote_ip);
-        facts.read_body(message);
+        let mut facts = Facts::unparsed(message, remote_ip);
+        if let Some(parsed) = mail_parser::MessageParser::default().parse(message) {
+            facts.read_headers(&parsed, message);
+            facts.read_body(&parsed);
+        }
         facts
     }
 
@@ -76,14 +79,22 @@ impl Facts {
     /// (see [`crate::CompiledPolicy::needs_body`]). Decoding a large body costs more than the
     /// rest of a message's processing, so it is done only for a policy that looks at it.
     pub fn from_headers(message: &[u8], remote_ip: Option<IpAddr>) -> Facts {
-        let mut facts = Facts {
+        let mut facts = Facts::unparsed(message, remote_ip);
+        if let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) {
+            facts.read_headers(&parsed, message);
+        }
+        facts
+    }
+
+    fn unparsed(message: &[u8], remote_ip: Option<IpAddr>) -> Facts {
+        Facts {
             size: message.len(),
             remote_ip,
             ..Facts::default()
-        };
-        let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) else {
-            return facts;
-        };
+        }
+    }
+
+    fn read_headers(&mut self, parsed: &mail_parser::Message<'_>, message: &[u8]) {
         for h in parsed.headers() {
             let name = h.name().to_ascii_lowercase();
             let value = match h.value() {
@@ -91,18 +102,12 @@ impl Facts {
                 mail_parser::HeaderValue::TextList(l) => l.join(", "),
                 _ => raw_value(message, h.offset_start() as usize, h.offset_end() as usize),
             };
-            facts.headers.push((name, value));
+            self.headers.push((name, value));
         }
-        facts.subject = parsed.subject().unwrap_or_default().to_owned();
-        facts
+        self.subject = parsed.subject().unwrap_or_default().to_owned();
     }
 
-    /// Adds the body text and the attachments of `message` to facts read by
-    /// [`Facts::from_headers`].
-    pub fn read_body(&mut self, message: &[u8]) {
-        let Some(parsed) = mail_parser::MessageParser::default().parse(message) else {
-            return;
-        };
+    fn read_body(&mut self, parsed: &mail_parser::Message<'_>) {
         let mut body = String::new();
         for i in 0..parsed.text_body.len() {
             if let Some(t) = parsed.body_text(i) {
