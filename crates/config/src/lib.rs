@@ -95,10 +95,27 @@ section! {
         max_recipients: u32 = 1000,
         /// Most simultaneous inbound connections; more get `421 4.3.2`.
         max_connections: u32 = 1000,
-        /// Seconds a client may stay silent between commands or data blocks (RFC 5321 §4.5.3.2).
+        /// Most simultaneous connections from one client IP address (AsyncOS "max concurrency
+        /// per host"); more get `421 4.7.0`, so one host cannot take every slot.
+        max_connections_per_ip: u32 = 50,
+        /// Seconds a client may stay silent between commands or data blocks (RFC 5321 §4.5.3.2),
+        /// and may take to read our replies.
         timeout_secs: u64 = 300,
-        /// Invalid commands tolerated in one session before it is closed with `421`.
+        /// Longest a session may last in seconds, however busy; it then ends with `421 4.4.2`
+        /// (after the message in DATA, if any).
+        max_session_secs: u64 = 1800,
+        /// Invalid commands tolerated in one session before it is closed with `421`. Recipients
+        /// refused by the RAT do not count: they are answers, not errors.
         max_errors: u32 = 10,
+        /// Commands that move no mail (NOOP, RSET, VRFY, HELP, and MAIL transactions that never
+        /// reach DATA) tolerated in one session before it is closed with `421 4.7.0`.
+        max_junk_commands: u32 = 100,
+        /// Most `Received:` headers a message may carry (a mail loop); more get `554 5.4.6`.
+        max_hops: u32 = 50,
+        /// Bytes of message data all sessions together may hold in memory while receiving and
+        /// processing messages; a message that would exceed it is read to its end and refused
+        /// with `452 4.3.1` (the client retries later).
+        max_memory_bytes: u64 = 268_435_456,
         /// PEM certificate chain for STARTTLS; empty = a self-signed one in the data dir.
         tls_cert: PathBuf = PathBuf::new(),
         /// PEM private key for `tls_cert`.
@@ -117,10 +134,19 @@ section! {
         https: HttpsMode = HttpsMode::Auto,
         /// Minutes a web UI session may stay idle before the administrator must log in again.
         session_timeout_mins: u64 = 30,
-        /// Failed logins for one account or from one address before further attempts are refused.
+        /// Failed logins for one account from one client address before that pair is refused
+        /// (the API and the login page count together; an address is refused after four times as
+        /// many over all accounts).
         max_failed_logins: u32 = 5,
         /// Minutes a login stays refused after `max_failed_logins`.
         lockout_mins: u64 = 5,
+        /// Most simultaneous web and API connections; more are closed at once.
+        max_connections: u32 = 256,
+        /// Most simultaneous web and API connections from one client IP address.
+        max_connections_per_ip: u32 = 32,
+        /// Seconds a client may take to send a request's headers (also the idle time allowed
+        /// between requests on a kept-alive connection), and a whole request may take.
+        timeout_secs: u64 = 30,
     }
 }
 
@@ -197,7 +223,9 @@ section! {
         /// Most simultaneous connections to the intake.
         max_connections: u32 = 10,
         /// STARTTLS toward the intake: `off`, `preferred` (when offered) or `required`.
-        tls: TlsMode = TlsMode::Preferred,
+        /// A journal copy is a whole message: the default never sends one in plain text, so an
+        /// attacker who strips STARTTLS gets nothing.
+        tls: TlsMode = TlsMode::Required,
         /// Extra trusted CA certificate (PEM) for verifying the intake; empty = system roots only.
         ca_file: PathBuf = PathBuf::new(),
         /// Header carrying the connecting client's IP in the journaled message.
@@ -211,6 +239,14 @@ section! {
     }
 }
 
+section! {
+    /// `[logs]`: the AsyncOS `mail_logs` files.
+    Logs in "logs." {
+        /// Rolled `mail_logs` files kept; older ones are deleted.
+        retain_files: u32 = 10,
+    }
+}
+
 /// The whole bootstrap configuration.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
@@ -221,6 +257,7 @@ pub struct Config {
     pub dns: Dns,
     pub delivery: Delivery,
     pub tdc: Tdc,
+    pub logs: Logs,
 }
 
 impl Config {
@@ -233,9 +270,11 @@ impl Config {
             Default::default(),
             Default::default(),
             Default::default(),
+            Default::default(),
         )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn from_root(
         root: Root,
         smtp: Smtp,
@@ -243,6 +282,7 @@ impl Config {
         dns: Dns,
         delivery: Delivery,
         tdc: Tdc,
+        logs: Logs,
     ) -> Config {
         Config {
             hostname: root.hostname,
@@ -252,6 +292,7 @@ impl Config {
             dns,
             delivery,
             tdc,
+            logs,
         }
     }
 
@@ -266,10 +307,10 @@ impl Config {
         let mut sections: Vec<(&str, &toml::Table)> = Vec::new();
         for (key, value) in &table {
             match (key.as_str(), value) {
-                ("smtp" | "web" | "dns" | "delivery" | "tdc", toml::Value::Table(t)) => {
+                ("smtp" | "web" | "dns" | "delivery" | "tdc" | "logs", toml::Value::Table(t)) => {
                     sections.push((key.as_str(), t));
                 }
-                ("smtp" | "web" | "dns" | "delivery" | "tdc", _) => {
+                ("smtp" | "web" | "dns" | "delivery" | "tdc" | "logs", _) => {
                     errors.push(format!("`{key}`: must be a table ([{key}])"));
                 }
                 _ => {
@@ -290,7 +331,8 @@ impl Config {
         let dns = Dns::read(section("dns"), &mut errors);
         let delivery = Delivery::read(section("delivery"), &mut errors);
         let tdc = Tdc::read(section("tdc"), &mut errors);
-        let config = Config::from_root(root, smtp, web, dns, delivery, tdc);
+        let logs = Logs::read(section("logs"), &mut errors);
+        let config = Config::from_root(root, smtp, web, dns, delivery, tdc, logs);
         config.validate(&mut errors);
         if errors.is_empty() {
             Ok(config)
@@ -318,6 +360,18 @@ impl Config {
             ("smtp.max_recipients", self.smtp.max_recipients),
             ("smtp.max_connections", self.smtp.max_connections),
             ("smtp.max_errors", self.smtp.max_errors),
+            (
+                "smtp.max_connections_per_ip",
+                self.smtp.max_connections_per_ip,
+            ),
+            ("smtp.max_junk_commands", self.smtp.max_junk_commands),
+            ("smtp.max_hops", self.smtp.max_hops),
+            ("web.max_connections", self.web.max_connections),
+            (
+                "web.max_connections_per_ip",
+                self.web.max_connections_per_ip,
+            ),
+            ("logs.retain_files", self.logs.retain_files),
             ("tdc.min_connections", self.tdc.min_connections),
             ("tdc.max_connections", self.tdc.max_connections),
             (
@@ -347,8 +401,20 @@ impl Config {
                 bad(key, "must be greater than 0");
             }
         }
-        if self.smtp.timeout_secs == 0 {
-            bad("smtp.timeout_secs", "must be greater than 0");
+        for (key, v) in [
+            ("smtp.timeout_secs", self.smtp.timeout_secs),
+            ("smtp.max_session_secs", self.smtp.max_session_secs),
+            ("web.timeout_secs", self.web.timeout_secs),
+        ] {
+            if v == 0 {
+                bad(key, "must be greater than 0");
+            }
+        }
+        if self.smtp.max_memory_bytes < self.smtp.max_message_size {
+            bad(
+                "smtp.max_memory_bytes",
+                "must be at least `smtp.max_message_size`, or no message of the largest size could be received",
+            );
         }
         if self.smtp.tls_cert.as_os_str().is_empty() != self.smtp.tls_key.as_os_str().is_empty() {
             bad(
@@ -423,6 +489,7 @@ pub fn reference() -> Vec<FieldDoc> {
     Dns::reference(&mut out);
     Delivery::reference(&mut out);
     Tdc::reference(&mut out);
+    Logs::reference(&mut out);
     out
 }
 
@@ -446,7 +513,11 @@ mod tests {
         assert_eq!(c.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
         assert_eq!(c.web.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.tdc.max_queue_age_secs, 120);
-        assert_eq!(c.tdc.tls, TlsMode::Preferred);
+        assert_eq!(
+            c.tdc.tls,
+            TlsMode::Required,
+            "no plaintext journal copies by default"
+        );
     }
 
     #[test]

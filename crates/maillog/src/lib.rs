@@ -89,7 +89,12 @@ pub const DEFAULT_ROLL_BYTES: u64 = 100 * 1024 * 1024;
 impl MailLog {
     /// Opens (appending) `<dir>/mail_logs` and starts the writer thread. The thread ends when the
     /// last handle is dropped, after writing everything sent.
-    pub fn open(dir: &Path, roll_bytes: u64) -> io::Result<(MailLog, std::thread::JoinHandle<()>)> {
+    /// At most `retain_files` rolled files are kept; the oldest are deleted.
+    pub fn open(
+        dir: &Path,
+        roll_bytes: u64,
+        retain_files: usize,
+    ) -> io::Result<(MailLog, std::thread::JoinHandle<()>)> {
         fs::create_dir_all(dir)?;
         let path = dir.join("mail_logs");
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -101,6 +106,7 @@ impl MailLog {
             out: BufWriter::with_capacity(64 * 1024, file),
             size,
             roll_bytes,
+            retain_files,
         };
         let handle = std::thread::Builder::new()
             .name("mail_logs".into())
@@ -150,16 +156,28 @@ impl MailLog {
     }
 
     fn event(&self, level: &str, text: &str) {
-        // A line break inside an event would forge a second event for log parsers.
-        let text = text.replace(['\r', '\n'], " ");
+        let text = neutralise(text);
         match &self.sink {
             Sink::Thread(tx) => tx.0.push(format!("{} {level}: {text}\n", timestamp())),
             Sink::Memory(lines) => {
                 if let Ok(mut l) = lines.lock() {
-                    l.push(text);
+                    l.push(text.into_owned());
                 }
             }
         }
+    }
+}
+
+/// A line break inside an event would forge a second event for log parsers, and terminal
+/// control sequences (ESC, from a remote server's reply) would act on an administrator's
+/// terminal: every control character, and the Unicode line and paragraph separators, become a
+/// space.
+fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if text.contains(bad) {
+        std::borrow::Cow::Owned(text.replace(bad, " "))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -199,6 +217,7 @@ struct Writer {
     out: BufWriter<File>,
     size: u64,
     roll_bytes: u64,
+    retain_files: usize,
 }
 
 impl Writer {
@@ -218,11 +237,20 @@ impl Writer {
         }
     }
 
-    /// Renames the current file to `mail_logs.@<timestamp>.s` and starts a new one.
+    /// Renames the current file to `mail_logs.@<timestamp>.s`, starts a new one and deletes the
+    /// oldest rolled files beyond `retain_files`.
     fn roll(&mut self) {
         self.flush();
-        let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
-        let rolled = self.path.with_file_name(format!("mail_logs.@{stamp}.s"));
+        let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S").to_string();
+        // Two rolls within one second must not overwrite each other.
+        let mut rolled = self.path.with_file_name(format!("mail_logs.@{stamp}.s"));
+        let mut n = 1;
+        while rolled.exists() {
+            rolled = self
+                .path
+                .with_file_name(format!("mail_logs.@{stamp}-{n}.s"));
+            n += 1;
+        }
         let reopened = fs::rename(&self.path, &rolled).and_then(|()| {
             OpenOptions::new()
                 .create(true)
@@ -235,6 +263,39 @@ impl Writer {
                 self.size = 0;
             }
             Err(e) => tracing::error!(error = %e, "cannot roll mail_logs"),
+        }
+        self.prune();
+    }
+
+    fn prune(&self) {
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut rolled: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("mail_logs.@") && name.ends_with(".s")
+            })
+            .map(|e| {
+                let modified = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (modified, e.path())
+            })
+            .collect();
+        // Oldest first: by modification time, then by name (the timestamp in it).
+        rolled.sort();
+        let excess = rolled.len().saturating_sub(self.retain_files);
+        for (_, path) in rolled.into_iter().take(excess) {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete an old mail_logs file");
+            }
         }
     }
 }
@@ -254,7 +315,7 @@ mod tests {
     #[test]
     fn every_line_of_every_clone_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, handle) = MailLog::open(dir.path(), DEFAULT_ROLL_BYTES).unwrap();
+        let (log, handle) = MailLog::open(dir.path(), DEFAULT_ROLL_BYTES, 10).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let log = log.clone();
@@ -286,13 +347,14 @@ mod tests {
     #[test]
     fn lines_have_the_asyncos_layout_and_roll() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, handle) = MailLog::open(dir.path(), 200).unwrap();
-        for i in 0..10 {
+        let (log, handle) = MailLog::open(dir.path(), 200, 3).unwrap();
+        for i in 0..30 {
             log.info(format!(
                 "New SMTP ICID {i} interface Management (127.0.0.1) address 127.0.0.1"
             ));
         }
         log.info("evil\nFri Feb 16 21:19:22 2024 Info: forged");
+        log.info("vt\u{b}ff\u{c}esc\u{1b}[2Jnel\u{85}ls\u{2028}ps\u{2029}end");
         drop(log);
         handle.join().unwrap();
         let text = fs::read_to_string(dir.path().join("mail_logs")).unwrap();
@@ -303,7 +365,8 @@ mod tests {
         assert_eq!(parts[3].len(), 8);
         assert_eq!(parts[4].len(), 4);
         assert_eq!(parts[5], "Info:");
-        assert!(last.ends_with("evil Fri Feb 16 21:19:22 2024 Info: forged"));
+        assert!(text.contains("evil Fri Feb 16 21:19:22 2024 Info: forged\n"));
+        assert!(last.ends_with("vt ff esc [2Jnel ls ps end"), "{last:?}");
         let rolled = fs::read_dir(dir.path())
             .unwrap()
             .filter(|e| {
@@ -311,6 +374,6 @@ mod tests {
                 n.starts_with("mail_logs.@") && n.ends_with(".s")
             })
             .count();
-        assert!(rolled >= 1, "rolled files exist");
+        assert_eq!(rolled, 3, "rolled files exist, no more than retained");
     }
 }

@@ -80,16 +80,19 @@ pub(crate) struct Io<S> {
     out: Vec<u8>,
     /// Set while discarding the rest of an over-long line.
     discarding: bool,
+    /// Longest a client may take to read our replies: one that stops reading is let go.
+    write_timeout: std::time::Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
-    pub(crate) fn new(stream: S) -> Io<S> {
+    pub(crate) fn new(stream: S, write_timeout: std::time::Duration) -> Io<S> {
         Io {
             stream: Stream::Plain(stream),
             buf: Vec::new(),
             pos: 0,
             out: Vec::with_capacity(256),
             discarding: false,
+            write_timeout,
         }
     }
 
@@ -100,8 +103,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
 
     pub(crate) async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await?;
+            let write = async {
+                self.stream.write_all(&self.out).await?;
+                self.stream.flush().await
+            };
+            match tokio::time::timeout(self.write_timeout, write).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            }
             self.out.clear();
         }
         Ok(())
@@ -183,7 +192,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     }
 
     pub(crate) async fn shutdown(&mut self) {
-        let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+        if self.flush().await.is_ok() {
+            let _ = tokio::time::timeout(self.write_timeout, self.stream.shutdown()).await;
+        }
     }
 }

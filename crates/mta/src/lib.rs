@@ -31,11 +31,27 @@ pub struct MtaConfig {
     pub max_message_size: u64,
     pub max_recipients: u32,
     pub max_connections: u32,
-    /// Longest silence allowed from a client.
+    /// Most connections at once from one client address.
+    pub max_connections_per_ip: u32,
+    /// Longest silence allowed from a client, and longest wait for it to read our replies.
     pub timeout: Duration,
+    /// Longest a session may last, however busy.
+    pub max_session: Duration,
     /// Protocol errors tolerated before the session is closed.
     pub max_errors: u32,
+    /// Commands that move no mail tolerated before the session is closed.
+    pub max_junk_commands: u32,
+    /// Most `Received:` fields a message may carry.
+    pub max_hops: u32,
+    /// Bytes of message data all sessions together may hold.
+    pub max_memory_bytes: u64,
+    /// The header Threat Defense reads as the client's address; a client's own copy is removed.
+    pub remote_ip_header: String,
 }
+
+/// Headers of ours that a client's copy must never pass for (SPEC §3a), besides the configured
+/// remote-IP header.
+pub(crate) const OUR_HEADERS: [&str; 2] = ["X-Rampart-Spam", "X-Rampart-Virus"];
 
 /// Everything sessions share.
 #[derive(Clone)]
@@ -46,6 +62,10 @@ pub struct Mta {
     pub(crate) log: MailLog,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) connections: Arc<Semaphore>,
+    /// Open sessions per client address.
+    pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
+    /// Message memory still free, in KiB.
+    pub(crate) memory: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// SPF/DKIM/DMARC, for policies that enable email authentication.
     pub(crate) auth: Option<Arc<rampart_emailauth::Authenticator>>,
@@ -70,7 +90,12 @@ impl Mta {
         shutdown: watch::Receiver<bool>,
     ) -> Mta {
         let connections = Arc::new(Semaphore::new(config.max_connections as usize));
+        let kib = usize::try_from(config.max_memory_bytes / 1024)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Mta {
+            per_ip: Arc::default(),
+            memory: Arc::new(Semaphore::new(kib)),
             config: Arc::new(config),
             store,
             settings,

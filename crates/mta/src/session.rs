@@ -41,6 +41,18 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
         }
     };
     let peer_ip = canonical_ip(peer.ip());
+    let Some(_held) = PerIp::enter(&mta, peer_ip) else {
+        mta.log.warning(format!(
+            "Connection from {peer_ip} refused: {} concurrent connections from this address reached",
+            mta.config.max_connections_per_ip
+        ));
+        let _ = tokio::time::timeout(
+            mta.config.timeout,
+            stream.write_all(&replies::TOO_MANY_FROM_ADDRESS.to_wire()),
+        )
+        .await;
+        return;
+    };
     let iface = &mta.config.interface;
     mta.log.info(format!(
         "New SMTP ICID {icid} interface {iface} ({}) address {peer_ip} reverse dns host unknown verified no",
@@ -65,7 +77,7 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
             return;
         }
         let mut session = Session {
-            io: Io::new(stream),
+            io: Io::new(stream, mta.config.timeout),
             icid,
             peer: peer_ip,
             hat,
@@ -73,6 +85,8 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
             tls: None,
             tx: None,
             errors: 0,
+            junk: 0,
+            ends_at: tokio::time::Instant::now() + mta.config.max_session,
             mta: mta.clone(),
         };
         session.serve().await;
@@ -81,6 +95,39 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
     }
     .instrument(span)
     .await
+}
+
+/// A session counted against its client's address until dropped.
+struct PerIp {
+    mta: Mta,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn enter(mta: &Mta, ip: IpAddr) -> Option<PerIp> {
+        let mut counts = mta.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= mta.config.max_connections_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(PerIp {
+            mta: mta.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut counts = self.mta.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// IPv4 clients of a dual-stack socket appear as `::ffff:a.b.c.d`; log and match them as IPv4.
@@ -104,6 +151,9 @@ struct Transaction {
     mid: Mid,
     from: Option<Mailbox>,
     rcpts: Vec<Mailbox>,
+    /// Message memory reserved for it: at MAIL for the size the client declared (RFC 1870),
+    /// growing during DATA as the message does.
+    memory: Reservation,
 }
 
 struct Session<S> {
@@ -118,6 +168,11 @@ struct Session<S> {
     tx: Option<Transaction>,
     /// Error replies sent so far.
     errors: u32,
+    /// Commands that moved no mail since the last message (NOOP, RSET, VRFY, HELP, refused
+    /// recipients, transactions abandoned before DATA).
+    junk: u32,
+    /// The session's absolute deadline (`smtp.max_session_secs`).
+    ends_at: tokio::time::Instant,
 }
 
 /// Why waiting for input ended without input.
@@ -125,6 +180,8 @@ enum Wait {
     Input,
     Closed,
     TimedOut,
+    /// The session reached its absolute deadline.
+    Expired,
     ShuttingDown,
 }
 
@@ -150,6 +207,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Err(e) => Err(e.reply()),
                 },
             };
+            if self.junk > self.mta.config.max_junk_commands {
+                self.io.reply(&replies::TOO_MANY_JUNK);
+                self.mta.log.info(format!(
+                    "ICID {} too many commands without mail, closing",
+                    self.icid
+                ));
+                break;
+            }
             match result {
                 Ok(Next::Continue) => {}
                 Ok(Next::Quit) => {
@@ -223,6 +288,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         .info(format!("ICID {} timeout waiting for client", self.icid));
                     return None;
                 }
+                Wait::Expired => {
+                    self.io.reply(&replies::SESSION_TOO_LONG);
+                    self.mta.log.info(format!(
+                        "ICID {} session lasted too long, closing",
+                        self.icid
+                    ));
+                    return None;
+                }
                 Wait::ShuttingDown => {
                     self.io.reply(&replies::SHUTTING_DOWN);
                     return None;
@@ -236,10 +309,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if interruptible && *shutdown.borrow_and_update() {
             return Wait::ShuttingDown;
         }
-        let timeout = self.mta.config.timeout;
+        // Between commands the session's absolute deadline applies too; DATA in progress is
+        // finished first (the deadline ends the session at its next command).
+        let left = self
+            .ends_at
+            .saturating_duration_since(tokio::time::Instant::now());
+        let expires = interruptible && left < self.mta.config.timeout;
+        let timeout = if expires {
+            left
+        } else {
+            self.mta.config.timeout
+        };
         let read = tokio::time::timeout(timeout, self.io.read_more(bulk));
         let outcome = tokio::select! {
             r = read => match r {
+                Err(_) if expires => Wait::Expired,
                 Err(_) => Wait::TimedOut,
                 Ok(Ok(0)) | Ok(Err(_)) => Wait::Closed,
                 Ok(Ok(_)) => Wait::Input,
@@ -284,20 +368,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(Next::Data)
             }
             Command::Rset => {
+                self.junk += 1;
                 self.abort_transaction();
                 self.io.reply(&replies::RESET);
                 Ok(Next::Continue)
             }
             Command::Noop => {
+                self.junk += 1;
                 self.io.reply(&replies::OK);
                 Ok(Next::Continue)
             }
             Command::Quit => Ok(Next::Quit),
             Command::Vrfy => {
+                self.junk += 1;
                 self.io.reply(&replies::VRFY);
                 Ok(Next::Continue)
             }
             Command::Help => {
+                self.junk += 1;
                 self.io.reply(&replies::HELP);
                 Ok(Next::Continue)
             }
@@ -330,6 +418,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             return Err(replies::MESSAGE_TOO_BIG);
         }
+        let mut memory = Reservation::default();
+        if let Some(size) = params.size {
+            // RFC 1870 §6.1: 452 when the declared size does not fit now, before any data.
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if !memory.cover(&self.mta, size) {
+                self.mta.log.warning(format!(
+                    "ICID {} MAIL refused: message memory (smtp.max_memory_bytes) in use by other sessions, replied 452",
+                    self.icid
+                ));
+                return Err(replies::NO_MEMORY);
+            }
+        }
         let mid = self.mta.store.next_mid().await.map_err(|e| {
             tracing::error!(error = %e, "cannot allocate MID");
             replies::STORAGE_FAILED
@@ -344,6 +444,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             mid,
             from,
             rcpts: Vec::new(),
+            memory,
         });
         self.io.reply(&replies::SENDER_OK);
         Ok(Next::Continue)
@@ -365,7 +466,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.mta
                 .log
                 .info(format!("MID {mid} ICID {icid} To: <{to}> Rejected by RAT"));
-            return Err(replies::RELAY_DENIED);
+            // A refused recipient is an answer, not a protocol error: it must not use up
+            // `max_errors` and end the session for the valid recipients beside it. It counts
+            // as junk instead, so endless refused recipients still end the session.
+            self.junk += 1;
+            self.io.reply(&replies::RELAY_DENIED);
+            return Ok(Next::Continue);
         }
         let rid = tx.rcpts.len();
         self.mta
@@ -379,7 +485,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// DATA (RFC 5321 §4.1.1.4): reads the message, then commits it durably before `250`.
     /// Returns false when the connection is gone.
     async fn receive_data(&mut self) -> bool {
-        let Some(tx) = self.tx.take() else {
+        let Some(mut tx) = self.tx.take() else {
             return true;
         };
         let (mid, icid) = (tx.mid, self.icid);
@@ -398,23 +504,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         );
         let max = usize::try_from(self.mta.config.max_message_size).unwrap_or(usize::MAX);
         let mut decoder = DataDecoder::new(max, &prefix);
+        // Memory the message holds is reserved from the appliance-wide budget as it grows, and
+        // given back once the message is committed or refused.
+        let mut reserved = std::mem::take(&mut tx.memory);
+        let mut over_budget = false;
         self.io.reply(&replies::START_DATA);
         loop {
             let buffered = self.io.buffered();
             let len = buffered.len();
+            let mut done = false;
             if len > 0 {
                 match decoder.feed(buffered) {
                     DataStatus::Done { consumed } => {
                         self.io.consume(consumed);
-                        break;
+                        done = true;
                     }
                     DataStatus::More => self.io.consume(len),
                 }
             }
+            if !over_budget && !reserved.cover(&self.mta, decoder.held()) {
+                over_budget = true;
+                decoder.discard();
+                reserved = Reservation::default();
+            }
+            if done {
+                break;
+            }
             // DATA is not interrupted by shutdown: the message in flight is finished first.
             match self.wait_input(false, true).await {
                 Wait::Input => {}
-                Wait::TimedOut => {
+                Wait::TimedOut | Wait::Expired => {
                     self.io.reply(&replies::TIMEOUT);
                     self.mta
                         .log
@@ -446,8 +565,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.io.reply(&replies::MESSAGE_TOO_BIG);
             return true;
         }
+        if over_budget {
+            self.mta.log.warning(format!(
+                "MID {mid} ICID {icid} Receiving Failed: message memory (smtp.max_memory_bytes) in use by other sessions, replied 452"
+            ));
+            self.mta
+                .log
+                .info(format!("Message finished MID {mid} aborted"));
+            self.io.reply(&replies::NO_MEMORY);
+            return true;
+        }
         let body = decoder.into_message();
+        let hops = rampart_smtp::message::received_count(&body);
+        if hops > self.mta.config.max_hops as usize {
+            self.mta.log.info(format!(
+                "MID {mid} ICID {icid} Receiving Failed: mail loop detected ({hops} Received: headers, limit {})",
+                self.mta.config.max_hops
+            ));
+            self.mta
+                .log
+                .info(format!("Message finished MID {mid} aborted"));
+            self.io.reply(&replies::TOO_MANY_HOPS);
+            return true;
+        }
+        let mut names = vec![self.mta.config.remote_ip_header.as_str()];
+        names.extend(crate::OUR_HEADERS);
+        let (body, removed) =
+            rampart_smtp::message::strip_forged(body, &names, &self.mta.config.hostname);
+        if !removed.is_empty() {
+            self.mta.log.info(format!(
+                "MID {mid} ICID {icid} removed client-supplied header(s): {}",
+                removed.join(", ")
+            ));
+        }
         let reply = self.commit(tx, body).await;
+        drop(reserved);
+        if reply.code == code::OK {
+            self.junk = 0;
+        }
         self.io.reply(&reply);
         true
     }
@@ -573,9 +728,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     fn abort_transaction(&mut self) {
         if let Some(tx) = self.tx.take() {
+            self.junk += 1;
             self.mta
                 .log
                 .info(format!("Message finished MID {} aborted", tx.mid));
+        }
+    }
+}
+
+/// Message memory held from the appliance-wide budget (`smtp.max_memory_bytes`), in KiB.
+#[derive(Default)]
+struct Reservation {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    kib: usize,
+}
+
+impl Reservation {
+    /// Grows the reservation to cover `bytes`; false when the budget has no room for them.
+    fn cover(&mut self, mta: &Mta, bytes: usize) -> bool {
+        let want = bytes.div_ceil(1024);
+        if want <= self.kib {
+            return true;
+        }
+        // Grow in steps of at least 256 KiB, so a large message takes few permits.
+        let more = (want - self.kib).max(256);
+        let Ok(n) = u32::try_from(more) else {
+            return false;
+        };
+        match mta.memory.clone().try_acquire_many_owned(n) {
+            Ok(p) => {
+                match &mut self.permit {
+                    Some(held) => held.merge(p),
+                    None => self.permit = Some(p),
+                }
+                self.kib += more;
+                true
+            }
+            Err(_) => false,
         }
     }
 }

@@ -32,18 +32,29 @@ impl AuthResult {
     }
 }
 
-/// Most body text kept for regex conditions.
-const MAX_BODY_TEXT: usize = 1 << 20;
+/// Most body text that body conditions look at: the text parts of the message and of the
+/// messages attached to it, together. A message with more is unscannable, never clean.
+pub const MAX_BODY_TEXT: usize = 4 << 20;
+
+/// Deepest nesting of attached messages (`message/rfc822` inside `message/rfc822`) looked into.
+pub const MAX_NESTED_MESSAGES: usize = 5;
+
+/// Most MIME parts looked at, over the message and its attached messages.
+pub const MAX_PARTS: usize = 1000;
 
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
     /// Header fields in order, names lowercased, values decoded and unfolded.
     pub headers: Vec<(String, String)>,
     pub subject: String,
-    /// The text parts (plain, or HTML as sent), concatenated, capped at 1 MiB.
+    /// The text parts (plain, or HTML as sent) of the message and of attached messages,
+    /// concatenated, up to [`MAX_BODY_TEXT`].
     pub body_text: String,
-    /// `(file name, content type)` of each attachment.
+    /// `(file name, content type)` of each attachment, those of attached messages included.
     pub attachments: Vec<(String, String)>,
+    /// Why the body could not be read whole (a limit was reached); body and attachment
+    /// conditions then make the message unscannable.
+    pub unscannable: Vec<String>,
     pub size: usize,
     pub remote_ip: Option<IpAddr>,
     pub spf: Option<AuthResult>,
@@ -108,18 +119,35 @@ impl Facts {
     }
 
     fn read_body(&mut self, parsed: &mail_parser::Message<'_>) {
-        let mut body = String::new();
-        for i in 0..parsed.text_body.len() {
-            if let Some(t) = parsed.body_text(i) {
-                if body.len() + t.len() > MAX_BODY_TEXT {
-                    break;
+        let mut parts = 0;
+        self.read_message(parsed, 0, &mut parts);
+    }
+
+    /// Text and attachments of one message, then of the messages attached to it.
+    fn read_message(&mut self, msg: &mail_parser::Message<'_>, depth: usize, parts: &mut usize) {
+        for i in 0..msg.text_body.len() {
+            let Some(t) = msg.body_text(i) else {
+                continue;
+            };
+            let room = MAX_BODY_TEXT.saturating_sub(self.body_text.len());
+            if t.len() + 1 > room {
+                let mut cut = room;
+                while !t.is_char_boundary(cut) {
+                    cut -= 1;
                 }
-                body.push_str(&t);
-                body.push('\n');
+                self.body_text.push_str(t.get(..cut).unwrap_or_default());
+                self.give_up(format!("body text over {MAX_BODY_TEXT} bytes"));
+                break;
             }
+            self.body_text.push_str(&t);
+            self.body_text.push('\n');
         }
-        self.body_text = body;
-        for part in parsed.attachments() {
+        for part in msg.attachments() {
+            *parts += 1;
+            if *parts > MAX_PARTS {
+                self.give_up(format!("more than {MAX_PARTS} MIME parts"));
+                return;
+            }
             let name = mail_parser::MimeHeaders::attachment_name(part)
                 .unwrap_or_default()
                 .to_owned();
@@ -130,7 +158,25 @@ impl Facts {
                 })
                 .unwrap_or_default()
                 .to_ascii_lowercase();
+            let is_message = ctype == "message/rfc822" || ctype == "message/global";
             self.attachments.push((name, ctype));
+            match part.message() {
+                Some(_) if depth + 1 > MAX_NESTED_MESSAGES => self.give_up(format!(
+                    "attached messages nested deeper than {MAX_NESTED_MESSAGES}"
+                )),
+                Some(nested) => self.read_message(nested, depth + 1, parts),
+                // An attached message the parser could not open (encoded too many times).
+                None if is_message => {
+                    self.give_up("an attached message could not be decoded".into())
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn give_up(&mut self, why: String) {
+        if !self.unscannable.contains(&why) {
+            self.unscannable.push(why);
         }
     }
 
@@ -169,6 +215,65 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n";
             vec![("invoice.pdf".to_string(), "application/pdf".to_string())]
         );
         assert_eq!(f.header_values("x-spam").collect::<Vec<_>>(), ["yes"]);
+    }
+
+    #[test]
+    fn text_beyond_the_first_megabyte_and_attached_messages_are_read() {
+        // A first text part of 2 MiB does not hide the second one.
+        let big = "a".repeat(2 << 20);
+        let m = format!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n{big}\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nwire the money\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n\
+--c\r\nContent-Type: text/plain\r\n\r\ninner text\r\n\
+--c\r\nContent-Type: application/octet-stream; name=evil.exe\r\nContent-Disposition: attachment; filename=evil.exe\r\n\r\nMZ\r\n--c--\r\n\
+--b--\r\n"
+        );
+        let f = Facts::from_message(m.as_bytes(), None);
+        assert!(f.body_text.contains("wire the money"));
+        assert!(f.body_text.contains("inner text"));
+        assert!(
+            f.attachments.iter().any(|(n, _)| n == "evil.exe"),
+            "{:?}",
+            f.attachments
+        );
+        assert!(f.unscannable.is_empty(), "{:?}", f.unscannable);
+    }
+
+    #[test]
+    fn limits_make_a_message_unscannable() {
+        let big = "a".repeat(MAX_BODY_TEXT + 10);
+        let m = format!("Subject: x\r\n\r\n{big}\r\n");
+        let f = Facts::from_message(m.as_bytes(), None);
+        assert_eq!(
+            f.unscannable,
+            [format!("body text over {MAX_BODY_TEXT} bytes")]
+        );
+        assert!(f.body_text.len() <= MAX_BODY_TEXT);
+
+        let mut nested = "Subject: core\r\n\r\ncore text\r\n".to_string();
+        for i in 0..MAX_NESTED_MESSAGES + 1 {
+            nested = format!(
+                "Subject: level {i}\r\nContent-Type: multipart/mixed; boundary=l{i}\r\n\r\n--l{i}\r\nContent-Type: message/rfc822\r\n\r\n{nested}\r\n--l{i}--\r\n"
+            );
+        }
+        let f = Facts::from_message(nested.as_bytes(), None);
+        assert_eq!(
+            f.unscannable,
+            [format!(
+                "attached messages nested deeper than {MAX_NESTED_MESSAGES}"
+            )]
+        );
+
+        let mut many = "Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_string();
+        for i in 0..MAX_PARTS + 1 {
+            many.push_str(&format!(
+                "--b\r\nContent-Type: application/octet-stream; name=f{i}.bin\r\n\r\nx\r\n"
+            ));
+        }
+        many.push_str("--b--\r\n");
+        let f = Facts::from_message(many.as_bytes(), None);
+        assert_eq!(f.unscannable, [format!("more than {MAX_PARTS} MIME parts")]);
     }
 
     #[test]

@@ -180,6 +180,12 @@ impl CompiledPolicy {
                 }
             }
         }
+        // Conditions on the body that could not see all of it must not call the message clean.
+        if self.needs_body() {
+            for why in &facts.unscannable {
+                v.findings.push(format!("unscannable: {why}"));
+            }
+        }
         'filters: for f in &self.filters {
             if !f.matches(facts) {
                 continue;
@@ -312,6 +318,35 @@ mod tests {
         let full = Facts::from_message(MSG, None);
         assert_eq!(full.headers, headers.headers);
         assert_eq!(by_body.judge(&full).disposition, Disposition::Drop);
+    }
+
+    /// A body the services could not read whole is never clean for a policy that reads bodies.
+    #[test]
+    fn unscannable_bodies_are_not_clean() {
+        let by_attachment = policy_with(vec![filter(
+            "exe",
+            vec![FilterCondition::AttachmentName {
+                regex: "\\.exe$".into(),
+            }],
+            vec![FilterAction::Drop],
+        )]);
+        let by_subject = policy_with(vec![filter(
+            "subject",
+            vec![FilterCondition::Subject {
+                regex: "nothing-matches-this".into(),
+            }],
+            vec![FilterAction::Drop],
+        )]);
+        let mut facts = Facts::from_message(MSG, None);
+        facts.unscannable = vec!["more than 1000 MIME parts".into()];
+        let v = by_attachment.judge(&facts);
+        assert_eq!(v.disposition, Disposition::Deliver);
+        assert!(!v.is_clean());
+        assert_eq!(v.findings, ["unscannable: more than 1000 MIME parts"]);
+        assert!(
+            by_subject.judge(&facts).is_clean(),
+            "headers were read whole"
+        );
     }
 
     #[test]

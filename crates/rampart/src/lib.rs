@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod data_dir;
 mod envconfig;
 mod health;
 mod policyconfig;

@@ -29,6 +29,14 @@ pub(crate) async fn serve(
     // One crypto provider for the whole process (see docs/ARCHITECTURE.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
 
+    // Nothing the appliance writes is for other local users: the database holds every message
+    // and the password hashes, the logs hold addresses and subjects.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let _lock = crate::data_dir::lock(&config.data_dir)?;
+    crate::data_dir::protect(&config.data_dir);
+    crate::data_dir::raise_fd_limit(&config);
     let store = crate::cli::open_store(&config).await?;
     store
         .set_meta("started_at", &rampart_store::unix_now().to_string())
@@ -36,6 +44,7 @@ pub(crate) async fn serve(
     let (log, log_thread) = MailLog::open(
         &config.data_dir.join("logs"),
         rampart_maillog::DEFAULT_ROLL_BYTES,
+        config.logs.retain_files as usize,
     )
     .context("cannot open mail_logs")?;
     ensure_admin(&store).await?;
@@ -63,8 +72,14 @@ pub(crate) async fn serve(
             max_message_size: config.smtp.max_message_size,
             max_recipients: config.smtp.max_recipients,
             max_connections: config.smtp.max_connections,
+            max_connections_per_ip: config.smtp.max_connections_per_ip,
             timeout: Duration::from_secs(config.smtp.timeout_secs),
+            max_session: Duration::from_secs(config.smtp.max_session_secs),
             max_errors: config.smtp.max_errors,
+            max_junk_commands: config.smtp.max_junk_commands,
+            max_hops: config.smtp.max_hops,
+            max_memory_bytes: config.smtp.max_memory_bytes,
+            remote_ip_header: config.tdc.remote_ip_header.clone(),
         },
         store.clone(),
         shared.clone(),
@@ -155,38 +170,25 @@ pub(crate) async fn serve(
         store.clone(),
         shared.clone(),
         options,
-    ))
-    .into_make_service_with_connect_info::<rampart_web::ClientAddr>();
+    ));
     let web_tls = https.then(|| {
         // The appliance certificate, as for STARTTLS; browsers speak HTTP/1.1 to us.
         let mut c = (*tls).clone();
         c.alpn_protocols = vec![b"http/1.1".to_vec()];
         tokio_rustls::TlsAcceptor::from(Arc::new(c))
     });
-    let mut web_stop = stop_rx.clone();
-    let web = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = web_stop.wait_for(|s| *s).await;
-        };
-        let served = match web_tls {
-            Some(acceptor) => match rampart_web::tls::TlsListener::new(web_listener, acceptor) {
-                Ok(listener) => {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                }
-                Err(e) => Err(e),
-            },
-            None => {
-                axum::serve(web_listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-        };
-        if let Err(e) = served {
-            tracing::error!(error = %e, "web server failed");
-        }
-    });
+    let limits = rampart_web::server::Limits {
+        max_connections: config.web.max_connections,
+        max_connections_per_ip: config.web.max_connections_per_ip,
+        timeout: Duration::from_secs(config.web.timeout_secs),
+    };
+    let web = tokio::spawn(rampart_web::server::serve(
+        web_listener,
+        web_tls,
+        app,
+        limits,
+        stop_rx.clone(),
+    ));
 
     log.info(format!(
         "Rampart {} starting, hostname {}",

@@ -42,6 +42,8 @@ pub struct DataDecoder {
     max_size: usize,
     /// Set once the message grew past `max_size`; the rest is read and discarded.
     too_big: bool,
+    /// Set when the receiver can no longer hold the message; the rest is read and discarded.
+    discarded: bool,
     size: usize,
 }
 
@@ -56,8 +58,21 @@ impl DataDecoder {
             out,
             max_size,
             too_big: false,
+            discarded: false,
             size: 0,
         }
+    }
+
+    /// Stops keeping the message (the receiver cannot hold it) and frees what was kept; the
+    /// rest is still decoded, to find the end of DATA, and dropped.
+    pub fn discard(&mut self) {
+        self.discarded = true;
+        self.out = Vec::new();
+    }
+
+    /// Bytes of memory the decoded message holds now.
+    pub fn held(&self) -> usize {
+        self.out.capacity()
     }
 
     /// Feeds bytes read from the client.
@@ -136,7 +151,7 @@ impl DataDecoder {
         if self.size > self.max_size {
             self.too_big = true;
         }
-        if !self.too_big {
+        if !self.too_big && !self.discarded {
             self.out.extend_from_slice(bytes);
         }
     }

@@ -268,6 +268,33 @@ pub mod replies {
         Some(E(4, 3, 2)),
         "Service shutting down, try again later",
     );
+    pub const TOO_MANY_FROM_ADDRESS: Reply = Reply::new(
+        code::SERVICE_NOT_AVAILABLE,
+        Some(E(4, 7, 0)),
+        "Too many concurrent connections from your address, try again later",
+    );
+    pub const SESSION_TOO_LONG: Reply = Reply::new(
+        code::SERVICE_NOT_AVAILABLE,
+        Some(E(4, 4, 2)),
+        "Session lasted too long, closing connection",
+    );
+    pub const TOO_MANY_JUNK: Reply = Reply::new(
+        code::SERVICE_NOT_AVAILABLE,
+        Some(E(4, 7, 0)),
+        "Too many commands without mail, closing connection",
+    );
+    /// RFC 5321 §6.3: a message with too many `Received:` fields is in a loop; 5.4.6 is
+    /// "routing loop detected" (RFC 3463).
+    pub const TOO_MANY_HOPS: Reply = Reply::new(
+        code::TRANSACTION_FAILED,
+        Some(E(5, 4, 6)),
+        "Too many hops, mail loop detected",
+    );
+    pub const NO_MEMORY: Reply = Reply::new(
+        code::INSUFFICIENT_STORAGE,
+        Some(E(4, 3, 1)),
+        "Insufficient system resources, try again later",
+    );
 }
 
 #[cfg(test)]

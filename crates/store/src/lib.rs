@@ -44,6 +44,8 @@ pub enum StoreError {
     Settings(String),
     #[error("the store is shutting down")]
     Closed,
+    #[error("{0}")]
+    NotDurable(String),
 }
 
 /// Messages committed together at most, so one huge burst cannot hold the write lock for long.

@@ -224,7 +224,26 @@ pub(crate) async fn writer(
             };
             match sqlx::query(pragma).execute(&mut conn).await {
                 Ok(_) => full = needs_full,
-                Err(e) => tracing::error!(error = %e, "cannot set the synchronous mode"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set the synchronous mode");
+                    if needs_full {
+                        // Without FULL a commit may not be on disk when it returns, and a `250`
+                        // must mean durable: the messages are refused (451) instead, and the
+                        // rest of the batch goes ahead.
+                        let now = unix_now();
+                        let (accepts, rest): (Vec<Job>, Vec<Job>) = batch
+                            .drain(..)
+                            .partition(|j| matches!(j, Job::Accept { .. }));
+                        for job in accepts {
+                            let why = format!("cannot make the commit durable: {e}");
+                            answer(job, Err(StoreError::NotDurable(why)), &recent, now);
+                        }
+                        batch = rest;
+                        if batch.is_empty() {
+                            continue;
+                        }
+                    }
+                }
             }
         }
         let now = unix_now();

@@ -1,10 +1,26 @@
-//! Appliance accounts: password hashing (argon2) and HTTP Basic authentication for the API.
+//! Appliance accounts: password hashing (argon2), HTTP Basic authentication for the API, and the
+//! one login throttle that the API and the UI's login form share.
 //!
-//! Verifying an argon2 hash costs tens of milliseconds by design, too much for every request of
-//! a script. Successful logins are therefore remembered for a short time, keyed by a SHA-256 of
-//! the credentials, so a changed password or role takes effect within [`CACHE_TTL`].
+//! Verifying an argon2 hash costs tens of milliseconds and 19 MiB by design, which makes every
+//! login attempt a lever for a hostile client. So, in this order:
+//! - **Throttle before hashing.** Failed attempts are counted per (account, client address) and per
+//!   client address, and an attempt is counted *before* its hash is verified: a burst of wrong
+//!   passwords costs at most [`Options::max_failed_logins`] hashes, the rest get `429` at once.
+//!   Counting per (account, address) rather than per account keeps a stranger from locking the
+//!   real administrator out.
+//! - **Bounded hashing.** At most [`HASH_PERMITS`] verifications run at once, each waiting at most
+//!   [`HASH_WAIT`] for its turn (`503` after that): memory stays bounded however many clients come.
+//! - **One hash per credential in flight.** Concurrent requests with the same name and password
+//!   share one verification (a script's burst of parallel requests costs one hash).
+//! - **Constant work for unknown accounts.** A name that does not exist is checked against a dummy
+//!   hash with the same parameters, so response times do not tell which accounts exist.
+//! - **Remembered logins are re-checked.** A verified login is remembered for [`CACHE_TTL`], keyed by
+//!   a SHA-256 of the credentials, but every use looks the account up again: a deleted account, a
+//!   changed password or a new role takes effect at the next request, from any process.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -15,7 +31,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use rampart_store::Role;
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use crate::{ApiError, AppState};
 
@@ -24,6 +40,17 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// The shortest passphrase accepted for an account.
 pub const MIN_PASSWORD: usize = 8;
+
+/// Password verifications that may run at once (argon2 takes 19 MiB each).
+pub const HASH_PERMITS: usize = 2;
+
+/// How long an attempt waits for a verification slot before it is answered `503`.
+pub const HASH_WAIT: Duration = Duration::from_millis(1500);
+
+/// Failed attempts from one client address, over all accounts, allowed per lockout period, as a
+/// multiple of the per-account limit: enough for an administrator who mistypes a few names, too
+/// few to spray passwords over many accounts.
+const PER_ADDRESS_FACTOR: u32 = 4;
 
 /// Account names: what a login form and a Basic header carry unambiguously.
 pub fn valid_username(name: &str) -> bool {
@@ -115,14 +142,166 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Recently verified credentials.
-#[derive(Debug, Default)]
-pub(crate) struct Cache {
-    entries: Mutex<HashMap<[u8; 32], (String, Role, Instant)>>,
+/// What a name that is not an account is verified against: a hash with the default parameters,
+/// so that an unknown name costs what a known one does.
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    hash_password("rampart-no-such-account").unwrap_or_else(|_| {
+        // Hashing a constant with a fresh salt cannot fail; should it ever, any PHC string with
+        // the default parameters still does the same work.
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+            .to_owned()
+    })
+});
+
+/// Why a login was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong name or password.
+    Invalid,
+    /// Too many failed attempts from this client; try again in this many seconds.
+    Locked(u64),
+    /// Every verification slot is busy; try again shortly.
+    Busy,
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::Invalid => ApiError::unauthorized(),
+            Refusal::Locked(secs) => ApiError::too_many_requests(
+                format!("too many failed logins from this address; try again in {secs} seconds"),
+                secs,
+            ),
+            Refusal::Busy => ApiError::busy(
+                "too many logins are being checked at once; try again in a second".to_owned(),
+            ),
+        }
+    }
+}
+
+/// Login limits; from the `[web]` section of the bootstrap configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Failed logins per (account, client address) before that pair is refused.
+    pub max_failed_logins: u32,
+    /// How long a refused pair stays refused.
+    pub lockout: Duration,
+}
+
+/// One verification, shared by the concurrent requests that carry the same credentials.
+type Verification = OnceCell<Result<Caller, Refusal>>;
+
+/// Login state shared by the API and the UI: the throttle, the verification slots, the logins in
+/// flight and the remembered ones.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    options: Options,
+    failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
+    hashing: Semaphore,
+    in_flight: Mutex<HashMap<[u8; 32], Arc<Verification>>>,
+    /// Remembered logins: the caller and the password hash they were verified against.
+    cache: Mutex<HashMap<[u8; 32], (String, String, Instant)>>,
+}
+
+impl Guard {
+    pub(crate) fn new(options: Options) -> Guard {
+        Guard {
+            options,
+            failures: std::sync::Mutex::default(),
+            hashing: Semaphore::new(HASH_PERMITS),
+            in_flight: Mutex::default(),
+            cache: Mutex::default(),
+        }
+    }
+
+    fn keys(name: &str, client: Option<IpAddr>) -> [String; 2] {
+        let ip = client.map_or_else(|| "unknown".to_owned(), |ip| canonical(ip).to_string());
+        [
+            format!("account:{}|ip:{ip}", name.to_ascii_lowercase()),
+            format!("ip:{ip}"),
+        ]
+    }
+
+    fn limits(&self) -> [u32; 2] {
+        let max = self.options.max_failed_logins.max(1);
+        [max, max.saturating_mul(PER_ADDRESS_FACTOR)]
+    }
+
+    /// Seconds until these keys may try again, if one of them is over its limit.
+    fn locked(&self, keys: &[String; 2]) -> Option<u64> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        self.over_limit(&mut failures, keys)
+    }
+
+    fn over_limit(
+        &self,
+        failures: &mut HashMap<String, (u32, Instant)>,
+        keys: &[String; 2],
+    ) -> Option<u64> {
+        let lockout = self.options.lockout;
+        failures.retain(|_, (_, last)| last.elapsed() < lockout);
+        keys.iter()
+            .zip(self.limits())
+            .filter_map(|(k, max)| failures.get(k).filter(|(n, _)| *n >= max))
+            .map(|(_, last)| lockout.saturating_sub(last.elapsed()).as_secs() + 1)
+            .max()
+    }
+
+    /// Admits an attempt to be checked, counting it as failed in the same step (so concurrent
+    /// attempts cannot all pass the check before any is counted); [`Guard::settle`] takes the
+    /// count back when it succeeds.
+    fn admit(&self, keys: &[String; 2]) -> Result<(), u64> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wait) = self.over_limit(&mut failures, keys) {
+            return Err(wait);
+        }
+        for k in keys {
+            let e = failures.entry(k.clone()).or_insert((0, Instant::now()));
+            e.0 = e.0.saturating_add(1);
+            e.1 = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// A successful login clears its (account, address) count and takes back its own count from
+    /// the address (so a valid login cannot reset the count of guesses at other accounts); an
+    /// attempt that was never checked (no slot free) is taken back from both.
+    fn settle(&self, keys: &[String; 2], outcome: &Result<Caller, Refusal>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let [pair, address] = keys;
+        match outcome {
+            Ok(_) => {
+                failures.remove(pair);
+                uncount(&mut failures, address);
+            }
+            Err(Refusal::Busy) => {
+                uncount(&mut failures, pair);
+                uncount(&mut failures, address);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn uncount(failures: &mut HashMap<String, (u32, Instant)>, key: &str) {
+    if let Some(e) = failures.get_mut(key) {
+        e.0 = e.0.saturating_sub(1);
+        if e.0 == 0 {
+            failures.remove(key);
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address counts as its IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
 }
 
 /// An authenticated API caller.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub name: String,
     pub role: Role,
@@ -173,45 +352,119 @@ impl FromRequestParts<AppState> for Caller {
             .map_err(|_| ApiError::unauthorized())?;
         let decoded = String::from_utf8(decoded).map_err(|_| ApiError::unauthorized())?;
         let (name, password) = decoded.split_once(':').ok_or_else(ApiError::unauthorized)?;
-        authenticate(state, name, password)
-            .await
-            .ok_or_else(ApiError::unauthorized)
+        let client = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::ClientAddr>>()
+            .map(|c| c.0.0.ip());
+        Ok(authenticate(state, name, password, client).await?)
     }
 }
 
-/// Checks a name and password against the accounts, using the cache of recent logins.
-pub async fn authenticate(state: &AppState, name: &str, password: &str) -> Option<Caller> {
+/// Checks a name and password from `client` against the accounts: the throttle first, then the
+/// remembered logins, then one bounded argon2 verification.
+pub async fn authenticate(
+    state: &AppState,
+    name: &str,
+    password: &str,
+    client: Option<IpAddr>,
+) -> Result<Caller, Refusal> {
+    let guard = &state.auth;
+    let keys = Guard::keys(name, client);
+    if let Some(wait) = guard.locked(&keys) {
+        tracing::warn!(
+            user = name,
+            ?client,
+            "login refused: too many failed attempts"
+        );
+        return Err(Refusal::Locked(wait));
+    }
     let key: [u8; 32] = Sha256::new()
         .chain_update(name.as_bytes())
         .chain_update([0u8])
         .chain_update(password.as_bytes())
         .finalize()
         .into();
-    {
-        let entries = state.auth.entries.lock().await;
-        if let Some((n, role, at)) = entries.get(&key)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Some(Caller {
-                name: n.clone(),
-                role: *role,
-            });
+    if let Some(caller) = remembered(state, &key).await {
+        return Ok(caller);
+    }
+    let cell = {
+        let mut in_flight = guard.in_flight.lock().await;
+        in_flight.entry(key).or_default().clone()
+    };
+    let outcome = cell
+        .get_or_init(|| async {
+            if let Err(wait) = guard.admit(&keys) {
+                return Err(Refusal::Locked(wait));
+            }
+            let outcome = verify(state, name, password, &key).await;
+            guard.settle(&keys, &outcome);
+            outcome
+        })
+        .await
+        .clone();
+    guard.in_flight.lock().await.remove(&key);
+    if outcome.is_err() {
+        tracing::warn!(user = name, ?client, "login failed");
+    }
+    outcome
+}
+
+/// A remembered login, if its account still has the password it was verified against; the role
+/// is the account's current one.
+async fn remembered(state: &AppState, key: &[u8; 32]) -> Option<Caller> {
+    let (name, hash) = {
+        let mut cache = state.auth.cache.lock().await;
+        match cache.get(key) {
+            Some((_, _, at)) if at.elapsed() >= CACHE_TTL => {
+                cache.remove(key);
+                return None;
+            }
+            Some((name, hash, _)) => (name.clone(), hash.clone()),
+            None => return None,
+        }
+    };
+    match state.store.user(&name).await {
+        Ok(Some(user)) if user.password_hash == hash => Some(Caller {
+            name: user.name,
+            role: user.role,
+        }),
+        _ => {
+            state.auth.cache.lock().await.remove(key);
+            None
         }
     }
-    let user = state.store.user(name).await.ok()??;
-    let hash = user.password_hash.clone();
-    let pw = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+}
+
+/// One argon2 verification in a bounded slot, against the account's hash or the dummy one.
+async fn verify(
+    state: &AppState,
+    name: &str,
+    password: &str,
+    key: &[u8; 32],
+) -> Result<Caller, Refusal> {
+    let user = state.store.user(name).await.ok().flatten();
+    let Ok(Ok(_permit)) = tokio::time::timeout(HASH_WAIT, state.auth.hashing.acquire()).await
+    else {
+        tracing::warn!(
+            user = name,
+            "login not checked: every verification slot is busy"
+        );
+        return Err(Refusal::Busy);
+    };
+    let hash = user
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
+    let (pw, checked) = (password.to_owned(), hash.clone());
+    let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &checked))
         .await
         .unwrap_or(false);
-    if !ok {
-        tracing::warn!(user = name, "API authentication failed");
-        return None;
-    }
-    let mut entries = state.auth.entries.lock().await;
-    entries.retain(|_, (_, _, at)| at.elapsed() < CACHE_TTL);
-    entries.insert(key, (user.name.clone(), user.role, Instant::now()));
-    Some(Caller {
+    let Some(user) = user.filter(|_| ok) else {
+        return Err(Refusal::Invalid);
+    };
+    let mut cache = state.auth.cache.lock().await;
+    cache.retain(|_, (_, _, at)| at.elapsed() < CACHE_TTL);
+    cache.insert(*key, (user.name.clone(), hash, Instant::now()));
+    Ok(Caller {
         name: user.name,
         role: user.role,
     })
@@ -228,5 +481,69 @@ mod tests {
         assert!(verify_password("s3cret", &h));
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("s3cret", "not a hash"));
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let real = hash_password("anything").unwrap();
+        let params = |h: &str| h.split('$').nth(3).unwrap_or_default().to_owned();
+        assert_eq!(params(&DUMMY_HASH), params(&real));
+        assert!(!verify_password("rampart-no-such-accoun", &DUMMY_HASH));
+    }
+
+    fn guard() -> Guard {
+        Guard::new(Options {
+            max_failed_logins: 3,
+            lockout: Duration::from_secs(60),
+        })
+    }
+
+    #[test]
+    fn attempts_count_per_account_and_address() {
+        let g = guard();
+        let a = Guard::keys("Admin", Some("192.0.2.1".parse().unwrap()));
+        let b = Guard::keys("admin", Some("192.0.2.2".parse().unwrap()));
+        for _ in 0..3 {
+            assert_eq!(g.admit(&a), Ok(()));
+        }
+        assert!(g.locked(&a).is_some(), "the pair is locked");
+        assert!(g.admit(&a).is_err());
+        assert_eq!(g.locked(&b), None, "the account from elsewhere is not");
+        let other = Guard::keys("oper", Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            g.locked(&other),
+            None,
+            "another account from the address is not"
+        );
+        for _ in 0..2 {
+            g.admit(&other).unwrap();
+        }
+        for name in ["x", "y", "z", "w", "v"] {
+            for _ in 0..2 {
+                let _ = g.admit(&Guard::keys(name, Some("192.0.2.1".parse().unwrap())));
+            }
+        }
+        let third = Guard::keys("third", Some("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(
+            g.locked(&third).is_some(),
+            "the address is over its own limit"
+        );
+    }
+
+    #[test]
+    fn a_success_clears_its_pair_but_not_the_address() {
+        let g = guard();
+        let a = Guard::keys("admin", Some("192.0.2.1".parse().unwrap()));
+        g.admit(&a).unwrap();
+        g.admit(&a).unwrap();
+        let ok = Ok(Caller {
+            name: "admin".into(),
+            role: Role::Admin,
+        });
+        g.admit(&a).unwrap();
+        g.settle(&a, &ok);
+        let failures = g.failures.lock().unwrap();
+        assert_eq!(failures.get(&a[0]), None);
+        assert_eq!(failures.get(&a[1]).map(|e| e.0), Some(2));
     }
 }

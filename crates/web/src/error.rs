@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -16,6 +18,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -23,6 +26,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::CONFLICT,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -30,6 +34,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -37,6 +42,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: "authentication required: use HTTP Basic with an appliance account".into(),
+            retry_after: None,
         }
     }
 
@@ -44,6 +50,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::FORBIDDEN,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -53,6 +60,25 @@ impl ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "internal error; see the appliance log".into(),
+            retry_after: None,
+        }
+    }
+
+    /// The client must slow down (failed logins); it may try again after `secs`.
+    pub fn too_many_requests(message: impl Into<String>, secs: u64) -> ApiError {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            retry_after: Some(secs),
+        }
+    }
+
+    /// The appliance is busy with this kind of request; try again in a second.
+    pub fn busy(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            retry_after: Some(1),
         }
     }
 }
@@ -83,6 +109,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Basic realm=\"Rampart\""),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         response
     }

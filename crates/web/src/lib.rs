@@ -8,7 +8,7 @@
 pub mod api;
 pub mod auth;
 mod error;
-pub mod tls;
+pub mod server;
 mod ui;
 
 use std::sync::Arc;
@@ -27,10 +27,9 @@ pub struct AppState {
     pub settings: SharedSettings,
     /// Serialises settings edits, so two concurrent changes cannot overwrite each other.
     pub(crate) settings_edit: Arc<Mutex<()>>,
-    pub(crate) auth: Arc<auth::Cache>,
+    /// The login throttle, verification slots and remembered logins (API and UI alike).
+    pub(crate) auth: Arc<auth::Guard>,
     pub(crate) options: Arc<WebOptions>,
-    /// Recent failed logins, for throttling.
-    pub(crate) throttle: Arc<ui::session::Throttle>,
     /// When the appliance started, for *System Status*.
     pub(crate) started: std::time::Instant,
 }
@@ -42,7 +41,8 @@ pub struct WebOptions {
     pub https: bool,
     /// Seconds a session may stay idle.
     pub session_idle_secs: i64,
-    /// Failed logins (per account, per client address) before logins are refused.
+    /// Failed logins per (account, client address) before that pair is refused; a client
+    /// address is refused after four times as many over all accounts.
     pub max_failed_logins: u32,
     /// How long logins stay refused after that.
     pub lockout: std::time::Duration,
@@ -71,9 +71,11 @@ impl AppState {
             store,
             settings,
             settings_edit: Arc::default(),
-            auth: Arc::default(),
+            auth: Arc::new(auth::Guard::new(auth::Options {
+                max_failed_logins: options.max_failed_logins,
+                lockout: options.lockout,
+            })),
             options: Arc::new(options),
-            throttle: Arc::default(),
             started: std::time::Instant::now(),
         }
     }
@@ -82,25 +84,6 @@ impl AppState {
 /// The client's address as the listener saw it (plain TCP or TLS), for login throttling.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
-
-impl<'a>
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, tokio::net::TcpListener>>
-    for ClientAddr
-{
-    fn connect_info(
-        stream: axum::serve::IncomingStream<'a, tokio::net::TcpListener>,
-    ) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, tls::TlsListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'a, tls::TlsListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {

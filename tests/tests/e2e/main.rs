@@ -13,6 +13,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod emailauth;
+mod hardening;
 mod smtp_ingest;
 mod smtp_refusals;
 mod smuggling;

@@ -272,6 +272,7 @@ async fn start_appliance(
         &config,
         format!(
             "hostname = \"rampart.bench\"\ndata_dir = \"{}\"\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nmax_connections = {max_conns}\n\
+             max_connections_per_ip = {max_conns}\n\
              [web]\nlisten = \"127.0.0.1:0\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\n[tdc]\ntls = \"off\"\n",
             dir.0.join("data").display()
         ),

@@ -14,6 +14,45 @@ use axum::routing::get;
 use crate::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
+    routes().layer(axum::middleware::from_fn(same_origin_only))
+}
+
+/// Browsers keep HTTP Basic credentials and send them with any request to the appliance, also
+/// one that a hostile page makes (a form posted to `/api/v1/quarantine/{mid}/release` needs no
+/// body). Scripts send neither `Origin` nor `Sec-Fetch-Site`; a browser sends them on every
+/// cross-site request that changes something, so such a request is refused.
+async fn same_origin_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{Method, header};
+    use axum::response::IntoResponse;
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let headers = req.headers();
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    let cross_site = !matches!(fetch_site, "none" | "same-origin");
+    let foreign_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
+        let origin = origin.to_str().unwrap_or_default();
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+        host.is_empty() || !origin_host.eq_ignore_ascii_case(host)
+    });
+    if changes && (cross_site || foreign_origin) {
+        return crate::ApiError::forbidden(
+            "cross-site request refused: the API takes changes from scripts and same-origin pages only",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/hat", settings::get_handler("hat"))
@@ -125,6 +164,67 @@ mod tests {
     #[test]
     fn openapi_documents_exactly_the_routes() {
         assert_eq!(routes_in_openapi(), routes_in_source());
+    }
+
+    #[tokio::test]
+    async fn cross_site_changes_are_refused_before_authentication() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rampart_store::Store::open(&dir.path().join("r.db"))
+            .await
+            .unwrap();
+        let snapshot = rampart_settings::Settings::default().compile().unwrap();
+        let state = crate::AppState::new(
+            store,
+            Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
+            crate::WebOptions::default(),
+        );
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], StatusCode);
+        let cases: &[Case] = &[
+            (
+                "POST",
+                &[("origin", "http://evil.example"), ("host", "gw:8080")],
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "POST",
+                &[("sec-fetch-site", "cross-site")],
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "POST",
+                &[("sec-fetch-site", "same-site")],
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "POST",
+                &[("origin", "null"), ("host", "gw:8080")],
+                StatusCode::FORBIDDEN,
+            ),
+            // A script, or a page of the appliance itself, gets as far as authentication.
+            ("POST", &[], StatusCode::UNAUTHORIZED),
+            (
+                "POST",
+                &[
+                    ("origin", "https://GW:8080"),
+                    ("host", "gw:8080"),
+                    ("sec-fetch-site", "same-origin"),
+                ],
+                StatusCode::UNAUTHORIZED,
+            ),
+        ];
+        for (method, headers, want) in cases {
+            let mut req = Request::builder()
+                .method(*method)
+                .uri("/api/v1/quarantine/1/release");
+            for (k, v) in *headers {
+                req = req.header(*k, *v);
+            }
+            let r = crate::router(state.clone())
+                .oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(r.status(), *want, "{method} {headers:?}");
+        }
     }
 
     #[tokio::test]

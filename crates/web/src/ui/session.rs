@@ -4,10 +4,6 @@
 //! `HttpOnly` and `SameSite=Strict` (and `Secure` when the UI is served over HTTPS), and every
 //! form also carries the session's CSRF token.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
-
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
@@ -15,47 +11,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 
 use super::{Posted, UiError, render};
+use crate::auth::Refusal;
 use crate::{AppState, ClientAddr};
+use axum::http::StatusCode;
 
 const COOKIE: &str = "rampart_session";
-
-/// Failed logins per account and per client address.
-#[derive(Debug, Default)]
-pub(crate) struct Throttle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl Throttle {
-    /// Seconds until `keys` may try again, if any of them is locked out.
-    async fn locked(&self, keys: &[String], max: u32, lockout: Duration) -> Option<u64> {
-        let mut failures = self.failures.lock().await;
-        failures.retain(|_, (_, last)| last.elapsed() < lockout);
-        keys.iter()
-            .filter_map(|k| failures.get(k))
-            .filter(|(n, _)| *n >= max)
-            .map(|(_, last)| lockout.saturating_sub(last.elapsed()).as_secs() + 1)
-            .max()
-    }
-
-    async fn fail(&self, keys: &[String]) {
-        let mut failures = self.failures.lock().await;
-        for k in keys {
-            let e = failures.entry(k.clone()).or_insert((0, Instant::now()));
-            e.0 += 1;
-            e.1 = Instant::now();
-        }
-    }
-
-    async fn succeed(&self, keys: &[String]) {
-        let mut failures = self.failures.lock().await;
-        for k in keys {
-            failures.remove(k);
-        }
-    }
-}
 
 pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
@@ -141,10 +103,6 @@ pub(crate) async fn login(
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
-    let mut keys = vec![format!("user:{}", form.username.to_ascii_lowercase())];
-    if let Some(addr) = client {
-        keys.push(format!("ip:{}", canonical(addr.ip())));
-    }
     let page = |error: String, status| {
         let mut r = render(&LoginPage {
             next: next.clone(),
@@ -154,31 +112,32 @@ pub(crate) async fn login(
         *r.status_mut() = status;
         r
     };
-    let opts = &state.options;
-    if let Some(wait) = state
-        .throttle
-        .locked(&keys, opts.max_failed_logins, opts.lockout)
-        .await
-    {
-        tracing::warn!(user = %form.username, "web UI login refused: too many failed attempts");
-        return page(
-            format!(
-                "Too many failed logins. Try again in {} minute(s).",
-                wait.div_ceil(60)
-            ),
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
-    let Some(caller) = crate::auth::authenticate(&state, &form.username, &form.password).await
-    else {
-        state.throttle.fail(&keys).await;
-        tracing::warn!(user = %form.username, "web UI login failed");
-        return page(
-            "Invalid username or password.".into(),
-            axum::http::StatusCode::UNAUTHORIZED,
-        );
-    };
-    state.throttle.succeed(&keys).await;
+    let client = client.map(|a| a.ip());
+    let caller =
+        match crate::auth::authenticate(&state, &form.username, &form.password, client).await {
+            Ok(caller) => caller,
+            Err(Refusal::Locked(wait)) => {
+                return page(
+                    format!(
+                        "Too many failed logins. Try again in {} minute(s).",
+                        wait.div_ceil(60)
+                    ),
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+            }
+            Err(Refusal::Busy) => {
+                return page(
+                    "The appliance is busy checking other logins. Try again in a moment.".into(),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                );
+            }
+            Err(Refusal::Invalid) => {
+                return page(
+                    "Invalid username or password.".into(),
+                    StatusCode::UNAUTHORIZED,
+                );
+            }
+        };
     let token = random_token();
     if let Err(e) = state
         .store
@@ -231,12 +190,4 @@ pub(crate) async fn logout(
     }
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
-}
-
-/// An IPv4-mapped IPv6 address counts as its IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
 }
