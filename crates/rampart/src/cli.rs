@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use rampart_config::Config;
 use rampart_settings::Settings;
@@ -34,7 +34,14 @@ enum Command {
     /// Write all runtime settings (HAT, RAT, ...) to FILE as TOML ("-" for standard output).
     Saveconfig { file: PathBuf },
     /// Validate FILE and apply all of its runtime settings at once, or nothing if any is invalid.
-    Loadconfig { file: PathBuf },
+    /// FILE must name every table (as saveconfig writes it), so that nothing is reset by
+    /// omission; with --partial only the tables it names are replaced and the rest are kept.
+    Loadconfig {
+        file: PathBuf,
+        /// Replace only the tables FILE names; keep every other table as it is.
+        #[arg(long)]
+        partial: bool,
+    },
     /// Print the configuration reference (every key of the --config file) as Markdown.
     ConfigReference,
     /// Run a small SMTP sink that stores every message it receives as an .eml file.
@@ -163,8 +170,8 @@ pub(crate) fn main() -> ExitCode {
             Command::Saveconfig { file } => {
                 saveconfig(&load_config(cli.config.as_deref())?, &file).await
             }
-            Command::Loadconfig { file } => {
-                loadconfig(&load_config(cli.config.as_deref())?, &file).await
+            Command::Loadconfig { file, partial } => {
+                loadconfig(&load_config(cli.config.as_deref())?, &file, partial).await
             }
             Command::Tophosts { sort, json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
@@ -293,21 +300,60 @@ async fn saveconfig(config: &Config, file: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn loadconfig(config: &Config, file: &Path) -> Result<()> {
+async fn loadconfig(config: &Config, file: &Path, partial: bool) -> Result<()> {
     let text = if file == Path::new("-") {
         std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
     } else {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
     };
-    let settings = Settings::from_toml(&text)
-        .map_err(|e| anyhow::anyhow!("{} is invalid, nothing was changed:\n{e}", file.display()))?;
     let store = open_store(config).await?;
-    store.save_settings(&settings, &cli_audit()).await?;
-    eprintln!(
-        "runtime settings loaded from {}; a running appliance applies them within a second",
-        file.display()
-    );
-    Ok(())
+    // A read-modify-write of the stored settings, saved only if nobody saved meanwhile (the
+    // web UI or the API of the running appliance); then read again and re-applied.
+    for _ in 0..5 {
+        let (current, generation) = store.load_settings_at().await?;
+        let mut settings = if partial {
+            current
+        } else {
+            Settings::default()
+        };
+        let named = settings.apply_toml(&text).map_err(|e| {
+            anyhow::anyhow!("{} is invalid, nothing was changed:\n{e}", file.display())
+        })?;
+        let missing: Vec<&str> = rampart_settings::TABLES
+            .iter()
+            .copied()
+            .filter(|t| !named.iter().any(|n| n == t))
+            .collect();
+        if !partial && !missing.is_empty() {
+            bail!(
+                "{} does not name the table(s) {}: loading it would reset them to their defaults, so nothing was changed. \
+                 Use `loadconfig --partial` to replace only the tables the file names, or add the missing ones \
+                 (`rampart saveconfig` writes them all)",
+                file.display(),
+                missing.join(", ")
+            );
+        }
+        match store
+            .save_settings_if(&settings, &cli_audit(), generation)
+            .await
+        {
+            Ok(_) => {
+                let which = if partial {
+                    format!(" (tables {})", named.join(", "))
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "runtime settings loaded from {}{which}; a running appliance applies them within a second",
+                    file.display()
+                );
+                return Ok(());
+            }
+            Err(rampart_store::StoreError::Stale { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("the settings kept changing while they were loaded; nothing was changed, try again")
 }
 
 /// The audit record of a change made from the command line: the OS account and the exact command.

@@ -37,15 +37,17 @@ pub(crate) enum Action {
     },
 }
 
-/// Validates and saves changed settings; every problem is reported.
-async fn save(store: &Store, settings: Settings) -> Result<()> {
+/// Validates and saves changed settings, read at `generation`; every problem is reported. A
+/// save by someone else in between (the web UI, the API) is not overwritten: nothing is saved.
+async fn save(store: &Store, settings: Settings, generation: i64) -> Result<()> {
     settings
         .clone()
         .compile()
         .map_err(|e| anyhow!("the change is invalid, nothing was saved:\n{e}"))?;
     store
-        .save_settings(&settings, &crate::cli::cli_audit())
-        .await?;
+        .save_settings_if(&settings, &crate::cli::cli_audit(), generation)
+        .await
+        .map_err(|e| anyhow!("nothing was saved: {e}"))?;
     Ok(())
 }
 
@@ -56,7 +58,7 @@ pub(crate) async fn tdcconfig(
     intake_address: Option<String>,
     json: bool,
 ) -> Result<()> {
-    let mut settings = store.load_settings().await?;
+    let (mut settings, generation) = store.load_settings_at().await?;
     if enable || disable || intake_address.is_some() {
         if enable {
             settings.tdc.enabled = true;
@@ -67,7 +69,7 @@ pub(crate) async fn tdcconfig(
         if let Some(a) = intake_address {
             settings.tdc.intake_address = a.trim().to_owned();
         }
-        save(store, settings.clone()).await?;
+        save(store, settings.clone(), generation).await?;
         eprintln!(
             "Threat Defense Connector settings saved; a running appliance applies them within a second"
         );
@@ -115,7 +117,7 @@ pub(crate) async fn run(
     outgoing: bool,
     json: bool,
 ) -> Result<()> {
-    let mut settings = store.load_settings().await?;
+    let (mut settings, generation) = store.load_settings_at().await?;
     let table = if outgoing {
         &mut settings.outgoing_policies
     } else {
@@ -199,7 +201,7 @@ pub(crate) async fn run(
             };
         }
     }
-    save(store, settings).await?;
+    save(store, settings, generation).await?;
     eprintln!("policies saved; a running appliance applies them within a second");
     Ok(())
 }

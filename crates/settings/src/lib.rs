@@ -170,11 +170,20 @@ impl Settings {
 
     /// Parses an export file, reporting every problem found (missing tables keep their defaults).
     pub fn from_toml(text: &str) -> Result<Settings, SettingsErrors> {
+        let mut settings = Settings::default();
+        settings.apply_toml(text)?;
+        Ok(settings)
+    }
+
+    /// Replaces the tables an export file names, reporting every problem found; returns the
+    /// names of the tables the file carried. On error `self` may be half-changed: apply to a
+    /// copy.
+    pub fn apply_toml(&mut self, text: &str) -> Result<Vec<String>, SettingsErrors> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             SettingsErrors(vec![format!("not valid TOML: {}", e.to_string().trim())])
         })?;
-        let mut settings = Settings::default();
         let mut errors = Vec::new();
+        let mut named = Vec::new();
         for (key, value) in table {
             let json = match serde_json::to_value(&value) {
                 Ok(j) => j,
@@ -183,16 +192,17 @@ impl Settings {
                     continue;
                 }
             };
-            if let Err(e) = settings.set_table_json(&key, &json) {
-                errors.extend(e.0);
+            match self.set_table_json(&key, &json) {
+                Ok(()) => named.push(key),
+                Err(e) => errors.extend(e.0),
             }
         }
         // Semantic checks, so that loadconfig reports everything in one pass.
-        if let Err(e) = settings.clone().compile() {
+        if let Err(e) = self.clone().compile() {
             errors.extend(e.0);
         }
         if errors.is_empty() {
-            Ok(settings)
+            Ok(named)
         } else {
             Err(SettingsErrors(errors))
         }

@@ -233,6 +233,21 @@ impl Store {
             .collect()
     }
 
+    /// The live state each of `user`'s staged tables had when first changed (`None` for changes
+    /// staged by an older version).
+    pub async fn pending_bases(
+        &self,
+        user: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT name, base FROM pending_tables WHERE user = ?1")
+            .bind(user)
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("base")?)))
+            .collect()
+    }
+
     /// What `user` changed and has not committed: (unix seconds, description), oldest first.
     pub async fn pending_changes(&self, user: &str) -> Result<Vec<(i64, String)>, StoreError> {
         let rows =
@@ -254,22 +269,25 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Records an uncommitted change: the new state of the tables it touched and its description.
+    /// Records an uncommitted change: the new state of the tables it touched, their live state
+    /// (kept from the first change of each table, the base a commit is checked against) and its
+    /// description. `tables` holds `(name, new value, live value)`.
     pub async fn put_pending(
         &self,
         user: &str,
-        tables: &[(&str, String)],
+        tables: &[(&str, String, String)],
         description: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        for (name, value) in tables {
+        for (name, value, base) in tables {
             sqlx::query(
-                "INSERT INTO pending_tables (user, name, value) VALUES (?1, ?2, ?3) \
+                "INSERT INTO pending_tables (user, name, value, base) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(user, name) DO UPDATE SET value = excluded.value",
             )
             .bind(user)
             .bind(name)
             .bind(value)
+            .bind(base)
             .execute(&mut *tx)
             .await?;
         }
@@ -291,15 +309,17 @@ impl Store {
         Ok(())
     }
 
-    /// Commits `user`'s pending changes: saves `settings` (the live settings with the pending
-    /// tables applied, validated by the caller), records `audit`, and clears the pending state,
-    /// all in one transaction.
+    /// Commits `user`'s pending changes: saves `settings` (the stored settings at `generation`
+    /// with the pending tables applied, validated by the caller), records `audit`, and clears
+    /// the pending state, all in one transaction — or [`StoreError::Stale`] when the stored
+    /// settings are no longer at `generation`.
     pub async fn commit_pending(
         &self,
         settings: &rampart_settings::Settings,
         audit: &Audit,
+        generation: i64,
     ) -> Result<i64, StoreError> {
-        self.save_settings_clearing(settings, audit, Some(&audit.user))
+        self.save_settings_clearing(settings, audit, Some(&audit.user), Some(generation))
             .await
     }
 
@@ -504,7 +524,11 @@ mod tests {
         let (_dir, store) = temp_store().await;
         user(&store, "admin", Role::Admin).await;
         store
-            .put_pending("admin", &[("rat", "[]".into())], "RAT: added example.com")
+            .put_pending(
+                "admin",
+                &[("rat", "[]".into(), "[]".into())],
+                "RAT: added example.com",
+            )
             .await
             .unwrap();
         assert_eq!(store.pending_tables("admin").await.unwrap().len(), 1);
@@ -518,8 +542,11 @@ mod tests {
             comment: "ticket 42".into(),
             changes: changes.into_iter().map(|c| c.1).collect(),
         };
-        let settings = store.load_settings().await.unwrap();
-        store.commit_pending(&settings, &audit).await.unwrap();
+        let (settings, generation) = store.load_settings_at().await.unwrap();
+        store
+            .commit_pending(&settings, &audit, generation)
+            .await
+            .unwrap();
         assert!(store.pending_tables("admin").await.unwrap().is_empty());
         assert!(store.pending_changes("admin").await.unwrap().is_empty());
         let log = store.audit_log(10).await.unwrap();
@@ -533,11 +560,11 @@ mod tests {
         user(&store, "a", Role::Admin).await;
         user(&store, "b", Role::Admin).await;
         store
-            .put_pending("a", &[("rat", "[]".into())], "x")
+            .put_pending("a", &[("rat", "[]".into(), "[]".into())], "x")
             .await
             .unwrap();
         store
-            .put_pending("b", &[("hat", "[]".into())], "y")
+            .put_pending("b", &[("hat", "[]".into(), "[]".into())], "y")
             .await
             .unwrap();
         store.abandon_pending("a").await.unwrap();

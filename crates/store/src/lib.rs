@@ -46,6 +46,12 @@ pub enum StoreError {
     Closed,
     #[error("{0}")]
     NotDurable(String),
+    #[error(
+        "the settings changed meanwhile (generation {current}, this change was based on {expected}); read them again and redo the change"
+    )]
+    Stale { expected: i64, current: i64 },
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Messages committed together at most, so one huge burst cannot hold the write lock for long.

@@ -9,9 +9,21 @@ use crate::{Audit, Store, StoreError};
 impl Store {
     /// Loads the settings; tables never saved keep their defaults.
     pub async fn load_settings(&self) -> Result<Settings, StoreError> {
+        Ok(self.load_settings_at().await?.0)
+    }
+
+    /// The stored settings with the generation they are at, read in one transaction: the base
+    /// of a read-modify-write that ends with [`Store::save_settings_if`].
+    pub async fn load_settings_at(&self) -> Result<(Settings, i64), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let generation: i64 =
+            sqlx::query_scalar("SELECT generation FROM settings_meta WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
         let rows = sqlx::query("SELECT name, value FROM settings")
-            .fetch_all(self.pool())
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         let mut settings = Settings::default();
         for r in rows {
             let name: String = r.try_get("name")?;
@@ -22,7 +34,7 @@ impl Store {
                 .set_table_json(&name, &json)
                 .map_err(|e| StoreError::Settings(e.to_string()))?;
         }
-        Ok(settings)
+        Ok((settings, generation))
     }
 
     /// Saves every table and the audit record of the change in one transaction, and bumps the
@@ -32,7 +44,21 @@ impl Store {
         settings: &Settings,
         audit: &Audit,
     ) -> Result<i64, StoreError> {
-        self.save_settings_clearing(settings, audit, None).await
+        self.save_settings_clearing(settings, audit, None, None)
+            .await
+    }
+
+    /// [`Store::save_settings`] as a compare-and-swap: only if the stored settings are still at
+    /// `generation` (the one they were read at), else [`StoreError::Stale`] and nothing changes.
+    /// Two writers can then never silently overwrite each other.
+    pub async fn save_settings_if(
+        &self,
+        settings: &Settings,
+        audit: &Audit,
+        generation: i64,
+    ) -> Result<i64, StoreError> {
+        self.save_settings_clearing(settings, audit, None, Some(generation))
+            .await
     }
 
     /// [`Store::save_settings`], also removing `user`'s pending UI changes in the same
@@ -42,8 +68,21 @@ impl Store {
         settings: &Settings,
         audit: &Audit,
         clear_pending_of: Option<&str>,
+        expected: Option<i64>,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin().await?;
+        if let Some(expected) = expected {
+            // The generation row is updated below in this transaction; this first write takes
+            // SQLite's write lock, so nobody can save between the check and the save.
+            let current: i64 = sqlx::query_scalar(
+                "UPDATE settings_meta SET generation = generation WHERE id = 1 RETURNING generation",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if current != expected {
+                return Err(StoreError::Stale { expected, current });
+            }
+        }
         crate::admin::insert_audit(&mut tx, audit).await?;
         if let Some(user) = clear_pending_of {
             crate::admin::clear_pending(&mut tx, user).await?;
@@ -102,5 +141,30 @@ mod tests {
         assert!(g1 > g0);
         assert_eq!(store.settings_generation().await.unwrap(), g1);
         assert_eq!(store.load_settings().await.unwrap(), s);
+    }
+
+    #[tokio::test]
+    async fn a_stale_write_is_refused_and_changes_nothing() {
+        let (_dir, store) = temp_store().await;
+        let (mut mine, at) = store.load_settings_at().await.unwrap();
+        let (mut theirs, _) = store.load_settings_at().await.unwrap();
+        theirs.rat.push(RatEntry {
+            domain: "theirs.example".into(),
+            action: RatAction::Accept,
+        });
+        let audit = Audit::new("admin", "api", "test");
+        let g = store.save_settings_if(&theirs, &audit, at).await.unwrap();
+        mine.rat.push(RatEntry {
+            domain: "mine.example".into(),
+            action: RatAction::Accept,
+        });
+        match store.save_settings_if(&mine, &audit, at).await {
+            Err(crate::StoreError::Stale { expected, current }) => {
+                assert_eq!((expected, current), (at, g));
+            }
+            other => panic!("expected a stale write, got {other:?}"),
+        }
+        assert_eq!(store.load_settings().await.unwrap(), theirs);
+        assert_eq!(store.load_settings_at().await.unwrap().1, g);
     }
 }

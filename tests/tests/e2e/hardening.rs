@@ -529,3 +529,75 @@ async fn the_data_dir_is_private_and_served_by_one_process() {
     let (status, _) = app.api(Method::GET, "/rat", None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn settings_writers_never_overwrite_each_other() {
+    let app = Appliance::start("").await;
+    // A file naming only some tables would reset the others: refused unless --partial.
+    let file = app.dir.join("rat-only.toml");
+    std::fs::write(
+        &file,
+        "[[rat]]\ndomain = \"loaded.example\"\naction = \"accept\"\n",
+    )
+    .unwrap();
+    let out = app.cli(&["loadconfig", file.to_str().unwrap()]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not name the table(s) hat, smtp_routes")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let out = app
+        .cli(&["loadconfig", "--partial", file.to_str().unwrap()])
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    // An API edit right after (before the appliance's once-a-second reload) builds on the
+    // stored settings, not on its older snapshot: the loaded RAT stays.
+    let routes = json!([{"domain": "example.com", "hosts": ["127.0.0.1:2626"]}]);
+    let (status, body) = app.api(Method::PUT, "/smtp-routes", Some(routes)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, rat) = app.api(Method::GET, "/rat", None).await;
+    assert_eq!(rat[0]["domain"], "loaded.example", "{rat}");
+    let (_, hat) = app.api(Method::GET, "/hat", None).await;
+    assert_eq!(hat[0]["name"], "LOOPBACK", "--partial kept the HAT");
+
+    // A client's own read-modify-write: GET gives an ETag, a PUT with a stale If-Match is 412.
+    let client = reqwest::Client::new();
+    let get = client
+        .get(app.url("/api/v1/rat"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let etag = get.headers()["etag"].to_str().unwrap().to_owned();
+    let put = |etag: String, domain: &'static str| {
+        let client = client.clone();
+        let url = app.url("/api/v1/rat");
+        async move {
+            client
+                .put(url)
+                .basic_auth("admin", Some(ADMIN_PASSWORD))
+                .header("if-match", etag)
+                .json(&json!([{"domain": domain, "action": "accept"}]))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = put(etag.clone(), "first.example").await;
+    assert_eq!(first.status().as_u16(), 200);
+    assert_ne!(first.headers()["etag"].to_str().unwrap(), etag);
+    let second = put(etag, "second.example").await;
+    assert_eq!(second.status().as_u16(), 412);
+    let body: serde_json::Value = second.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("the settings changed since you read them"),
+        "{body}"
+    );
+    let (_, rat) = app.api(Method::GET, "/rat", None).await;
+    assert_eq!(rat[0]["domain"], "first.example");
+}

@@ -290,6 +290,7 @@ async fn start_appliance(
         .arg("--config")
         .arg(&config)
         .arg("loadconfig")
+        .arg("--partial")
         .arg(&settings)
         .env("RAMPART_ADMIN_PASSWORD", "bench")
         .stderr(Stdio::null())

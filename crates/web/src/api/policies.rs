@@ -8,7 +8,7 @@ use rampart_settings::{MailPolicy, Settings};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::settings::{edit_settings, json_body};
+use super::settings::{IfMatch, edit_settings, json_body};
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
@@ -78,15 +78,20 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
 pub(crate) async fn add(
     State(state): State<AppState>,
     caller: Caller,
+    if_match: IfMatch,
     Path(direction): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     let new: NewPolicy = parse(json_body(body)?)?;
     let name = new.policy.name.clone();
     let what = format!("POST /api/v1/policies/{direction}: added {name:?}");
-    edit_settings(&state, &caller, what, |settings| {
-        rampart_policy::edit::add(table(settings, &direction)?, new.policy, new.position)
-            .map_err(ApiError::from)
+    edit_settings(&state, &caller, if_match, what, |settings| {
+        rampart_policy::edit::add(
+            table(settings, &direction)?,
+            new.policy.clone(),
+            new.position,
+        )
+        .map_err(ApiError::from)
     })
     .await?;
     let mut settings = state.settings.load().settings().clone();
@@ -119,6 +124,7 @@ pub(crate) async fn get_one(
 pub(crate) async fn put_one(
     State(state): State<AppState>,
     caller: Caller,
+    if_match: IfMatch,
     Path((direction, name)): Path<(String, String)>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -126,16 +132,16 @@ pub(crate) async fn put_one(
     // The Threat Defense Connector choice has its own page (as in AsyncOS): a PUT that does not
     // mention `tdc` keeps the policy's current choice.
     let keeps_tdc = body.get("tdc").is_none();
-    let mut new: NewPolicy = parse(body)?;
+    let new: NewPolicy = parse(body)?;
     let new_name = new.policy.name.clone();
     let what = format!("PUT /api/v1/policies/{direction}/{name}");
-    edit_settings(&state, &caller, what, |settings| {
+    edit_settings(&state, &caller, if_match, what, |settings| {
         let policies = table(settings, &direction)?;
+        let mut policy = new.policy.clone();
         if keeps_tdc && let Some(current) = policies.iter().find(|p| p.name == name) {
-            new.policy.tdc = current.tdc.clone();
+            policy.tdc = current.tdc.clone();
         }
-        rampart_policy::edit::replace(policies, &name, new.policy, new.position)
-            .map_err(ApiError::from)
+        rampart_policy::edit::replace(policies, &name, policy, new.position).map_err(ApiError::from)
     })
     .await?;
     let mut settings = state.settings.load().settings().clone();
@@ -149,10 +155,11 @@ pub(crate) async fn put_one(
 pub(crate) async fn delete_one(
     State(state): State<AppState>,
     caller: Caller,
+    if_match: IfMatch,
     Path((direction, name)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     let what = format!("DELETE /api/v1/policies/{direction}/{name}");
-    edit_settings(&state, &caller, what, |settings| {
+    edit_settings(&state, &caller, if_match, what, |settings| {
         rampart_policy::edit::delete(table(settings, &direction)?, &name)
             .map(drop)
             .map_err(ApiError::from)

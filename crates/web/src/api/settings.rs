@@ -13,32 +13,79 @@ use serde_json::Value;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
-fn get_table(state: &AppState, table: &str) -> Result<Json<Value>, ApiError> {
-    let snapshot = state.settings.load();
-    snapshot
-        .settings()
+/// A settings answer with the generation it was read at as its `ETag`: a client that sends it
+/// back in `If-Match` with its change gets `412` instead of overwriting someone else's change.
+pub(crate) type Tagged = ([(axum::http::HeaderName, String); 1], Json<Value>);
+
+pub(crate) fn tagged(generation: i64, value: Value) -> Tagged {
+    (
+        [(axum::http::header::ETAG, format!("\"{generation}\""))],
+        Json(value),
+    )
+}
+
+async fn get_table(state: &AppState, table: &str) -> Result<Tagged, ApiError> {
+    // From the store, not the running snapshot: the ETag must name the generation of exactly
+    // what is returned (the snapshot follows a CLI change only within a second).
+    let (settings, generation) = state.store.load_settings_at().await?;
+    let value = settings
         .table_json(table)
-        .map(Json)
-        .ok_or_else(|| ApiError::internal(format!("cannot serialise {table}")))
+        .ok_or_else(|| ApiError::internal(format!("cannot serialise {table}")))?;
+    Ok(tagged(generation, value))
 }
 
 async fn put_table(
     state: &AppState,
     caller: &Caller,
+    if_match: IfMatch,
     table: &str,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Tagged, ApiError> {
     let body = json_body(body)?;
     let what = format!("PUT /api/v1/{}", table.replace('_', "-"));
-    edit_settings(state, caller, what, |settings| {
+    edit_settings(state, caller, if_match, what, |settings| {
         settings
             .set_table_json(table, &body)
             .map_err(|e| ApiError::bad_request(e.0.join("; ")))
     })
     .await?;
     tracing::info!(user = %caller.name, table, "settings table replaced through the API");
-    get_table(state, table)
+    get_table(state, table).await
 }
+
+/// The generation a client read its settings at (`If-Match: "N"`), if it sent one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<IfMatch, ApiError> {
+        let Some(value) = parts.headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value.to_str().unwrap_or_default().trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        text.trim_start_matches("W/")
+            .trim_matches('"')
+            .parse()
+            .map(|g| IfMatch(Some(g)))
+            .map_err(|_| {
+                ApiError::bad_request(format!(
+                    "If-Match must be the ETag of a settings answer, like \"42\"; got {text:?}"
+                ))
+            })
+    }
+}
+
+/// How often a change is re-applied when another writer saved settings between its read and
+/// its write (only without `If-Match`: the change is then re-applied to what they saved).
+const EDIT_TRIES: usize = 5;
 
 /// The JSON body, or a 400 that says what is wrong with it.
 pub(crate) fn json_body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError> {
@@ -46,33 +93,77 @@ pub(crate) fn json_body(body: Result<Json<Value>, JsonRejection>) -> Result<Valu
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))
 }
 
-/// Applies `change` to a copy of the settings, validates the whole result, stores it in one
-/// transaction with its audit record (`what`, by the API user) and swaps it into the running
-/// appliance. Admins only; edits are serialised.
+/// Applies `change` to the stored settings, validates the whole result, stores it with its
+/// audit record (`what`, by the API user) as a compare-and-swap on the generation it read, and
+/// swaps it into the running appliance. A change made meanwhile by another process (the CLI's
+/// `loadconfig`) is never overwritten: with `If-Match` the request fails with `412`, without
+/// it the change is applied again to the new settings. Admins only.
 pub(crate) async fn edit_settings<T>(
     state: &AppState,
     caller: &Caller,
+    if_match: IfMatch,
     what: String,
-    change: impl FnOnce(&mut rampart_settings::Settings) -> Result<T, ApiError>,
+    mut change: impl FnMut(&mut rampart_settings::Settings) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     caller.require_admin()?;
     let _guard = state.settings_edit.lock().await;
-    let mut settings = state.settings.load().settings().clone();
-    let out = change(&mut settings)?;
-    let snapshot = settings
-        .clone()
-        .compile()
-        .map_err(|e| ApiError::bad_request(e.0.join("; ")))?;
-    let audit = rampart_store::Audit::new(&caller.name, "api", what);
-    state.store.save_settings(&settings, &audit).await?;
-    state.settings.store(Arc::new(snapshot));
-    Ok(out)
+    for _ in 0..EDIT_TRIES {
+        let (mut settings, generation) = state.store.load_settings_at().await?;
+        if let Some(expected) = if_match.0
+            && expected != generation
+        {
+            return Err(stale(expected, generation));
+        }
+        let out = change(&mut settings)?;
+        let snapshot = settings
+            .clone()
+            .compile()
+            .map_err(|e| ApiError::bad_request(e.0.join("; ")))?;
+        let audit = rampart_store::Audit::new(&caller.name, "api", what.clone());
+        match state
+            .store
+            .save_settings_if(&settings, &audit, generation)
+            .await
+        {
+            Ok(_) => {
+                state.settings.store(Arc::new(snapshot));
+                return Ok(out);
+            }
+            Err(rampart_store::StoreError::Stale { expected, current }) if if_match.0.is_some() => {
+                return Err(stale(expected, current));
+            }
+            Err(rampart_store::StoreError::Stale { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(
+        "the settings kept changing while this change was applied; try again",
+    ))
+}
+
+fn stale(expected: i64, current: i64) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::PRECONDITION_FAILED,
+        message: format!(
+            "the settings changed since you read them (ETag \"{expected}\", now \"{current}\"); GET them again and redo your change"
+        ),
+        retry_after: None,
+    }
 }
 
 /// `GET /api/v1/{resource}` for a settings table.
 pub(crate) fn get_handler(table: &'static str) -> axum::routing::MethodRouter<AppState> {
-    axum::routing::get(move |State(state): State<AppState>, _caller: Caller| async move { get_table(&state, table) })
-        .put(move |State(state): State<AppState>, caller: Caller, body: Result<Json<Value>, JsonRejection>| async move {
-            put_table(&state, &caller, table, body).await
-        })
+    axum::routing::get(
+        move |State(state): State<AppState>, _caller: Caller| async move {
+            get_table(&state, table).await
+        },
+    )
+    .put(
+        move |State(state): State<AppState>,
+              caller: Caller,
+              if_match: IfMatch,
+              body: Result<Json<Value>, JsonRejection>| async move {
+            put_table(&state, &caller, if_match, table, body).await
+        },
+    )
 }

@@ -462,12 +462,17 @@ pub(crate) async fn stage(
     if let Err(e) = settings.clone().compile() {
         return Ok(Err(e.0));
     }
+    let live = state.settings.load();
     let mut docs = Vec::with_capacity(tables.len());
     for table in tables {
         let json = settings
             .table_json(table)
             .ok_or_else(|| UiError::internal(format!("cannot serialise {table}")))?;
-        docs.push((*table, json.to_string()));
+        let base = live
+            .settings()
+            .table_json(table)
+            .ok_or_else(|| UiError::internal(format!("cannot serialise {table}")))?;
+        docs.push((*table, json.to_string(), base.to_string()));
     }
     state
         .store

@@ -554,6 +554,71 @@ async fn abandon_discards_pending_changes() {
     assert!(ui.state.store.audit_log(10).await.unwrap().is_empty());
 }
 
+/// Two administrators staging changes: the second commit to a table the first one changed
+/// meanwhile is refused rather than overwriting it; a commit to another table goes through and
+/// keeps the first one's change.
+#[tokio::test]
+async fn a_commit_never_overwrites_another_administrators_commit() {
+    let ui = Ui::new().await;
+    ui.state
+        .store
+        .put_user(&User {
+            name: "admin2".into(),
+            password_hash: cheap_hash("password1"),
+            role: Role::Admin,
+        })
+        .await
+        .unwrap();
+    let (a, b) = (ui.login("admin").await, ui.login("admin2").await);
+    let add_rat = |domain: &'static str| [("op", "add"), ("domain", domain), ("action", "accept")];
+    ui.post(&a, "/mail-policies/rat", &add_rat("a.example"))
+        .await;
+    ui.post(&b, "/mail-policies/rat", &add_rat("b.example"))
+        .await;
+    let r = ui.post(&a, "/commit", &[("comment", "")]).await;
+    assert_eq!(r.location, "/commit?done=committed");
+    let r = ui.post(&b, "/commit", &[("comment", "")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(
+        r.body
+            .contains("The Recipient Access Table was changed by someone else"),
+        "{}",
+        r.body
+    );
+    let domains = |ui: &Ui| {
+        ui.live()
+            .rat
+            .iter()
+            .map(|e| e.domain.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(domains(&ui), ["a.example"]);
+    // Another table meanwhile: no conflict, and the other's RAT change stays.
+    ui.post(&b, "/commit/abandon", &[]).await;
+    ui.post(
+        &b,
+        "/network/smtp-routes",
+        &[
+            ("op", "add"),
+            ("domain", "b.example"),
+            ("hosts", "10.0.0.5:25"),
+        ],
+    )
+    .await;
+    ui.post(&a, "/mail-policies/rat", &add_rat("z.example"))
+        .await;
+    assert_eq!(
+        ui.post(&a, "/commit", &[("comment", "")]).await.location,
+        "/commit?done=committed"
+    );
+    assert_eq!(
+        ui.post(&b, "/commit", &[("comment", "")]).await.location,
+        "/commit?done=committed"
+    );
+    assert_eq!(domains(&ui), ["a.example", "z.example"]);
+    assert_eq!(ui.live().smtp_routes.len(), 1);
+}
+
 #[tokio::test]
 async fn read_only_and_operator_users_cannot_change_configuration() {
     let ui = Ui::new().await;
