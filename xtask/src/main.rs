@@ -6,6 +6,7 @@
 //! - `codegen`: regenerates generated documentation (the configuration reference).
 //! - `bench`: throughput, latency and memory against the one-hop limit and Postfix.
 //! - `image`: the container image from a static binary; `e2e`: the compose demo, tested.
+//! - `fuzz [--secs N] [TARGET...]`: the coverage-guided fuzz targets of `fuzz/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +15,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod container;
+mod fuzz;
 
 /// Debian packages the test suite uses, with the command (or file) that shows each is installed.
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -38,9 +40,10 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(args.get(1..).unwrap_or_default()),
         Some("image") => container::image(),
         Some("e2e") => container::e2e(),
+        Some("fuzz") => fuzz::run(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]|image|e2e>"
+                "usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]|image|e2e|fuzz [--secs N] [TARGET...]>"
             );
             bail!("unknown or missing task")
         }
@@ -157,6 +160,9 @@ fn test(extra: &[String]) -> Result<()> {
     }
 }
 
+/// Seconds each fuzz target runs in `cargo xtask ci`.
+const FUZZ_SMOKE_SECS: u64 = 12;
+
 fn ci() -> Result<()> {
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
     run(Command::new("cargo").args([
@@ -168,6 +174,8 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     test(&[])?;
+    // A smoke run of every fuzz target from its checked-in corpus (a crash fails CI).
+    fuzz::run(&["--secs".into(), FUZZ_SMOKE_SECS.to_string()])?;
     // The container appliance, where a Docker Engine is present (says so loudly when not).
     container::e2e()
 }

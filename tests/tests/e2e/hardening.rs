@@ -601,3 +601,65 @@ async fn settings_writers_never_overwrite_each_other() {
     let (_, rat) = app.api(Method::GET, "/rat", None).await;
     assert_eq!(rat[0]["domain"], "first.example");
 }
+
+#[tokio::test]
+async fn content_filters_see_every_text_part_and_attached_messages() {
+    let app = Appliance::start("").await;
+    app.accept_domains(&["example.com"]).await;
+    let filters = json!([
+        {"name": "no_exe", "conditions": [{"type": "attachment_name", "regex": "\\.exe$"}], "actions": [{"type": "drop"}]},
+        {"name": "no_wire", "conditions": [{"type": "body", "regex": "wire the money"}], "actions": [{"type": "drop"}]}
+    ]);
+    let default = json!({"name": "DEFAULT", "content_filters": filters, "tdc": {"mode": "no"}});
+    let (status, body) = app
+        .api(Method::PUT, "/policies/incoming/DEFAULT", Some(default))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let send = |text: String| {
+        let app = &app;
+        async move {
+            let (mut c, _) = SmtpClient::greeted(app.smtp).await;
+            queued_mid(
+                &c.send_mail("a@sender.test", &["u@example.com"], &text)
+                    .await,
+            )
+        }
+    };
+    // An executable inside an attached message.
+    let nested = send(
+        "From: a@sender.test\r\nSubject: fwd\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n\
+--c\r\nContent-Type: application/octet-stream; name=evil.exe\r\nContent-Disposition: attachment; filename=evil.exe\r\n\r\nMZ\r\n--c--\r\n\
+--b--\r\n"
+            .to_owned(),
+    )
+    .await;
+    app.wait_log(&format!("MID {nested} dropped by content filter 'no_exe'"))
+        .await;
+    // Text after a first text part of 2 MiB.
+    let padding = format!("{}\r\n", "p".repeat(998)).repeat(2100);
+    let hidden = send(format!(
+        "From: a@sender.test\r\nSubject: pay\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\n{padding}--b\r\nContent-Type: text/plain\r\n\r\nplease wire the money\r\n--b--\r\n"
+    ))
+    .await;
+    app.wait_log(&format!("MID {hidden} dropped by content filter 'no_wire'"))
+        .await;
+    // Beyond what the filters read, the verdict says so and the message is not clean.
+    let huge = format!("{}\r\n", "h".repeat(998)).repeat(4400);
+    let unscannable = send(format!(
+        "From: a@sender.test\r\nSubject: huge\r\n\r\n{huge}"
+    ))
+    .await;
+    let (_, tracking) = app
+        .api(Method::GET, &format!("/tracking?mid={unscannable}"), None)
+        .await;
+    let text = tracking.to_string();
+    assert!(
+        text.contains(
+            "security services verdict: deliver (unscannable: body text over 4194304 bytes)"
+        ),
+        "{text}"
+    );
+}

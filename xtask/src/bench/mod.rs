@@ -4,10 +4,12 @@
 //! Flags: `--messages M` (per run, default 2000), `--sessions 20,200`, `--sizes 4096,102400`,
 //! `--idle N` idle connections for the connection-scale run (default 10000, 0 skips it),
 //! `--no-postfix`, `--only RUN[,RUN]` (some of `limit`, `rampart`, `rampart+tdc`, `smtp-source`,
-//! `postfix`; `smtp-source` is Postfix's generator into its sink, the reference one-hop figure),
+//! `postfix`, `hostile`; `smtp-source` is Postfix's generator into its sink, the reference
+//! one-hop figure; `hostile` is a password storm and a web-listener exhaustion attempt),
 //! `--out FILE` (default target/bench/bench.json), `--binary PATH` (bench an
 //! already built `rampart`, e.g. an older commit's, instead of building this tree's).
 
+mod hostile;
 mod loadgen;
 mod sink;
 
@@ -189,7 +191,21 @@ async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
     } else {
         None
     };
+    let hostile = if opts.wants("hostile") {
+        let dest = Sink::start(1).await?;
+        let intake = Sink::start(1).await?;
+        let app = start_appliance(&binary, dest.addr, intake.addr, false, 1000).await?;
+        let pid = app.child.id().unwrap_or(0);
+        let storm = hostile::password_storm(app.web, pid, 200, 3).await;
+        let exhaustion = hostile::web_exhaustion(app.web, app.smtp, pid, 20_000).await;
+        Some((storm, exhaustion))
+    } else {
+        None
+    };
     print_table(&results, idle.as_ref());
+    if let Some((storm, exhaustion)) = &hostile {
+        hostile::print(storm, exhaustion);
+    }
     let json = json!({
         "machine": machine(),
         "runs": results.iter().map(|r| json!({
@@ -199,6 +215,7 @@ async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
             "peak_rss_mb": r.peak_rss_mb, "cpu_secs": r.cpu_secs, "ok": r.ok, "note": r.note,
         })).collect::<Vec<_>>(),
         "idle": idle,
+        "hostile": hostile.map(|(storm, exhaustion)| json!({"password_storm": storm, "web_exhaustion": exhaustion})),
     });
     if let Some(dir) = opts.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -256,6 +273,7 @@ async fn limit_run(size: usize, sessions: usize, messages: usize) -> Result<RunR
 struct Appliance {
     child: tokio::process::Child,
     smtp: std::net::SocketAddr,
+    web: std::net::SocketAddr,
     _dir: TempDir,
 }
 
@@ -311,11 +329,13 @@ async fn start_appliance(
         .spawn()?;
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
     let mut smtp = None;
+    let mut web = None;
     while let Some(line) = lines.next_line().await? {
         if let Some(a) = line.strip_prefix("smtp listening on ") {
             smtp = Some(a.parse()?);
         }
-        if line.starts_with("web listening on ") {
+        if let Some(a) = line.strip_prefix("web listening on ") {
+            web = Some(a.parse()?);
             break;
         }
     }
@@ -323,6 +343,7 @@ async fn start_appliance(
     Ok(Appliance {
         child,
         smtp: smtp.context("rampart did not report its SMTP port")?,
+        web: web.context("rampart did not report its web port")?,
         _dir: dir,
     })
 }

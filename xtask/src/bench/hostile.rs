@@ -1,0 +1,159 @@
+//! The `hostile` bench run (issue 14's figures): what a hostile client costs the appliance.
+//! - **Password storm**: 200 clients, each from its own loopback address (so the per-address
+//!   throttle alone cannot answer them), send API requests with wrong passwords at once, in
+//!   rounds; every answer's status and time, and the appliance's peak RSS.
+//! - **Web exhaustion**: 20,000 half-sent HTTP requests from 100 addresses while new SMTP
+//!   sessions are timed from connect to banner; the appliance's open descriptors.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// A connection from the loopback address `source`.
+async fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+    socket.connect(to).await
+}
+
+/// One API request with a wrong password; its status code and time.
+async fn wrong_password(source: Ipv4Addr, web: SocketAddr, n: usize) -> (u16, Duration) {
+    let start = Instant::now();
+    let status = async {
+        let mut s = connect_from(source, web).await.ok()?;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:wrong-{n}"));
+        let req = format!(
+            "GET /api/v1/rat HTTP/1.1\r\nHost: {web}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = vec![0u8; 64];
+        let mut got = 0;
+        while got < 12 {
+            let n = s.read(&mut buf[got..]).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()
+    };
+    let status = tokio::time::timeout(Duration::from_secs(30), status)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    (status, start.elapsed())
+}
+
+fn client(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8)
+}
+
+pub async fn password_storm(web: SocketAddr, pid: u32, clients: usize, rounds: usize) -> Value {
+    let (rss_before, _) = super::usage(pid);
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let tasks: Vec<_> = (0..clients)
+            .map(|i| tokio::spawn(wrong_password(client(i), web, round * clients + i)))
+            .collect();
+        for t in tasks {
+            if let Ok((status, took)) = t.await {
+                *statuses.entry(status).or_default() += 1;
+                times.push(took);
+            }
+        }
+    }
+    let (rss_peak, cpu) = super::usage(pid);
+    let (p50, p90, p99, max) = super::percentiles(times);
+    json!({
+        "clients": clients, "rounds": rounds,
+        "statuses": statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "latency_ms": {"p50": p50, "p90": p90, "p99": p99, "max": max},
+        "rss_before_mb": rss_before, "peak_rss_mb": rss_peak, "cpu_secs": cpu,
+    })
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+pub async fn web_exhaustion(web: SocketAddr, smtp: SocketAddr, pid: u32, n: usize) -> Value {
+    let attack = tokio::spawn(async move {
+        let mut held = Vec::new();
+        let mut refused = 0usize;
+        for i in 0..n {
+            let source = Ipv4Addr::new(127, 2, 0, (i % 100 + 1) as u8);
+            match connect_from(source, web).await {
+                Ok(mut s) => {
+                    let _ = s
+                        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+                        .await;
+                    held.push(s);
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        (held, refused)
+    });
+    let mut banners = Vec::new();
+    let mut failed_banners = 0;
+    let mut max_fds = 0;
+    while !attack.is_finished() {
+        match super::loadgen::banner_time(smtp).await {
+            Ok(t) => banners.push(t),
+            Err(_) => failed_banners += 1,
+        }
+        max_fds = max_fds.max(open_fds(pid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (held, refused) = attack.await.unwrap_or_default();
+    // And with all of them still open:
+    for _ in 0..20 {
+        match super::loadgen::banner_time(smtp).await {
+            Ok(t) => banners.push(t),
+            Err(_) => failed_banners += 1,
+        }
+    }
+    max_fds = max_fds.max(open_fds(pid));
+    let samples = banners.len();
+    let (p50, p90, p99, max) = super::percentiles(banners);
+    drop(held);
+    json!({
+        "connections_attempted": n, "connect_errors": refused,
+        "smtp_banner_ms": {"samples": samples, "failed": failed_banners, "p50": p50, "p90": p90, "p99": p99, "max": max},
+        "appliance_max_open_fds": max_fds,
+    })
+}
+
+pub fn print(storm: &Value, exhaustion: &Value) {
+    println!("\nHostile clients (issue 14):");
+    println!(
+        "  password storm: {} clients x {} rounds of wrong passwords: statuses {}, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms, peak RSS {:.1} MB (before {:.1} MB)",
+        storm["clients"],
+        storm["rounds"],
+        storm["statuses"],
+        storm["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        storm["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        storm["latency_ms"]["max"].as_f64().unwrap_or(0.0),
+        storm["peak_rss_mb"].as_f64().unwrap_or(0.0),
+        storm["rss_before_mb"].as_f64().unwrap_or(0.0),
+    );
+    let b = &exhaustion["smtp_banner_ms"];
+    println!(
+        "  web exhaustion: {} half-sent HTTP requests: SMTP banner p50 {:.2} ms p99 {:.2} ms max {:.2} ms over {} sessions ({} failed), appliance open fds at most {}",
+        exhaustion["connections_attempted"],
+        b["p50"].as_f64().unwrap_or(0.0),
+        b["p99"].as_f64().unwrap_or(0.0),
+        b["max"].as_f64().unwrap_or(0.0),
+        b["samples"],
+        b["failed"],
+        exhaustion["appliance_max_open_fds"],
+    );
+}
