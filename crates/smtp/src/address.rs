@@ -300,4 +300,48 @@ mod tests {
             "bob"
         );
     }
+
+    /// Property over generated addresses: a mailbox that parses prints as text that parses back
+    /// to the same mailbox.
+    #[test]
+    fn property_print_parse_round_trip() {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        const LOCAL: &[u8] = b"abcXYZ019.-_+=!#$%&'*/?^`{|}~\" @\\";
+        const DOMAIN: &[u8] = b"abz09-.[]:IPv6";
+        let mut parsed = 0;
+        for _ in 0..50_000 {
+            let mut pick = |alphabet: &[u8], max: u64| -> String {
+                let n = 1 + next() % max;
+                (0..n)
+                    .map(|_| alphabet[(next() as usize) % alphabet.len()] as char)
+                    .collect()
+            };
+            let local = pick(LOCAL, 12);
+            let domain = pick(DOMAIN, 12);
+            let text = if next() % 4 == 0 {
+                format!("\"{local}\"@{domain}")
+            } else {
+                format!("{local}@{domain}")
+            };
+            if let Ok(m) = Mailbox::parse(&text) {
+                parsed += 1;
+                let printed = m.to_string();
+                assert_eq!(
+                    Mailbox::parse(&printed).as_ref(),
+                    Ok(&m),
+                    "{text:?} printed {printed:?}"
+                );
+            }
+        }
+        assert!(
+            parsed > 1000,
+            "the generator reaches valid addresses ({parsed})"
+        );
+    }
 }
