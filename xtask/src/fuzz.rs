@@ -86,6 +86,7 @@ fn build(host: &str) -> Result<()> {
             .args([
                 "build",
                 "--release",
+                "--locked",
                 "--manifest-path",
                 "fuzz/Cargo.toml",
                 "--bins",

@@ -66,6 +66,8 @@ pub struct Mta {
     pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
     /// Message memory still free, in KiB.
     pub(crate) memory: Arc<Semaphore>,
+    /// The second of the last refused-connection warning and how many were left out since.
+    pub(crate) refusals: Arc<std::sync::Mutex<(u64, u64)>>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// SPF/DKIM/DMARC, for policies that enable email authentication.
     pub(crate) auth: Option<Arc<rampart_emailauth::Authenticator>>,
@@ -95,6 +97,7 @@ impl Mta {
             .min(Semaphore::MAX_PERMITS);
         Mta {
             per_ip: Arc::default(),
+            refusals: Arc::default(),
             memory: Arc::new(Semaphore::new(kib)),
             config: Arc::new(config),
             store,
@@ -104,6 +107,30 @@ impl Mta {
             connections,
             shutdown,
             auth: None,
+        }
+    }
+
+    /// Logs a refused connection, at most once a second: a flood of connections beyond the caps
+    /// must not turn into a flood of log lines (disk). The next line says how many were left out.
+    pub(crate) fn refusal(&self, line: String) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut last = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if last.0 == now {
+            last.1 += 1;
+            return;
+        }
+        let left_out = std::mem::take(&mut last.1);
+        last.0 = now;
+        drop(last);
+        if left_out > 0 {
+            self.log.warning(format!(
+                "{line} ({left_out} more refused since the last such line, not logged)"
+            ));
+        } else {
+            self.log.warning(line);
         }
     }
 

@@ -22,7 +22,7 @@ use crate::io::{Io, Line, Stream};
 /// Runs a session on an accepted connection, enforcing the connection limit and the HAT.
 pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local: SocketAddr) {
     let Ok(_permit) = mta.connections.clone().try_acquire_owned() else {
-        mta.log.warning(format!(
+        mta.refusal(format!(
             "Connection from {} refused: {} concurrent connections reached",
             peer.ip(),
             mta.config.max_connections
@@ -32,17 +32,9 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
             .await;
         return;
     };
-    let icid = match mta.store.next_icid().await {
-        Ok(i) => i,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot allocate ICID");
-            let _ = stream.write_all(&replies::STORAGE_FAILED.to_wire()).await;
-            return;
-        }
-    };
     let peer_ip = canonical_ip(peer.ip());
     let Some(_held) = PerIp::enter(&mta, peer_ip) else {
-        mta.log.warning(format!(
+        mta.refusal(format!(
             "Connection from {peer_ip} refused: {} concurrent connections from this address reached",
             mta.config.max_connections_per_ip
         ));
@@ -52,6 +44,14 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
         )
         .await;
         return;
+    };
+    let icid = match mta.store.next_icid().await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot allocate ICID");
+            let _ = stream.write_all(&replies::STORAGE_FAILED.to_wire()).await;
+            return;
+        }
     };
     let iface = &mta.config.interface;
     mta.log.info(format!(

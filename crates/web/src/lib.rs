@@ -67,6 +67,9 @@ impl Default for WebOptions {
 
 impl AppState {
     pub fn new(store: Store, settings: SharedSettings, options: WebOptions) -> AppState {
+        // The dummy hash is made now, so the first login for an unknown name does not take
+        // twice as long as the others (which would tell that the name is unknown).
+        auth::warm_up();
         AppState {
             store,
             settings,

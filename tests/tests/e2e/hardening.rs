@@ -663,3 +663,16 @@ async fn content_filters_see_every_text_part_and_attached_messages() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_bounded_web_listener_serves_https_too() {
+    let app = Appliance::start("[web]\nhttps = \"on\"\n").await;
+    let out = app.cli(&["healthcheck"]).await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "healthy");
+}

@@ -78,6 +78,18 @@ pub async fn password_storm(web: SocketAddr, pid: u32, clients: usize, rounds: u
     })
 }
 
+/// Whether the appliance still holds this connection open (no EOF waiting to be read).
+fn still_open(s: &std::net::TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    match s.peek(&mut buf) {
+        // End of stream: the appliance closed it.
+        Ok(0) => false,
+        // An answer (408) before the close: a later look sees the end.
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -86,7 +98,10 @@ fn open_fds(pid: u32) -> usize {
 
 pub async fn web_exhaustion(web: SocketAddr, smtp: SocketAddr, pid: u32, n: usize) -> Value {
     let attack = tokio::spawn(async move {
-        let mut held = Vec::new();
+        // Held as std sockets (non-blocking): a peek tells for sure whether the appliance closed
+        // one. Those it closed cost it nothing any more, and the generator lets go of them too,
+        // or it would run out of descriptors itself (its hard limit may be 20,000).
+        let mut held: Vec<std::net::TcpStream> = Vec::new();
         let mut refused = 0usize;
         for i in 0..n {
             let source = Ipv4Addr::new(127, 2, 0, (i % 100 + 1) as u8);
@@ -95,11 +110,17 @@ pub async fn web_exhaustion(web: SocketAddr, smtp: SocketAddr, pid: u32, n: usiz
                     let _ = s
                         .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
                         .await;
-                    held.push(s);
+                    if let Ok(std) = s.into_std() {
+                        held.push(std);
+                    }
                 }
                 Err(_) => refused += 1,
             }
+            if i % 1000 == 999 {
+                held.retain(still_open);
+            }
         }
+        held.retain(still_open);
         (held, refused)
     });
     let mut banners = Vec::new();
@@ -114,6 +135,7 @@ pub async fn web_exhaustion(web: SocketAddr, smtp: SocketAddr, pid: u32, n: usiz
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (held, refused) = attack.await.unwrap_or_default();
+    let still_held = held.len();
     // And with all of them still open:
     for _ in 0..20 {
         match super::loadgen::banner_time(smtp).await {
@@ -126,7 +148,7 @@ pub async fn web_exhaustion(web: SocketAddr, smtp: SocketAddr, pid: u32, n: usiz
     let (p50, p90, p99, max) = super::percentiles(banners);
     drop(held);
     json!({
-        "connections_attempted": n, "connect_errors": refused,
+        "connections_attempted": n, "connect_errors": refused, "held_open_by_appliance_at_end": still_held,
         "smtp_banner_ms": {"samples": samples, "failed": failed_banners, "p50": p50, "p90": p90, "p99": p99, "max": max},
         "appliance_max_open_fds": max_fds,
     })
