@@ -139,16 +139,14 @@ pub(crate) async fn serve(
 
     let mut smtp_tasks = Vec::new();
     for addr in &config.smtp.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for SMTP on {addr}"))?;
+        let listener =
+            listen(*addr).with_context(|| format!("cannot listen for SMTP on {addr}"))?;
         let bound = listener.local_addr()?;
         println!("smtp listening on {bound}");
         smtp_tasks.push(tokio::spawn(mta.clone().serve(listener)));
     }
 
-    let web_listener = TcpListener::bind(config.web.listen)
-        .await
+    let web_listener = listen(config.web.listen)
         .with_context(|| format!("cannot listen for the web UI on {}", config.web.listen))?;
     let web_addr = web_listener.local_addr()?;
     let https = config.web.uses_https();
@@ -212,6 +210,24 @@ pub(crate) async fn serve(
     // The log thread ends once every handle is gone; wait so the last lines reach the disk.
     let _ = tokio::task::spawn_blocking(move || log_thread.join()).await;
     Ok(())
+}
+
+/// Connections the kernel queues for a listener until it accepts them. The default of
+/// `TcpListener::bind` (128) overflowed under a burst of 200 logins: the clients whose SYN was
+/// dropped waited a second for its retransmission. Bounded by `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listening socket with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a restart can bind again
+/// while old connections linger in TIME_WAIT).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn init_tracing() {

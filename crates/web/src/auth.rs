@@ -8,7 +8,7 @@
 //!   passwords costs at most [`Options::max_failed_logins`] hashes, the rest get `429` at once.
 //!   Counting per (account, address) rather than per account keeps a stranger from locking the
 //!   real administrator out.
-//! - **Bounded hashing.** At most [`HASH_PERMITS`] verifications run at once, each waiting at most
+//! - **Bounded hashing.** At most [`hash_threads`] verifications run at once, each waiting at most
 //!   [`HASH_WAIT`] for its turn (`503` after that): memory stays bounded however many clients come.
 //! - **One hash per credential in flight.** Concurrent requests with the same name and password
 //!   share one verification (a script's burst of parallel requests costs one hash).
@@ -41,8 +41,15 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 /// The shortest passphrase accepted for an account.
 pub const MIN_PASSWORD: usize = 8;
 
-/// Password verifications that may run at once (argon2 takes 19 MiB each).
-pub const HASH_PERMITS: usize = 2;
+/// Password verifications that may run at once (argon2 takes 19 MiB and a core for ~10 ms
+/// each): half the cores, at least one and at most four, so a storm of logins always leaves
+/// CPU for the mail.
+pub fn hash_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
 
 /// How long an attempt waits for a verification slot before it is answered `503`.
 pub const HASH_WAIT: Duration = Duration::from_secs(1);
@@ -263,8 +270,8 @@ impl Guard {
         Guard {
             options,
             failures: std::sync::Mutex::default(),
-            hashing: Semaphore::new(HASH_PERMITS),
-            verifier: Verifier::new(HASH_PERMITS),
+            hashing: Semaphore::new(hash_threads()),
+            verifier: Verifier::new(hash_threads()),
             in_flight: Mutex::default(),
             cache: Mutex::default(),
         }

@@ -21,10 +21,12 @@ async fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpSt
 }
 
 /// One API request with a wrong password; its status code and time.
-async fn wrong_password(source: Ipv4Addr, web: SocketAddr, n: usize) -> (u16, Duration) {
+async fn wrong_password(source: Ipv4Addr, web: SocketAddr, n: usize) -> (u16, Duration, Duration) {
     let start = Instant::now();
+    let mut connected = Duration::ZERO;
     let status = async {
         let mut s = connect_from(source, web).await.ok()?;
+        connected = start.elapsed();
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:wrong-{n}"));
         let req = format!(
             "GET /api/v1/rat HTTP/1.1\r\nHost: {web}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
@@ -46,7 +48,7 @@ async fn wrong_password(source: Ipv4Addr, web: SocketAddr, n: usize) -> (u16, Du
         .ok()
         .flatten()
         .unwrap_or(0);
-    (status, start.elapsed())
+    (status, start.elapsed(), connected)
 }
 
 fn client(i: usize) -> Ipv4Addr {
@@ -57,23 +59,32 @@ pub async fn password_storm(web: SocketAddr, pid: u32, clients: usize, rounds: u
     let (rss_before, _) = super::usage(pid);
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     let mut times = Vec::new();
+    let mut connects = Vec::new();
     for round in 0..rounds {
         let tasks: Vec<_> = (0..clients)
-            .map(|i| tokio::spawn(wrong_password(client(i), web, round * clients + i)))
+            .map(|i| {
+                // Fresh source addresses each round: a reused address and port could meet the
+                // previous round's connection in TIME_WAIT and wait a second for a SYN retry.
+                let n = round * clients + i;
+                tokio::spawn(wrong_password(client(n), web, n))
+            })
             .collect();
         for t in tasks {
-            if let Ok((status, took)) = t.await {
+            if let Ok((status, took, connected)) = t.await {
                 *statuses.entry(status).or_default() += 1;
                 times.push(took);
+                connects.push(connected);
             }
         }
     }
     let (rss_peak, cpu) = super::usage(pid);
     let (p50, p90, p99, max) = super::percentiles(times);
+    let (_, _, connect_p99, connect_max) = super::percentiles(connects);
     json!({
         "clients": clients, "rounds": rounds,
         "statuses": statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "latency_ms": {"p50": p50, "p90": p90, "p99": p99, "max": max},
+        "connect_ms": {"p99": connect_p99, "max": connect_max},
         "rss_before_mb": rss_before, "peak_rss_mb": rss_peak, "cpu_secs": cpu,
     })
 }
