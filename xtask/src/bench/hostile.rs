@@ -32,7 +32,7 @@ async fn wrong_password(source: Ipv4Addr, web: SocketAddr, n: usize) -> (u16, Du
             "GET /api/v1/rat HTTP/1.1\r\nHost: {web}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
         );
         s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         let mut got = 0;
         while got < 12 {
             let n = s.read(&mut buf[got..]).await.ok()?;
