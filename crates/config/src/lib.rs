@@ -114,7 +114,9 @@ section! {
         max_hops: u32 = 50,
         /// Bytes of message data all sessions together may hold in memory while receiving and
         /// processing messages; a message that would exceed it is read to its end and refused
-        /// with `452 4.3.1` (the client retries later).
+        /// with `452 4.3.1` (the client retries later). A client that declares `SIZE=` gets
+        /// exactly that reserved at MAIL (or `452` then); one that does not may need up to twice
+        /// its size while its buffer grows.
         max_memory_bytes: u64 = 268_435_456,
         /// PEM certificate chain for STARTTLS; empty = a self-signed one in the data dir.
         tls_cert: PathBuf = PathBuf::new(),

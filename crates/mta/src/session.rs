@@ -154,7 +154,12 @@ struct Transaction {
     /// Message memory reserved for it: at MAIL for the size the client declared (RFC 1870),
     /// growing during DATA as the message does.
     memory: Reservation,
+    /// The size declared with `MAIL FROM:<…> SIZE=`.
+    declared: Option<usize>,
 }
+
+/// Room for our `Received:` header and the buffer's first block, beside a declared size.
+const HEADER_ROOM: usize = 16 * 1024;
 
 struct Session<S> {
     mta: Mta,
@@ -419,10 +424,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Err(replies::MESSAGE_TOO_BIG);
         }
         let mut memory = Reservation::default();
-        if let Some(size) = params.size {
-            // RFC 1870 §6.1: 452 when the declared size does not fit now, before any data.
-            let size = usize::try_from(size).unwrap_or(usize::MAX);
-            if !memory.cover(&self.mta, size) {
+        let declared = params
+            .size
+            .map(|s| usize::try_from(s).unwrap_or(usize::MAX));
+        if let Some(size) = declared {
+            // RFC 1870 §6.1: 452 when the declared size does not fit now, before any data. The
+            // buffer is then made that size at once, so an honest client's reservation never
+            // has to grow (room for our Received: header included).
+            if !memory.cover(&self.mta, size.saturating_add(HEADER_ROOM)) {
                 self.mta.log.warning(format!(
                     "ICID {} MAIL refused: message memory (smtp.max_memory_bytes) in use by other sessions, replied 452",
                     self.icid
@@ -445,6 +454,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             from,
             rcpts: Vec::new(),
             memory,
+            declared,
         });
         self.io.reply(&replies::SENDER_OK);
         Ok(Next::Continue)
@@ -504,6 +514,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         );
         let max = usize::try_from(self.mta.config.max_message_size).unwrap_or(usize::MAX);
         let mut decoder = DataDecoder::new(max, &prefix);
+        if let Some(size) = tx.declared {
+            decoder.expect(size);
+        }
         // Memory the message holds is reserved from the appliance-wide budget as it grows, and
         // given back once the message is committed or refused.
         let mut reserved = std::mem::take(&mut tx.memory);

@@ -63,6 +63,12 @@ impl DataDecoder {
         }
     }
 
+    /// Makes room for a message of `size` bytes at once (the size the client declared), so the
+    /// buffer does not double its way there; never more than the size limit.
+    pub fn expect(&mut self, size: usize) {
+        self.out.reserve(size.min(self.max_size));
+    }
+
     /// Stops keeping the message (the receiver cannot hold it) and frees what was kept; the
     /// rest is still decoded, to find the end of DATA, and dropped.
     pub fn discard(&mut self) {

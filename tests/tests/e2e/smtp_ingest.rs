@@ -247,7 +247,7 @@ async fn starttls_then_mail_over_tls() {
 
 /// The appliance's certificate is self-signed; these tests check the protocol, not trust.
 #[derive(Debug)]
-struct AcceptAny;
+pub(crate) struct AcceptAny;
 
 impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     fn verify_server_cert(
