@@ -161,13 +161,8 @@ mod tests {
         out
     }
 
-    #[test]
-    fn openapi_documents_exactly_the_routes() {
-        assert_eq!(routes_in_openapi(), routes_in_source());
-    }
-
-    #[tokio::test]
-    async fn cross_site_changes_are_refused_before_authentication() {
+    /// The web state of a fresh appliance on a temporary database.
+    async fn fresh_state() -> (tempfile::TempDir, crate::AppState) {
         let dir = tempfile::tempdir().unwrap();
         let store = rampart_store::Store::open(&dir.path().join("r.db"))
             .await
@@ -178,6 +173,17 @@ mod tests {
             Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
             crate::WebOptions::default(),
         );
+        (dir, state)
+    }
+
+    #[test]
+    fn openapi_documents_exactly_the_routes() {
+        assert_eq!(routes_in_openapi(), routes_in_source());
+    }
+
+    #[tokio::test]
+    async fn cross_site_changes_are_refused_before_authentication() {
+        let (_dir, state) = fresh_state().await;
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], StatusCode);
         let cases: &[Case] = &[
             (
@@ -229,16 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_documented_operation_is_served() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = rampart_store::Store::open(&dir.path().join("r.db"))
-            .await
-            .unwrap();
-        let snapshot = rampart_settings::Settings::default().compile().unwrap();
-        let state = crate::AppState::new(
-            store,
-            Arc::new(arc_swap::ArcSwap::from_pointee(snapshot)),
-            crate::WebOptions::default(),
-        );
+        let (_dir, state) = fresh_state().await;
         for (method, path) in routes_in_openapi() {
             let concrete = path
                 .replace("{direction}", "incoming")
