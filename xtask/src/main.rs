@@ -27,6 +27,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("chromium-driver", "chromedriver"),
     // Readable screenshots: a font Chromium can render with.
     ("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu"),
+    // The scanning engines the anti-spam and anti-virus services use; the tests start their own.
+    ("rspamd", "/usr/bin/rspamd"),
+    ("clamav-daemon", "/usr/sbin/clamd"),
 ];
 
 fn main() -> Result<()> {

@@ -13,6 +13,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod emailauth;
+mod engines;
 mod hardening;
 mod smtp_ingest;
 mod smtp_refusals;
