@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 /// Every target, in `fuzz/Cargo.toml` order.
 pub(crate) const TARGETS: &[&str] = &[
     "smtp_command",
+    "smtp_reply",
     "data_framing",
     "address",
     "mime_facts",
