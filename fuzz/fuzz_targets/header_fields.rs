@@ -19,8 +19,14 @@ fuzz_target!(|message: &[u8]| {
     assert!(out.len() <= message.len());
     assert_eq!(removed.is_empty(), out.len() == message.len());
     if let (Some(first), false) = (f.first(), f.is_empty()) {
-        assert!(out.starts_with(&message[first.range.clone()]), "our first field stays");
+        assert!(
+            out.starts_with(&message[first.range.clone()]),
+            "our first field stays"
+        );
     }
     let (again, removed_again) = strip_forged(out.clone(), &["X-IronPort-RemoteIP"], "gw.test");
-    assert!(removed_again.is_empty() && again == out, "stripping is idempotent");
+    assert!(
+        removed_again.is_empty() && again == out,
+        "stripping is idempotent"
+    );
 });

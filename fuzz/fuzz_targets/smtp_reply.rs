@@ -16,6 +16,10 @@ fuzz_target!(|text: &str| {
         for line in wire.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             assert!(line.starts_with(code.as_bytes()), "{line:?}");
         }
-        let _ = (reply.is_positive(), reply.is_transient(), reply.is_permanent());
+        let _ = (
+            reply.is_positive(),
+            reply.is_transient(),
+            reply.is_permanent(),
+        );
     }
 });
