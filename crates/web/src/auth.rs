@@ -260,7 +260,7 @@ pub(crate) struct Guard {
     failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
     hashing: Semaphore,
     verifier: Verifier,
-    in_flight: Mutex<HashMap<[u8; 32], Arc<Verification>>>,
+    in_flight: std::sync::Mutex<HashMap<[u8; 32], Arc<Verification>>>,
     /// Remembered logins: the caller and the password hash they were verified against.
     cache: Mutex<HashMap<[u8; 32], (String, String, Instant)>>,
 }
@@ -272,7 +272,7 @@ impl Guard {
             failures: std::sync::Mutex::default(),
             hashing: Semaphore::new(hash_threads()),
             verifier: Verifier::new(hash_threads()),
-            in_flight: Mutex::default(),
+            in_flight: std::sync::Mutex::default(),
             cache: Mutex::default(),
         }
     }
@@ -499,10 +499,7 @@ pub async fn authenticate(
     if let Some(caller) = remembered(state, &key).await {
         return Ok(caller);
     }
-    let cell = {
-        let mut in_flight = guard.in_flight.lock().await;
-        in_flight.entry(key).or_default().clone()
-    };
+    let (cell, _entry) = InFlight::join(guard, key);
     let outcome = cell
         .get_or_init(|| async {
             if let Err(wait) = guard.admit(&keys) {
@@ -514,11 +511,36 @@ pub async fn authenticate(
         })
         .await
         .clone();
-    guard.in_flight.lock().await.remove(&key);
     if outcome.is_err() {
         tracing::warn!(user = name, ?client, "login failed");
     }
     outcome
+}
+
+/// A request's share of a verification in flight; the map entry goes when the request ends, also
+/// when its client goes away mid-check (else abandoned requests would pile up entries).
+struct InFlight<'a> {
+    guard: &'a Guard,
+    key: [u8; 32],
+}
+
+impl<'a> InFlight<'a> {
+    fn join(guard: &'a Guard, key: [u8; 32]) -> (Arc<Verification>, InFlight<'a>) {
+        let mut in_flight = guard.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let cell = in_flight.entry(key).or_default().clone();
+        (cell, InFlight { guard, key })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .guard
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        in_flight.remove(&self.key);
+    }
 }
 
 /// A remembered login, if its account still has the password it was verified against; the role
@@ -669,6 +691,19 @@ mod tests {
             g.locked(&third).is_some(),
             "the address is over its own limit"
         );
+    }
+
+    #[test]
+    fn requests_with_the_same_credentials_share_one_check_and_leave_nothing_behind() {
+        let g = guard();
+        let (a, entry_a) = InFlight::join(&g, [1; 32]);
+        let (b, entry_b) = InFlight::join(&g, [1; 32]);
+        assert!(Arc::ptr_eq(&a, &b));
+        let (c, entry_c) = InFlight::join(&g, [2; 32]);
+        assert!(!Arc::ptr_eq(&a, &c));
+        // A request that ends (or whose client went away) takes its entry with it.
+        drop((entry_a, entry_b, entry_c));
+        assert!(g.in_flight.lock().unwrap().is_empty());
     }
 
     #[test]
