@@ -137,12 +137,7 @@ impl Clamd {
                 message: e.to_string(),
             })
         };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| ScanError::Timeout {
-                engine: ENGINE,
-                secs: self.timeout.as_secs(),
-            })?
+        crate::within(ENGINE, self.timeout, work).await
     }
 }
 

@@ -12,6 +12,20 @@ pub mod rspamd;
 pub use clamd::{Clamd, ClamdAddress, VirusVerdict};
 pub use rspamd::{Rspamd, ScanEnvelope, SpamAction, SpamVerdict};
 
+/// Runs `work` within `timeout`; running out of time is [`ScanError::Timeout`].
+pub(crate) async fn within<T>(
+    engine: &'static str,
+    timeout: std::time::Duration,
+    work: impl std::future::Future<Output = Result<T, ScanError>>,
+) -> Result<T, ScanError> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ScanError::Timeout {
+            engine,
+            secs: timeout.as_secs(),
+        })?
+}
+
 /// Why an engine gave no verdict.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {

@@ -219,12 +219,7 @@ impl Rspamd {
         &self,
         work: impl std::future::Future<Output = Result<T, ScanError>>,
     ) -> Result<T, ScanError> {
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| ScanError::Timeout {
-                engine: ENGINE,
-                secs: self.timeout.as_secs(),
-            })?
+        crate::within(ENGINE, self.timeout, work).await
     }
 
     fn failed(&self, e: hyper_util::client::legacy::Error) -> ScanError {

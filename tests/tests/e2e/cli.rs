@@ -11,15 +11,7 @@ async fn invalid_config_lists_every_error() {
         "hostnme = \"x\"\n[smtp]\nmax_message_size = -1\n[tdc]\ntls = \"sometimes\"\n",
     )
     .unwrap();
-    let out = tokio::process::Command::new(binary())
-        .arg("--config")
-        .arg(&path)
-        .arg("serve")
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(&path).await;
     for key in [
         "`hostnme`: unknown key",
         "`smtp.max_message_size`",

@@ -514,15 +514,7 @@ async fn the_data_dir_is_private_and_served_by_one_process() {
     }
     assert_eq!(mode(&data.join("rampart.db")), 0o600);
     // A second appliance on the same data dir is refused, and the first goes on.
-    let out = tokio::process::Command::new(binary())
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("serve")
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(&app.config_path).await;
     assert!(
         err.contains("another rampart is already serving the data dir"),
         "{err}"

@@ -450,6 +450,23 @@ pub fn message(subject: &str) -> String {
     )
 }
 
+/// Runs `serve` with `config` where it must refuse to start; returns what it said on stderr.
+pub async fn serve_refused(config: &Path) -> String {
+    let out = Command::new(binary())
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "serve started with {}",
+        config.display()
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Waits for `cond` to become true, polling; fails the test after [`DEADLINE`].
 pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
 where
