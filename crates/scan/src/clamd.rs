@@ -104,25 +104,18 @@ impl Clamd {
         Fut: std::future::Future<Output = std::io::Result<String>>,
     {
         let work = async {
+            let refused = |source| ScanError::Connect {
+                engine: ENGINE,
+                address: self.address.to_string(),
+                source,
+            };
             let stream: Box<dyn Stream> = match &self.address {
                 ClamdAddress::Tcp(a) => {
-                    Box::new(tokio::net::TcpStream::connect(a).await.map_err(|source| {
-                        ScanError::Connect {
-                            engine: ENGINE,
-                            address: self.address.to_string(),
-                            source,
-                        }
-                    })?)
+                    Box::new(tokio::net::TcpStream::connect(a).await.map_err(refused)?)
                 }
                 #[cfg(unix)]
                 ClamdAddress::Unix(p) => {
-                    Box::new(tokio::net::UnixStream::connect(p).await.map_err(|source| {
-                        ScanError::Connect {
-                            engine: ENGINE,
-                            address: self.address.to_string(),
-                            source,
-                        }
-                    })?)
+                    Box::new(tokio::net::UnixStream::connect(p).await.map_err(refused)?)
                 }
                 #[cfg(not(unix))]
                 ClamdAddress::Unix(_) => {

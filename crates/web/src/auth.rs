@@ -517,6 +517,24 @@ pub async fn authenticate(
     outcome
 }
 
+/// Checks `password` against `hash` in a bounded slot on the verification threads: the one way
+/// the web side runs argon2 (logins, and the current passphrase when one is changed).
+pub(crate) async fn check_password(
+    state: &AppState,
+    password: &str,
+    hash: &str,
+) -> Result<bool, Refusal> {
+    let Ok(Ok(_permit)) = tokio::time::timeout(HASH_WAIT, state.auth.hashing.acquire()).await
+    else {
+        return Err(Refusal::Busy);
+    };
+    Ok(state
+        .auth
+        .verifier
+        .verify(password.to_owned(), hash.to_owned())
+        .await)
+}
+
 /// A request's share of a verification in flight; the map entry goes when the request ends, also
 /// when its client goes away mid-check (else abandoned requests would pile up entries).
 struct InFlight<'a> {
@@ -577,19 +595,17 @@ async fn verify(
     key: &[u8; 32],
 ) -> Result<Caller, Refusal> {
     let user = state.store.user(name).await.ok().flatten();
-    let Ok(Ok(_permit)) = tokio::time::timeout(HASH_WAIT, state.auth.hashing.acquire()).await
-    else {
-        tracing::warn!(
-            user = name,
-            "login not checked: every verification slot is busy"
-        );
-        return Err(Refusal::Busy);
-    };
     let hash = user
         .as_ref()
         .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
-    let (pw, checked) = (password.to_owned(), hash.clone());
-    let ok = state.auth.verifier.verify(pw, checked).await;
+    let ok = check_password(state, password, &hash)
+        .await
+        .inspect_err(|_| {
+            tracing::warn!(
+                user = name,
+                "login not checked: every verification slot is busy"
+            );
+        })?;
     let Some(user) = user.filter(|_| ok) else {
         return Err(Refusal::Invalid);
     };

@@ -345,13 +345,10 @@ pub(crate) async fn password(
         .user(&ui.user)
         .await?
         .ok_or_else(|| UiError::Login("/admin/password".into()))?;
-    let current_ok = {
-        let (pw, h) = (form.current.clone(), user.password_hash.clone());
-        tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &h))
-            .await
-            .unwrap_or(false)
-    };
-    let error = if !current_ok {
+    let current = crate::auth::check_password(&state, &form.current, &user.password_hash).await;
+    let error = if current == Err(crate::auth::Refusal::Busy) {
+        Some("The appliance is busy checking other logins. Try again in a moment.".to_owned())
+    } else if current != Ok(true) {
         Some("The current passphrase is wrong.".to_owned())
     } else if form.new.len() < MIN_PASSWORD {
         Some(format!(
