@@ -241,6 +241,71 @@ section! {
     }
 }
 
+/// What a scan does when its engine is down, too slow or answers nonsense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnScanError {
+    /// `451 4.7.1`: the sender retries later; nothing is stored.
+    Tempfail,
+    /// Accept the message as unscannable (delivered by the policy's unscannable action, never
+    /// journaled).
+    Accept,
+}
+
+/// The anti-spam engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpamEngine {
+    /// Not configured: Anti-Spam reads `Disabled` in every policy.
+    #[serde(rename = "")]
+    None,
+    Rspamd,
+}
+
+/// The anti-virus engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VirusEngine {
+    /// Not configured: Anti-Virus reads `Disabled` in every policy.
+    #[serde(rename = "")]
+    None,
+    Clamav,
+}
+
+section! {
+    /// `[antispam]`: the anti-spam engine (SPEC §3a).
+    Antispam in "antispam." {
+        /// `""` (none) or `"rspamd"`.
+        engine: SpamEngine = SpamEngine::None,
+        /// rspamd's normal worker (its HTTP scan API).
+        url: String = "http://127.0.0.1:11333".into(),
+        /// Seconds a scan may take, connection included.
+        timeout_secs: u64 = 15,
+        /// Larger messages are not spam-scanned (logged; spam is small).
+        max_scan_bytes: u64 = 1_048_576,
+        /// `tempfail` (`451 4.7.1` while the engine is down or slow) or `accept` (deliver as
+        /// unscannable, never journaled).
+        on_error: OnScanError = OnScanError::Tempfail,
+    }
+}
+
+section! {
+    /// `[antivirus]`: the anti-virus engine (SPEC §3a).
+    Antivirus in "antivirus." {
+        /// `""` (none) or `"clamav"`.
+        engine: VirusEngine = VirusEngine::None,
+        /// clamd's `ip:port`, or the path of its unix socket.
+        address: String = "127.0.0.1:3310".into(),
+        /// Seconds a scan may take, connection included.
+        timeout_secs: u64 = 30,
+        /// Larger messages are unscannable. Keep it at most clamd's `StreamMaxLength`.
+        max_scan_bytes: u64 = 10_485_760,
+        /// `tempfail` (`451 4.7.1` while the engine is down or slow) or `accept` (deliver as
+        /// unscannable, never journaled).
+        on_error: OnScanError = OnScanError::Tempfail,
+    }
+}
+
 section! {
     /// `[logs]`: the AsyncOS `mail_logs` files.
     Logs in "logs." {
@@ -259,6 +324,8 @@ pub struct Config {
     pub dns: Dns,
     pub delivery: Delivery,
     pub tdc: Tdc,
+    pub antispam: Antispam,
+    pub antivirus: Antivirus,
     pub logs: Logs,
 }
 
@@ -267,6 +334,8 @@ impl Config {
     pub fn embedded_default() -> Config {
         Config::from_root(
             Root::default(),
+            Default::default(),
+            Default::default(),
             Default::default(),
             Default::default(),
             Default::default(),
@@ -284,6 +353,8 @@ impl Config {
         dns: Dns,
         delivery: Delivery,
         tdc: Tdc,
+        antispam: Antispam,
+        antivirus: Antivirus,
         logs: Logs,
     ) -> Config {
         Config {
@@ -294,6 +365,8 @@ impl Config {
             dns,
             delivery,
             tdc,
+            antispam,
+            antivirus,
             logs,
         }
     }
@@ -309,10 +382,16 @@ impl Config {
         let mut sections: Vec<(&str, &toml::Table)> = Vec::new();
         for (key, value) in &table {
             match (key.as_str(), value) {
-                ("smtp" | "web" | "dns" | "delivery" | "tdc" | "logs", toml::Value::Table(t)) => {
+                (
+                    "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs",
+                    toml::Value::Table(t),
+                ) => {
                     sections.push((key.as_str(), t));
                 }
-                ("smtp" | "web" | "dns" | "delivery" | "tdc" | "logs", _) => {
+                (
+                    "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs",
+                    _,
+                ) => {
                     errors.push(format!("`{key}`: must be a table ([{key}])"));
                 }
                 _ => {
@@ -333,8 +412,12 @@ impl Config {
         let dns = Dns::read(section("dns"), &mut errors);
         let delivery = Delivery::read(section("delivery"), &mut errors);
         let tdc = Tdc::read(section("tdc"), &mut errors);
+        let antispam = Antispam::read(section("antispam"), &mut errors);
+        let antivirus = Antivirus::read(section("antivirus"), &mut errors);
         let logs = Logs::read(section("logs"), &mut errors);
-        let config = Config::from_root(root, smtp, web, dns, delivery, tdc, logs);
+        let config = Config::from_root(
+            root, smtp, web, dns, delivery, tdc, antispam, antivirus, logs,
+        );
         config.validate(&mut errors);
         if errors.is_empty() {
             Ok(config)
@@ -448,6 +531,38 @@ impl Config {
                 "must be a header field name (printable ASCII, no colon or space)",
             );
         }
+        for (key, v) in [
+            ("antispam.timeout_secs", self.antispam.timeout_secs),
+            ("antispam.max_scan_bytes", self.antispam.max_scan_bytes),
+            ("antivirus.timeout_secs", self.antivirus.timeout_secs),
+            ("antivirus.max_scan_bytes", self.antivirus.max_scan_bytes),
+        ] {
+            if v == 0 {
+                bad(key, "must be greater than 0");
+            }
+        }
+        if self.antispam.engine == SpamEngine::Rspamd {
+            let url = &self.antispam.url;
+            let ok = url
+                .strip_prefix("http://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+            if !ok {
+                bad(
+                    "antispam.url",
+                    "must be rspamd's address as http://host:port (e.g. http://127.0.0.1:11333)",
+                );
+            }
+        }
+        if self.antivirus.engine == VirusEngine::Clamav {
+            let a = &self.antivirus.address;
+            let ok = a.parse::<SocketAddr>().is_ok() || a.starts_with('/');
+            if !ok {
+                bad(
+                    "antivirus.address",
+                    "must be clamd's ip:port (e.g. 127.0.0.1:3310) or the absolute path of its unix socket",
+                );
+            }
+        }
         let sender = &self.tdc.envelope_sender;
         if !sender.is_empty() && !looks_like_address(sender) {
             bad(
@@ -491,6 +606,8 @@ pub fn reference() -> Vec<FieldDoc> {
     Dns::reference(&mut out);
     Delivery::reference(&mut out);
     Tdc::reference(&mut out);
+    Antispam::reference(&mut out);
+    Antivirus::reference(&mut out);
     Logs::reference(&mut out);
     out
 }

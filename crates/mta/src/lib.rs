@@ -8,6 +8,7 @@
 mod io;
 mod process;
 mod received;
+mod scan;
 mod session;
 
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub struct Mta {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// SPF/DKIM/DMARC, for policies that enable email authentication.
     pub(crate) auth: Option<Arc<rampart_emailauth::Authenticator>>,
+    /// Anti-Spam and Anti-Virus engines, for policies that enable them.
+    pub(crate) engines: Arc<rampart_scan::Engines>,
 }
 
 impl std::fmt::Debug for Mta {
@@ -107,6 +110,7 @@ impl Mta {
             connections,
             shutdown,
             auth: None,
+            engines: Arc::default(),
         }
     }
 
@@ -137,6 +141,12 @@ impl Mta {
     /// Enables email authentication for the policies that ask for it.
     pub fn with_authenticator(mut self, auth: rampart_emailauth::Authenticator) -> Mta {
         self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    /// Scans with these engines for the policies that enable Anti-Spam or Anti-Virus.
+    pub fn with_engines(mut self, engines: Arc<rampart_scan::Engines>) -> Mta {
+        self.engines = engines;
         self
     }
 

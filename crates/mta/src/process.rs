@@ -83,6 +83,17 @@ pub(crate) async fn process(
         }
         _ => None,
     };
+    // Each engine scans the message once, for every split whose policy enables it.
+    let want_spam = groups
+        .iter()
+        .any(|(p, _)| table.get(*p).is_some_and(|p| p.antispam.is_some()));
+    let want_virus = groups
+        .iter()
+        .any(|(p, _)| table.get(*p).is_some_and(|p| p.antivirus.is_some()));
+    let (body, scanned) = crate::scan::scan(mta, env, body, want_spam, want_virus).await;
+    let scanned = scanned?;
+    facts.spam = scanned.spam;
+    facts.virus = scanned.virus;
     let sender = env.from.map(ToString::to_string).unwrap_or_default();
 
     // Judge every split first: if all of them refuse the message, the client is told so.
@@ -97,11 +108,14 @@ pub(crate) async fn process(
     let mut log_before = Vec::new();
     let mut log_after = Vec::new();
     if let Some(text) = all_bounce_text(&judged) {
-        for (_, name, _, v) in &judged {
+        for (pidx, name, _, v) in &judged {
+            if let Some(policy) = table.get(*pidx) {
+                log_before.extend(scan_lines(env.mid, policy, &facts));
+            }
             log_before.push(format!(
-                "MID {} bounced by content filter '{}' in the {direction} table (policy {name})",
+                "MID {} bounced by {} in the {direction} table (policy {name})",
                 env.mid,
-                v.decided_by.clone().unwrap_or_default()
+                decider(v)
             ));
         }
         log_before.push(format!("Message finished MID {} done", env.mid));
@@ -114,6 +128,7 @@ pub(crate) async fn process(
 
     let mut messages = Vec::with_capacity(judged.len());
     let mut mids = Vec::with_capacity(judged.len());
+    let mut tracking_scans: Vec<(Mid, String)> = Vec::new();
     let splits = judged.len();
     let mut body = Some(body);
     for (i, (pidx, name, rcpt_idxs, verdict)) in judged.into_iter().enumerate() {
@@ -136,6 +151,16 @@ pub(crate) async fn process(
             new
         };
         mids.push(mid);
+        let scan_log = table
+            .get(pidx)
+            .map(|p| scan_lines(mid, p, &facts))
+            .unwrap_or_default();
+        for line in &scan_log {
+            if let Some(event) = line.strip_prefix(&format!("MID {mid} ")) {
+                tracking_scans.push((mid, format!("Message {mid} {event}")));
+            }
+        }
+        log_before.extend(scan_log);
         for f in &verdict.matched_filters {
             log_before.push(format!(
                 "MID {mid} content filter '{f}' matched in the {direction} table"
@@ -146,22 +171,27 @@ pub(crate) async fn process(
             Disposition::Drop => (
                 RowState::Dropped,
                 Some(format!(
-                    "MID {mid} dropped by content filter '{}' in the {direction} table",
-                    verdict.decided_by.as_deref().unwrap_or_default()
+                    "MID {mid} dropped by {} in the {direction} table",
+                    decider(&verdict)
                 )),
             ),
             Disposition::Quarantine => (
                 RowState::Quarantined,
                 Some(format!(
-                    "MID {mid} quarantined to \"Policy\" (content filter:{})",
-                    verdict.decided_by.as_deref().unwrap_or_default()
+                    "MID {mid} quarantined to \"{}\" ({})",
+                    quarantine_name(&verdict),
+                    match verdict.decided_by.as_deref() {
+                        Some(s @ ("Anti-Spam" | "Anti-Virus")) =>
+                            format!("{s}: {}", verdict.findings.join("; ")),
+                        other => format!("content filter:{}", other.unwrap_or_default()),
+                    }
                 )),
             ),
             Disposition::Bounce(_) => (
                 RowState::Bounced,
                 Some(format!(
-                    "MID {mid} bounced by content filter '{}' in the {direction} table",
-                    verdict.decided_by.as_deref().unwrap_or_default()
+                    "MID {mid} bounced by {} in the {direction} table",
+                    decider(&verdict)
                 )),
             ),
         };
@@ -214,6 +244,12 @@ pub(crate) async fn process(
             });
         }
         tracking.push(format!("Message {mid} ready {} bytes", split_body.len()));
+        tracking.extend(
+            tracking_scans
+                .iter()
+                .filter(|(m, _)| *m == mid)
+                .map(|(_, t)| t.clone()),
+        );
         let verdict_text = if verdict.findings.is_empty() {
             format!(
                 "Message {mid} security services verdict: {}, clean",
@@ -308,6 +344,63 @@ pub(crate) async fn process(
         ),
         log_after,
     })
+}
+
+/// Who decided a verdict, as the mail log names it.
+fn decider(v: &rampart_policy::Verdict) -> String {
+    match v.decided_by.as_deref() {
+        Some(s @ ("Anti-Spam" | "Anti-Virus" | "DMARC")) => s.to_owned(),
+        other => format!("content filter '{}'", other.unwrap_or_default()),
+    }
+}
+
+/// The quarantine a verdict puts a message in (AsyncOS's names).
+fn quarantine_name(v: &rampart_policy::Verdict) -> &'static str {
+    match v.decided_by.as_deref() {
+        Some("Anti-Spam") => "Spam",
+        Some("Anti-Virus") => "Virus",
+        _ => "Policy",
+    }
+}
+
+/// The AsyncOS scanning lines of one split (SPEC §5), for the services its policy runs.
+fn scan_lines(mid: Mid, policy: &rampart_policy::CompiledPolicy, facts: &Facts) -> Vec<String> {
+    use rampart_policy::{SpamResult, VirusResult};
+    let mut lines = Vec::new();
+    if let (Some(cfg), Some(spam)) = (&policy.antispam, &facts.spam) {
+        let word = match spam {
+            SpamResult::Positive { .. } => Some("positive"),
+            SpamResult::Suspect { .. } if cfg.suspect.enabled => Some("suspect"),
+            SpamResult::Suspect { .. } | SpamResult::Negative { .. } => Some("negative"),
+            SpamResult::TooBig(_) => None,
+            SpamResult::Failed(_) => Some("unscannable"),
+        };
+        if let Some(word) = word {
+            lines.push(format!(
+                "MID {mid} interim verdict using engine: RSPAMD spam {word}"
+            ));
+            lines.push(format!("MID {mid} using engine: RSPAMD spam {word}"));
+        }
+    }
+    if let (Some(_), Some(virus)) = (&policy.antivirus, &facts.virus) {
+        match virus {
+            VirusResult::Infected(name) => {
+                lines.push(format!("MID {mid} interim AV verdict using CLAMAV VIRAL"));
+                lines.push(format!("MID {mid} antivirus positive {}", quote(name)));
+            }
+            VirusResult::Clean => {
+                lines.push(format!("MID {mid} interim AV verdict using CLAMAV CLEAN"));
+                lines.push(format!("MID {mid} antivirus negative"));
+            }
+            VirusResult::Unscannable(_) => {
+                lines.push(format!(
+                    "MID {mid} interim AV verdict using CLAMAV UNSCANNABLE"
+                ));
+                lines.push(format!("MID {mid} antivirus unscannable"));
+            }
+        }
+    }
+    lines
 }
 
 /// The custom reply when every split was refused by a bounce action.

@@ -64,6 +64,10 @@ pub struct Facts {
     pub dmarc_request: Option<DmarcRequest>,
     /// The RFC5322.From domain DMARC evaluated.
     pub dmarc_domain: String,
+    /// The anti-spam engine's answer; `None` when no policy of the message scans for spam.
+    pub spam: Option<crate::SpamResult>,
+    /// The anti-virus engine's answer; `None` when no policy of the message scans for viruses.
+    pub virus: Option<crate::VirusResult>,
 }
 
 /// A DMARC record's policy (`p=` / `sp=`).

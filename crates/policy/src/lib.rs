@@ -11,11 +11,16 @@ pub mod edit;
 pub mod facts;
 pub mod filters;
 pub mod patterns;
+pub mod services;
 mod table;
 mod verdict;
 
 pub use facts::{AuthResult, DmarcRequest, Facts};
 pub use filters::{ContentFilter, FilterAction, FilterCondition};
+pub use services::{
+    Antispam, Antivirus, ScanAction, ServiceMode, SpamResult, SuspectTreatment, Treatment,
+    VirusResult,
+};
 pub use table::{
     CompiledPolicy, DEFAULT_POLICY, DmarcAction, EmailAuthentication, MailPolicy, PolicyTable,
     TdcChoice, TdcMode,

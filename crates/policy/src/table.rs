@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::filters::{self, CompiledFilter, ContentFilter};
 use crate::patterns::{self, Pattern};
+use crate::services::{Antispam, Antivirus, ServiceMode};
 
 /// The policy that always exists, is always last and matches everything.
 pub const DEFAULT_POLICY: &str = "DEFAULT";
 
 /// One mail policy as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "StoredPolicy")]
 pub struct MailPolicy {
     pub name: String,
     /// Sender patterns; empty = any sender.
@@ -24,11 +25,54 @@ pub struct MailPolicy {
     #[serde(default)]
     pub content_filters: Vec<ContentFilter>,
     /// SPF, DKIM and DMARC verification.
-    #[serde(default)]
     pub email_authentication: EmailAuthentication,
+    /// Anti-Spam (SPEC §3a).
+    pub antispam: Antispam,
+    /// Anti-Virus (SPEC §3a).
+    pub antivirus: Antivirus,
     /// The Threat Defense Connector choice (incoming policies only).
-    #[serde(default)]
     pub tdc: TdcChoice,
+}
+
+/// A policy as read from storage, a settings file or the API. A service left out takes its
+/// default, which for DEFAULT is `enabled` (settings saved before a service existed, and a
+/// DEFAULT written without it, scan as a new appliance does) and for the others `(use default)`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredPolicy {
+    name: String,
+    #[serde(default)]
+    senders: Vec<String>,
+    #[serde(default)]
+    recipients: Vec<String>,
+    #[serde(default)]
+    content_filters: Vec<ContentFilter>,
+    #[serde(default)]
+    email_authentication: EmailAuthentication,
+    antispam: Option<Antispam>,
+    antivirus: Option<Antivirus>,
+    #[serde(default)]
+    tdc: TdcChoice,
+}
+
+impl From<StoredPolicy> for MailPolicy {
+    fn from(p: StoredPolicy) -> MailPolicy {
+        let missing = if p.name == DEFAULT_POLICY {
+            ServiceMode::Enabled
+        } else {
+            ServiceMode::Default
+        };
+        MailPolicy {
+            antispam: p.antispam.unwrap_or_else(|| Antispam::with_mode(missing)),
+            antivirus: p.antivirus.unwrap_or_else(|| Antivirus::with_mode(missing)),
+            name: p.name,
+            senders: p.senders,
+            recipients: p.recipients,
+            content_filters: p.content_filters,
+            email_authentication: p.email_authentication,
+            tdc: p.tdc,
+        }
+    }
 }
 
 /// The email authentication service of a policy.
@@ -89,7 +133,22 @@ pub enum TdcMode {
 }
 
 impl MailPolicy {
-    /// The DEFAULT policy of a new appliance: matches all, no filters, connector off (`No`).
+    /// A new policy above DEFAULT: no content filters, every service `(use default)`.
+    pub fn new(name: String, senders: Vec<String>, recipients: Vec<String>) -> MailPolicy {
+        MailPolicy {
+            name,
+            senders,
+            recipients,
+            content_filters: vec![],
+            email_authentication: EmailAuthentication::default(),
+            antispam: Antispam::default(),
+            antivirus: Antivirus::default(),
+            tdc: TdcChoice::default(),
+        }
+    }
+
+    /// The DEFAULT policy of a new appliance: matches all, no filters, Anti-Spam and Anti-Virus
+    /// enabled (they scan once an engine is configured), connector off (`No`).
     pub fn default_policy() -> MailPolicy {
         MailPolicy {
             name: DEFAULT_POLICY.into(),
@@ -97,6 +156,8 @@ impl MailPolicy {
             recipients: vec![],
             content_filters: vec![],
             email_authentication: EmailAuthentication::default(),
+            antispam: Antispam::with_mode(ServiceMode::Enabled),
+            antivirus: Antivirus::with_mode(ServiceMode::Enabled),
             tdc: TdcChoice {
                 mode: TdcMode::No,
                 intake_address: String::new(),
@@ -113,6 +174,10 @@ pub struct CompiledPolicy {
     recipients: Vec<Pattern>,
     pub(crate) filters: Vec<CompiledFilter>,
     pub email_authentication: EmailAuthentication,
+    /// The Anti-Spam setting in force, `(use default)` resolved; `None` when disabled.
+    pub antispam: Option<Antispam>,
+    /// The Anti-Virus setting in force, `(use default)` resolved; `None` when disabled.
+    pub antivirus: Option<Antivirus>,
     pub tdc: TdcChoice,
 }
 
@@ -195,6 +260,20 @@ impl PolicyTable {
                 )),
                 _ => {}
             }
+            if is_default {
+                for (mode, service) in [
+                    (p.antispam.mode, "Anti-Spam"),
+                    (p.antivirus.mode, "Anti-Virus"),
+                ] {
+                    if mode == ServiceMode::Default {
+                        errors.push(format!(
+                            "{at}: DEFAULT cannot use the default settings for {service}; choose enabled or disabled"
+                        ));
+                    }
+                }
+            }
+            p.antispam.validate(&at, errors);
+            p.antivirus.validate(&at, errors);
             let filters = filters::compile(&p.content_filters, &at, errors);
             out.push(CompiledPolicy {
                 name: p.name.clone(),
@@ -202,8 +281,25 @@ impl PolicyTable {
                 recipients,
                 filters,
                 email_authentication: p.email_authentication.clone(),
+                antispam: None,
+                antivirus: None,
                 tdc: p.tdc.clone(),
             });
+        }
+        // `(use default)` takes DEFAULT's whole setting, actions included.
+        if let Some(default) = policies.last() {
+            for (compiled, p) in out.iter_mut().zip(policies) {
+                let spam = match p.antispam.mode {
+                    ServiceMode::Default => &default.antispam,
+                    _ => &p.antispam,
+                };
+                compiled.antispam = (spam.mode == ServiceMode::Enabled).then(|| spam.clone());
+                let virus = match p.antivirus.mode {
+                    ServiceMode::Default => &default.antivirus,
+                    _ => &p.antivirus,
+                };
+                compiled.antivirus = (virus.mode == ServiceMode::Enabled).then(|| virus.clone());
+            }
         }
         PolicyTable { policies: out }
     }
@@ -247,14 +343,11 @@ mod tests {
     use super::*;
 
     fn policy(name: &str, senders: &[&str], recipients: &[&str]) -> MailPolicy {
-        MailPolicy {
-            name: name.into(),
-            senders: senders.iter().map(|s| s.to_string()).collect(),
-            recipients: recipients.iter().map(|s| s.to_string()).collect(),
-            content_filters: vec![],
-            email_authentication: EmailAuthentication::default(),
-            tdc: TdcChoice::default(),
-        }
+        MailPolicy::new(
+            name.into(),
+            senders.iter().map(|s| s.to_string()).collect(),
+            recipients.iter().map(|s| s.to_string()).collect(),
+        )
     }
 
     fn table(policies: Vec<MailPolicy>) -> PolicyTable {

@@ -2,6 +2,7 @@
 
 use crate::facts::Facts;
 use crate::filters::FilterAction;
+use crate::services::{ScanAction, SpamResult, VirusResult};
 use crate::table::CompiledPolicy;
 
 /// What happens to the message.
@@ -85,6 +86,40 @@ impl Verdict {
     }
 }
 
+/// Applies one scan outcome's action; `true` when it ends processing (drop, bounce).
+fn apply(
+    v: &mut Verdict,
+    action: ScanAction,
+    prefix: &str,
+    service: &str,
+    bounce_text: &str,
+) -> bool {
+    match action {
+        ScanAction::Deliver => {
+            let prefix = prefix.trim();
+            if !prefix.is_empty() {
+                v.subject_tags.push(prefix.to_owned());
+            }
+            false
+        }
+        ScanAction::Quarantine => {
+            v.disposition = Disposition::Quarantine;
+            v.decided_by = Some(service.to_owned());
+            false
+        }
+        ScanAction::Drop => {
+            v.disposition = Disposition::Drop;
+            v.decided_by = Some(service.to_owned());
+            true
+        }
+        ScanAction::Bounce => {
+            v.disposition = Disposition::Bounce(bounce_text.to_owned());
+            v.decided_by = Some(service.to_owned());
+            true
+        }
+    }
+}
+
 /// Splits a header section into fields, each with its continuation lines.
 fn split_fields(head: &[u8]) -> Vec<Vec<u8>> {
     let mut fields: Vec<Vec<u8>> = Vec::new();
@@ -120,6 +155,68 @@ impl CompiledPolicy {
                 )
             })
         })
+    }
+
+    /// Applies the Anti-Spam and Anti-Virus results (in that order, as AsyncOS does) to `v`.
+    /// `true` when an action ended processing (drop or bounce): content filters do not run.
+    fn scan_verdict(&self, facts: &Facts, v: &mut Verdict) -> bool {
+        let mut ended = false;
+        if let (Some(cfg), Some(result)) = (&self.antispam, &facts.spam) {
+            let (treatment, finding, header) = match result {
+                SpamResult::Positive { score } => (
+                    Some((cfg.positive.action, cfg.positive.subject_prefix.as_str())),
+                    Some(format!("spam positive (score {score})")),
+                    Some(format!("positive score={score}")),
+                ),
+                SpamResult::Suspect { score } if cfg.suspect.enabled => (
+                    Some((cfg.suspect.action, cfg.suspect.subject_prefix.as_str())),
+                    Some(format!("spam suspect (score {score})")),
+                    Some(format!("suspect score={score}")),
+                ),
+                // Suspected-spam scanning switched off: a suspect score is negative (AsyncOS).
+                SpamResult::Suspect { score } | SpamResult::Negative { score } => {
+                    (None, None, Some(format!("negative score={score}")))
+                }
+                SpamResult::TooBig(_) => (None, None, None),
+                SpamResult::Failed(why) => (None, Some(format!("unscannable: {why}")), None),
+            };
+            if let Some(h) = header {
+                v.replace_headers.push(("X-Rampart-Spam".into(), h));
+            }
+            if let Some(f) = finding {
+                v.findings.push(f);
+            }
+            if let Some((action, prefix)) = treatment {
+                ended = apply(v, action, prefix, "Anti-Spam", "Message rejected as spam");
+            }
+        }
+        if ended {
+            return true;
+        }
+        if let (Some(cfg), Some(result)) = (&self.antivirus, &facts.virus) {
+            let (treatment, header) = match result {
+                VirusResult::Infected(name) => {
+                    v.findings.push(format!("virus '{name}'"));
+                    (Some(&cfg.infected), format!("positive '{name}'"))
+                }
+                VirusResult::Clean => (None, "negative".into()),
+                VirusResult::Unscannable(why) => {
+                    v.findings.push(format!("unscannable: {why}"));
+                    (Some(&cfg.unscannable), "unscannable".into())
+                }
+            };
+            v.replace_headers.push(("X-Rampart-Virus".into(), header));
+            if let Some(t) = treatment {
+                let text = match result {
+                    VirusResult::Infected(name) => {
+                        format!("Message rejected: it contains a virus ({name})")
+                    }
+                    _ => "Message rejected: it could not be scanned for viruses".into(),
+                };
+                ended = apply(v, t.action, &t.subject_prefix, "Anti-Virus", &text);
+            }
+        }
+        ended
     }
 
     /// Runs the policy's content filters in order and returns the verdict.
@@ -179,6 +276,9 @@ impl CompiledPolicy {
                     }
                 }
             }
+        }
+        if self.scan_verdict(facts, &mut v) {
+            return v;
         }
         // Conditions on the body that could not see all of it must not call the message clean.
         if self.needs_body() {
@@ -484,5 +584,197 @@ mod tests {
             ),
             "{errors:?}"
         );
+    }
+
+    fn scanned(spam: Option<SpamResult>, virus: Option<VirusResult>) -> Facts {
+        let mut facts = Facts::from_message(MSG, None);
+        facts.spam = spam;
+        facts.virus = virus;
+        facts
+    }
+
+    fn score(s: &str) -> String {
+        s.into()
+    }
+
+    /// Each spam outcome meets the action the policy sets for it, and only a negative answer
+    /// leaves the message clean (the condition for a journal copy).
+    #[test]
+    fn spam_outcomes_and_their_actions() {
+        let p = policy_with(vec![]);
+        let positive = scanned(
+            Some(SpamResult::Positive {
+                score: score("15.00"),
+            }),
+            None,
+        );
+        let v = p.judge(&positive);
+        assert_eq!(v.disposition, Disposition::Quarantine, "AsyncOS default");
+        assert_eq!(v.decided_by.as_deref(), Some("Anti-Spam"));
+        assert_eq!(v.findings, ["spam positive (score 15.00)"]);
+        assert_eq!(
+            v.replace_headers,
+            [(
+                "X-Rampart-Spam".to_owned(),
+                "positive score=15.00".to_owned()
+            )]
+        );
+        let suspect = scanned(
+            Some(SpamResult::Suspect {
+                score: score("6.10"),
+            }),
+            None,
+        );
+        let v = p.judge(&suspect);
+        assert_eq!(v.disposition, Disposition::Deliver);
+        assert_eq!(v.subject_tags, ["[SUSPECTED SPAM]"]);
+        assert!(!v.is_clean(), "suspected spam is never journaled");
+        let negative = scanned(
+            Some(SpamResult::Negative {
+                score: score("0.20"),
+            }),
+            None,
+        );
+        let v = p.judge(&negative);
+        assert!(v.is_clean());
+        assert_eq!(v.replace_headers[0].1, "negative score=0.20");
+        // Too big to scan for spam: not spam, as AsyncOS treats it; a failed engine is not clean.
+        assert!(
+            p.judge(&scanned(Some(SpamResult::TooBig("big".into())), None))
+                .is_clean()
+        );
+        let failed = p.judge(&scanned(Some(SpamResult::Failed("down".into())), None));
+        assert_eq!(failed.disposition, Disposition::Deliver);
+        assert_eq!(failed.findings, ["unscannable: down"]);
+
+        for (action, want) in [
+            (ScanAction::Drop, Disposition::Drop),
+            (
+                ScanAction::Bounce,
+                Disposition::Bounce("Message rejected as spam".into()),
+            ),
+            (ScanAction::Deliver, Disposition::Deliver),
+        ] {
+            let mut mp = MailPolicy::default_policy();
+            mp.antispam.positive.action = action;
+            let p = compile_one(mp);
+            let v = p.judge(&positive);
+            assert_eq!(v.disposition, want, "{action:?}");
+            assert!(!v.is_clean());
+            if action == ScanAction::Deliver {
+                assert_eq!(v.subject_tags, ["[SPAM]"]);
+            }
+        }
+        // Suspected-spam scanning switched off: a suspect score counts as negative.
+        let mut mp = MailPolicy::default_policy();
+        mp.antispam.suspect.enabled = false;
+        let v = compile_one(mp).judge(&suspect);
+        assert!(v.is_clean());
+        assert_eq!(v.replace_headers[0].1, "negative score=6.10");
+    }
+
+    #[test]
+    fn virus_outcomes_and_their_actions() {
+        let p = policy_with(vec![]);
+        let infected = scanned(
+            None,
+            Some(VirusResult::Infected("Eicar-Test-Signature".into())),
+        );
+        let v = p.judge(&infected);
+        assert_eq!(v.disposition, Disposition::Drop, "AsyncOS default");
+        assert_eq!(v.findings, ["virus 'Eicar-Test-Signature'"]);
+        assert_eq!(
+            v.replace_headers,
+            [(
+                "X-Rampart-Virus".to_owned(),
+                "positive 'Eicar-Test-Signature'".to_owned()
+            )]
+        );
+        let unscannable = scanned(None, Some(VirusResult::Unscannable("too big".into())));
+        let v = p.judge(&unscannable);
+        assert_eq!(v.disposition, Disposition::Deliver);
+        assert_eq!(v.subject_tags, ["[WARNING: A/V UNSCANNABLE]"]);
+        assert!(!v.is_clean());
+        let v = p.judge(&scanned(None, Some(VirusResult::Clean)));
+        assert!(v.is_clean());
+        assert_eq!(v.replace_headers[0].1, "negative");
+        // Spam is looked at first; a virus drop still wins over a spam quarantine.
+        let both = scanned(
+            Some(SpamResult::Positive {
+                score: score("20.00"),
+            }),
+            Some(VirusResult::Infected("X".into())),
+        );
+        let v = p.judge(&both);
+        assert_eq!(v.disposition, Disposition::Drop);
+        assert_eq!(v.decided_by.as_deref(), Some("Anti-Virus"));
+        // A disabled service ignores the engine's answer; so does a policy whose engine result
+        // is missing (no engine configured).
+        let mut mp = MailPolicy::default_policy();
+        mp.antivirus.mode = crate::ServiceMode::Disabled;
+        assert!(compile_one(mp).judge(&infected).is_clean());
+        assert!(p.judge(&scanned(None, None)).is_clean());
+    }
+
+    /// `(use default)` takes DEFAULT's whole setting; DEFAULT itself must choose.
+    #[test]
+    fn services_inherit_from_default() {
+        let mut default = MailPolicy::default_policy();
+        default.antispam.positive.action = ScanAction::Drop;
+        let inherit = MailPolicy::new("inherit".into(), vec![], vec!["@a.test".into()]);
+        let mut off = MailPolicy::new("off".into(), vec![], vec!["@b.test".into()]);
+        off.antispam.mode = crate::ServiceMode::Disabled;
+        let mut errors = Vec::new();
+        let t = PolicyTable::compile(
+            &[inherit, off, default],
+            "incoming_policies",
+            true,
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let positive = scanned(
+            Some(SpamResult::Positive {
+                score: score("15.00"),
+            }),
+            None,
+        );
+        assert_eq!(
+            t.get(0).unwrap().judge(&positive).disposition,
+            Disposition::Drop
+        );
+        assert!(t.get(1).unwrap().judge(&positive).is_clean());
+        let mut bad = MailPolicy::default_policy();
+        bad.antivirus.mode = crate::ServiceMode::Default;
+        bad.antispam.positive.subject_prefix = "[SPAM]\r\nBcc: x@y".into();
+        let mut errors = Vec::new();
+        PolicyTable::compile(&[bad], "incoming_policies", true, &mut errors);
+        let joined = errors.join("\n");
+        assert!(joined.contains("DEFAULT cannot use the default settings for Anti-Virus"));
+        assert!(joined.contains("subject prefix must be one line"));
+    }
+
+    /// Settings written before the services existed: DEFAULT scans, other policies inherit.
+    #[test]
+    fn services_left_out_take_their_defaults() {
+        let default: MailPolicy = serde_json::from_value(serde_json::json!({"name": "DEFAULT",
+            "tdc": {"mode": "no"}}))
+        .unwrap();
+        assert_eq!(default.antispam.mode, crate::ServiceMode::Enabled);
+        assert_eq!(default.antivirus.mode, crate::ServiceMode::Enabled);
+        let other: MailPolicy =
+            serde_json::from_value(serde_json::json!({"name": "x", "recipients": ["@x.test"]}))
+                .unwrap();
+        assert_eq!(other.antispam.mode, crate::ServiceMode::Default);
+        let unknown = serde_json::from_value::<MailPolicy>(
+            serde_json::json!({"name": "x", "antispam": {"mode": "on"}}),
+        );
+        assert!(unknown.is_err());
+    }
+
+    fn compile_one(p: MailPolicy) -> CompiledPolicy {
+        let mut errors = Vec::new();
+        let t = PolicyTable::compile(&[p], "incoming_policies", true, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        t.get(0).unwrap().clone()
     }
 }

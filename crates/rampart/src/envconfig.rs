@@ -11,7 +11,16 @@ const NOT_KEYS: &[&str] = &[
     "RAMPART_LOG",
     "RAMPART_INITIAL_SETTINGS",
 ];
-const SECTIONS: &[&str] = &["smtp", "web", "dns", "delivery", "tdc"];
+const SECTIONS: &[&str] = &[
+    "smtp",
+    "web",
+    "dns",
+    "delivery",
+    "tdc",
+    "antispam",
+    "antivirus",
+    "logs",
+];
 
 /// Returns the configuration text with the overrides from `vars` applied.
 pub(crate) fn apply(text: &str, vars: &[(String, String)]) -> Result<String, String> {

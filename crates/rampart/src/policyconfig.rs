@@ -164,19 +164,8 @@ pub(crate) async fn run(
             recipients,
             position,
         } => {
-            rampart_policy::edit::add(
-                table,
-                MailPolicy {
-                    name,
-                    senders,
-                    recipients,
-                    content_filters: vec![],
-                    email_authentication: Default::default(),
-                    tdc: TdcChoice::default(),
-                },
-                position,
-            )
-            .map_err(|e| anyhow!("{e}"))?;
+            rampart_policy::edit::add(table, MailPolicy::new(name, senders, recipients), position)
+                .map_err(|e| anyhow!("{e}"))?;
         }
         Action::Delete { name } => {
             rampart_policy::edit::delete(table, &name).map_err(|e| anyhow!("{e}"))?;

@@ -65,6 +65,7 @@ pub(crate) async fn serve(
     ));
 
     let tls = crate::tls::server_config(&config)?;
+    let engines = Arc::new(engines(&config)?);
     let mta = Mta::new(
         MtaConfig {
             hostname: config.hostname.clone(),
@@ -94,7 +95,9 @@ pub(crate) async fn serve(
             Duration::from_secs(5),
         )
         .map_err(|e| anyhow::anyhow!("cannot set up email authentication: {e}"))?,
-    );
+    )
+    .with_engines(engines.clone());
+    tokio::spawn(check_engines(engines.clone(), log.clone()));
     let resolver = rampart_delivery::dns::HickoryResolver::new(
         &config.dns.nameservers,
         Duration::from_secs(10),
@@ -164,11 +167,9 @@ pub(crate) async fn serve(
         hostname: config.hostname.clone(),
         mail_log: Some(config.data_dir.join("logs").join("mail_logs")),
     };
-    let app = rampart_web::router(rampart_web::AppState::new(
-        store.clone(),
-        shared.clone(),
-        options,
-    ));
+    let app = rampart_web::router(
+        rampart_web::AppState::new(store.clone(), shared.clone(), options).with_engines(engines),
+    );
     let web_tls = https.then(|| {
         // The appliance certificate, as for STARTTLS; browsers speak HTTP/1.1 to us.
         let mut c = (*tls).clone();
@@ -365,5 +366,65 @@ impl Signals {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The scanning engines of `[antispam]` and `[antivirus]`.
+fn engines(config: &Config) -> anyhow::Result<rampart_scan::Engines> {
+    use rampart_config::{OnScanError, SpamEngine, VirusEngine};
+    let spam = match config.antispam.engine {
+        SpamEngine::None => None,
+        SpamEngine::Rspamd => Some(
+            rampart_scan::SpamService::new(
+                &config.antispam.url,
+                Duration::from_secs(config.antispam.timeout_secs),
+                config.antispam.max_scan_bytes,
+                config.antispam.on_error == OnScanError::Accept,
+            )
+            .map_err(|e| anyhow::anyhow!("`antispam.url`: {e}"))?,
+        ),
+    };
+    let virus = match config.antivirus.engine {
+        VirusEngine::None => None,
+        VirusEngine::Clamav => {
+            let address =
+                rampart_scan::ClamdAddress::parse(&config.antivirus.address).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "`antivirus.address`: {:?} is neither ip:port nor a socket path",
+                        config.antivirus.address
+                    )
+                })?;
+            Some(rampart_scan::VirusService::new(
+                address,
+                Duration::from_secs(config.antivirus.timeout_secs),
+                config.antivirus.max_scan_bytes,
+                config.antivirus.on_error == OnScanError::Accept,
+            ))
+        }
+    };
+    Ok(rampart_scan::Engines { spam, virus })
+}
+
+/// Says in the mail log at start whether each configured engine answers: an engine that is
+/// down makes every message of a scanning policy wait (`451`), which an administrator should
+/// see before the first complaint.
+async fn check_engines(engines: Arc<rampart_scan::Engines>, log: MailLog) {
+    if let Some(spam) = &engines.spam {
+        match spam.client.ping().await {
+            Ok(version) => log.info(format!(
+                "Anti-Spam engine RSPAMD at {} is up ({version})",
+                spam.url
+            )),
+            Err(e) => log.warning(format!("Anti-Spam engine RSPAMD is not reachable: {e}")),
+        }
+    }
+    if let Some(virus) = &engines.virus {
+        match virus.client.version().await {
+            Ok(version) => log.info(format!(
+                "Anti-Virus engine CLAMAV at {} is up ({version})",
+                virus.address
+            )),
+            Err(e) => log.warning(format!("Anti-Virus engine CLAMAV is not reachable: {e}")),
+        }
     }
 }

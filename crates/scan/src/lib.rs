@@ -7,9 +7,11 @@
 //! caller maps to `451 4.7.1` (or to "unscannable" with `on_error = "accept"`).
 
 pub mod clamd;
+mod engines;
 pub mod rspamd;
 
 pub use clamd::{Clamd, ClamdAddress, VirusVerdict};
+pub use engines::{Counted, Engines, HourSummary, SpamService, Stats, VirusService};
 pub use rspamd::{Rspamd, ScanEnvelope, SpamAction, SpamVerdict};
 
 /// Runs `work` within `timeout`; running out of time is [`ScanError::Timeout`].

@@ -326,15 +326,11 @@ mod tests {
     fn journal_address_resolution() {
         use rampart_policy::TdcChoice;
         let policy = |name: &str, mode: TdcMode, addr: &str| MailPolicy {
-            name: name.into(),
-            senders: vec![],
-            recipients: vec![format!("@{name}.example.com")],
-            content_filters: vec![],
-            email_authentication: Default::default(),
             tdc: TdcChoice {
                 mode,
                 intake_address: addr.into(),
             },
+            ..MailPolicy::new(name.into(), vec![], vec![format!("@{name}.example.com")])
         };
         let mut s = Settings {
             incoming_policies: vec![
@@ -427,6 +423,17 @@ mod tests {
                     enabled: true,
                     dmarc_action: rampart_policy::DmarcAction::Reject,
                 },
+                antispam: rampart_policy::Antispam {
+                    mode: rampart_policy::ServiceMode::Enabled,
+                    positive: rampart_policy::Treatment {
+                        action: rampart_policy::ScanAction::Bounce,
+                        subject_prefix: String::new(),
+                    },
+                    ..Default::default()
+                },
+                antivirus: rampart_policy::Antivirus::with_mode(
+                    rampart_policy::ServiceMode::Disabled,
+                ),
                 tdc: TdcChoice {
                     mode: TdcMode::Custom,
                     intake_address: "j@intake.test".into(),

@@ -32,6 +32,8 @@ pub struct AppState {
     pub(crate) options: Arc<WebOptions>,
     /// When the appliance started, for *System Status*.
     pub(crate) started: std::time::Instant,
+    /// The scanning engines, for the *Security Services* pages and the policy columns.
+    pub(crate) engines: Arc<rampart_scan::Engines>,
 }
 
 /// How the web UI behaves; from the `[web]` section of the bootstrap configuration.
@@ -80,7 +82,14 @@ impl AppState {
             })),
             options: Arc::new(options),
             started: std::time::Instant::now(),
+            engines: Arc::default(),
         }
+    }
+
+    /// The engines the MTA scans with (the pages show them; none by default).
+    pub fn with_engines(mut self, engines: Arc<rampart_scan::Engines>) -> AppState {
+        self.engines = engines;
+        self
     }
 }
 

@@ -327,15 +327,7 @@ async fn save_policy(
     let result = match &original {
         None => rampart_policy::edit::add(
             policies,
-            MailPolicy {
-                name: form.name.clone(),
-                senders,
-                recipients,
-                ..MailPolicy {
-                    tdc: TdcChoice::default(),
-                    ..MailPolicy::default_policy()
-                }
-            },
+            MailPolicy::new(form.name.clone(), senders, recipients),
             None,
         ),
         Some(original) => match policies.iter().find(|p| &p.name == original).cloned() {
