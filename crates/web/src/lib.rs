@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+mod engines;
 mod error;
 pub mod server;
 mod ui;

@@ -4,6 +4,7 @@
 mod dns;
 mod harness;
 mod policies;
+mod scanning;
 mod sink;
 
 mod admin;

@@ -87,6 +87,8 @@ fn routes() -> Router<AppState> {
         .route("/ledger", get(status::ledger))
         .route("/tracking", get(status::tracking))
         .route("/status", get(status::status))
+        .route("/antispam", get(status::antispam))
+        .route("/antivirus", get(status::antivirus))
         .route("/deliverynow", axum::routing::post(status::deliver_now))
         .route("/audit", get(status::audit))
         .route("/users", get(users::list).post(users::add))

@@ -25,13 +25,28 @@ fn table<'a>(
     }
 }
 
-/// A policy as the API shows it: the stored fields plus the TDC column label.
+/// A policy as the API shows it: the stored fields plus the column labels of the policy table
+/// (read-only: a PUT may send them back and they are ignored).
 fn view(state: &AppState, p: &MailPolicy) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
         map.insert(
             "tdc_label".into(),
             json!(state.settings.load().tdc_label(p.tdc.mode)),
+        );
+        map.insert(
+            "antispam_label".into(),
+            json!(rampart_policy::services::label(
+                p.antispam.mode,
+                state.engines.spam.is_some()
+            )),
+        );
+        map.insert(
+            "antivirus_label".into(),
+            json!(rampart_policy::services::label(
+                p.antivirus.mode,
+                state.engines.virus.is_some()
+            )),
         );
     }
     v
@@ -61,6 +76,13 @@ struct NewPolicy {
     policy: MailPolicy,
     /// Where to insert (0 = first); default: just above DEFAULT.
     position: Option<usize>,
+    // What GET shows besides the policy; read-only, accepted and ignored (read-modify-write).
+    #[serde(default, rename = "tdc_label")]
+    _tdc_label: Option<Value>,
+    #[serde(default, rename = "antispam_label")]
+    _antispam_label: Option<Value>,
+    #[serde(default, rename = "antivirus_label")]
+    _antivirus_label: Option<Value>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
@@ -129,17 +151,27 @@ pub(crate) async fn put_one(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = json_body(body)?;
-    // The Threat Defense Connector choice has its own page (as in AsyncOS): a PUT that does not
-    // mention `tdc` keeps the policy's current choice.
+    // The Threat Defense Connector choice and each security service have their own page (as in
+    // AsyncOS): a PUT that does not mention one keeps the policy's current setting.
     let keeps_tdc = body.get("tdc").is_none();
+    let keeps_antispam = body.get("antispam").is_none();
+    let keeps_antivirus = body.get("antivirus").is_none();
     let new: NewPolicy = parse(body)?;
     let new_name = new.policy.name.clone();
     let what = format!("PUT /api/v1/policies/{direction}/{name}");
     edit_settings(&state, &caller, if_match, what, |settings| {
         let policies = table(settings, &direction)?;
         let mut policy = new.policy.clone();
-        if keeps_tdc && let Some(current) = policies.iter().find(|p| p.name == name) {
-            policy.tdc = current.tdc.clone();
+        if let Some(current) = policies.iter().find(|p| p.name == name) {
+            if keeps_tdc {
+                policy.tdc = current.tdc.clone();
+            }
+            if keeps_antispam {
+                policy.antispam = current.antispam.clone();
+            }
+            if keeps_antivirus {
+                policy.antivirus = current.antivirus.clone();
+            }
         }
         rampart_policy::edit::replace(policies, &name, policy, new.position).map_err(ApiError::from)
     })

@@ -31,6 +31,16 @@ pub(crate) async fn tophosts(
     )))
 }
 
+/// `GET /api/v1/antispam`: the anti-spam engine, checked now, and its last hour.
+pub(crate) async fn antispam(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!(crate::engines::antispam(&state).await))
+}
+
+/// `GET /api/v1/antivirus`: the anti-virus engine, checked now, and its last hour.
+pub(crate) async fn antivirus(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!(crate::engines::antivirus(&state).await))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TrackingQuery {
