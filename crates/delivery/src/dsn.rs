@@ -133,6 +133,8 @@ pub fn notification(
         policy: String::new(),
         verdict: "deliver".into(),
         findings: String::new(),
+        spam: None,
+        virus: None,
         tls: None,
         message_id: None,
         subject: Some("Delivery Status Notification (Failure)".into()),

@@ -155,6 +155,10 @@ pub(crate) async fn process(
             .get(pidx)
             .map(|p| scan_lines(mid, p, &facts))
             .unwrap_or_default();
+        let words = table
+            .get(pidx)
+            .map(|p| scan_words(p, &facts))
+            .unwrap_or_default();
         for line in &scan_log {
             if let Some(event) = line.strip_prefix(&format!("MID {mid} ")) {
                 tracking_scans.push((mid, format!("Message {mid} {event}")));
@@ -309,6 +313,8 @@ pub(crate) async fn process(
             policy: name.clone(),
             verdict: verdict.as_str().to_owned(),
             findings: verdict.findings.join("; "),
+            spam: words.0,
+            virus: words.1,
             tls: env.tls.map(str::to_owned),
             message_id: env.message_id.map(str::to_owned),
             subject: env.subject.map(str::to_owned),
@@ -363,42 +369,58 @@ fn quarantine_name(v: &rampart_policy::Verdict) -> &'static str {
     }
 }
 
-/// The AsyncOS scanning lines of one split (SPEC §5), for the services its policy runs.
-fn scan_lines(mid: Mid, policy: &rampart_policy::CompiledPolicy, facts: &Facts) -> Vec<String> {
+/// A split's anti-spam and anti-virus verdict words (`positive`, `suspect`, `negative`,
+/// `unscannable`), for the services its policy runs.
+fn scan_words(
+    policy: &rampart_policy::CompiledPolicy,
+    facts: &Facts,
+) -> (Option<&'static str>, Option<&'static str>) {
     use rampart_policy::{SpamResult, VirusResult};
-    let mut lines = Vec::new();
-    if let (Some(cfg), Some(spam)) = (&policy.antispam, &facts.spam) {
-        let word = match spam {
+    let spam = match (&policy.antispam, &facts.spam) {
+        (Some(cfg), Some(spam)) => match spam {
             SpamResult::Positive { .. } => Some("positive"),
             SpamResult::Suspect { .. } if cfg.suspect.enabled => Some("suspect"),
             SpamResult::Suspect { .. } | SpamResult::Negative { .. } => Some("negative"),
             SpamResult::TooBig(_) => None,
             SpamResult::Failed(_) => Some("unscannable"),
-        };
-        if let Some(word) = word {
-            lines.push(format!(
-                "MID {mid} interim verdict using engine: RSPAMD spam {word}"
-            ));
-            lines.push(format!("MID {mid} using engine: RSPAMD spam {word}"));
-        }
+        },
+        _ => None,
+    };
+    let virus = match (&policy.antivirus, &facts.virus) {
+        (Some(_), Some(VirusResult::Infected(_))) => Some("positive"),
+        (Some(_), Some(VirusResult::Clean)) => Some("negative"),
+        (Some(_), Some(VirusResult::Unscannable(_))) => Some("unscannable"),
+        _ => None,
+    };
+    (spam, virus)
+}
+
+/// The AsyncOS scanning lines of one split (SPEC §5), for the services its policy runs.
+fn scan_lines(mid: Mid, policy: &rampart_policy::CompiledPolicy, facts: &Facts) -> Vec<String> {
+    let mut lines = Vec::new();
+    let (spam, virus) = scan_words(policy, facts);
+    if let Some(word) = spam {
+        lines.push(format!(
+            "MID {mid} interim verdict using engine: RSPAMD spam {word}"
+        ));
+        lines.push(format!("MID {mid} using engine: RSPAMD spam {word}"));
     }
-    if let (Some(_), Some(virus)) = (&policy.antivirus, &facts.virus) {
-        match virus {
-            VirusResult::Infected(name) => {
-                lines.push(format!("MID {mid} interim AV verdict using CLAMAV VIRAL"));
-                lines.push(format!("MID {mid} antivirus positive {}", quote(name)));
-            }
-            VirusResult::Clean => {
-                lines.push(format!("MID {mid} interim AV verdict using CLAMAV CLEAN"));
-                lines.push(format!("MID {mid} antivirus negative"));
-            }
-            VirusResult::Unscannable(_) => {
-                lines.push(format!(
-                    "MID {mid} interim AV verdict using CLAMAV UNSCANNABLE"
-                ));
-                lines.push(format!("MID {mid} antivirus unscannable"));
-            }
+    match (virus, &facts.virus) {
+        (Some(_), Some(rampart_policy::VirusResult::Infected(name))) => {
+            lines.push(format!("MID {mid} interim AV verdict using CLAMAV VIRAL"));
+            lines.push(format!("MID {mid} antivirus positive {}", quote(name)));
         }
+        (Some("negative"), _) => {
+            lines.push(format!("MID {mid} interim AV verdict using CLAMAV CLEAN"));
+            lines.push(format!("MID {mid} antivirus negative"));
+        }
+        (Some(_), _) => {
+            lines.push(format!(
+                "MID {mid} interim AV verdict using CLAMAV UNSCANNABLE"
+            ));
+            lines.push(format!("MID {mid} antivirus unscannable"));
+        }
+        (None, _) => {}
     }
     lines
 }

@@ -63,6 +63,8 @@ fn status_text(r: &Value) -> String {
         ("Recipients Hard Bounced", "recipients_hard_bounced"),
         ("Journal Copies Delivered", "journal_copies_delivered"),
         ("Journal Copies Failed", "journal_copies_failed"),
+        ("Spam Messages", "messages_spam"),
+        ("Virus Messages", "messages_virus"),
     ] {
         out.push_str(&format!(
             "  {label:<30}{:>12}\n",

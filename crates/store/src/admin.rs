@@ -68,6 +68,10 @@ pub struct Totals {
     pub journal_queued: u64,
     /// Recipients held in the quarantine.
     pub quarantined: u64,
+    /// Messages (MIDs) anti-spam found positive or suspect.
+    pub spam: u64,
+    /// Messages (MIDs) anti-virus found infected.
+    pub virus: u64,
 }
 
 /// Activity in one time slot of the System Status charts.
@@ -79,6 +83,10 @@ pub struct Bucket {
     pub delivered: u64,
     pub journaled: u64,
     pub bounced: u64,
+    /// Messages received in the slot that were spam (positive or suspect).
+    pub spam: u64,
+    /// Messages received in the slot that carried a virus.
+    pub virus: u64,
 }
 
 pub(crate) async fn insert_audit(
@@ -356,14 +364,20 @@ impl Store {
 
     /// The counters of *System Status*.
     pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let received: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-            .fetch_one(self.pool())
-            .await?;
+        // One pass over the messages for all three counts.
+        let (received, spam, virus): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), SUM(spam IN ('positive', 'suspect')), SUM(virus = 'positive') \
+             FROM messages",
+        )
+        .fetch_one(self.pool())
+        .await?;
         let rows = sqlx::query("SELECT kind, state, COUNT(*) AS n FROM queue GROUP BY kind, state")
             .fetch_all(self.pool())
             .await?;
         let mut t = Totals {
             received: received as u64,
+            spam: spam.unwrap_or(0) as u64,
+            virus: virus.unwrap_or(0) as u64,
             ..Totals::default()
         };
         for r in rows {
@@ -398,8 +412,9 @@ impl Store {
             })
             .collect();
         let received = sqlx::query(
-            "SELECT (received_at - ?1) / ?2 AS slot, COUNT(*) AS n FROM messages \
-             WHERE received_at >= ?1 GROUP BY slot",
+            "SELECT (received_at - ?1) / ?2 AS slot, COUNT(*) AS n, \
+             SUM(spam IN ('positive', 'suspect')) AS spam, SUM(virus = 'positive') AS virus \
+             FROM messages WHERE received_at >= ?1 GROUP BY slot",
         )
         .bind(start)
         .bind(width)
@@ -409,6 +424,8 @@ impl Store {
             let slot: i64 = r.try_get("slot")?;
             if let Some(b) = usize::try_from(slot).ok().and_then(|s| buckets.get_mut(s)) {
                 b.received = r.try_get::<i64, _>("n")? as u64;
+                b.spam = r.try_get::<Option<i64>, _>("spam")?.unwrap_or(0) as u64;
+                b.virus = r.try_get::<Option<i64>, _>("virus")?.unwrap_or(0) as u64;
             }
         }
         let done = sqlx::query(

@@ -40,6 +40,10 @@ pub struct NewMessage {
     pub verdict: String,
     /// What the security services found, `; `-separated; empty when clean.
     pub findings: String,
+    /// The anti-spam verdict (`positive`, `suspect`, `negative`, `unscannable`), if scanned.
+    pub spam: Option<&'static str>,
+    /// The anti-virus verdict (`positive`, `negative`, `unscannable`), if scanned.
+    pub virus: Option<&'static str>,
     pub tls: Option<String>,
     pub message_id: Option<String>,
     pub subject: Option<String>,
@@ -438,11 +442,11 @@ pub(crate) async fn insert_messages(
 ) -> Result<(), StoreError> {
     let now = received_at;
     let now_ms = unix_now_ms();
-    for chunk in messages.chunks(ROWS_PER_INSERT / 16) {
+    for chunk in messages.chunks(ROWS_PER_INSERT / 18) {
         let sql = format!(
             "INSERT INTO messages (mid, icid, received_at, sender, remote_ip, helo, sender_group, relayed, \
-             tls, message_id, subject, size, body, policy, verdict, findings) VALUES {}",
-            placeholders(chunk.len(), 16)
+             tls, message_id, subject, size, body, policy, verdict, findings, spam, virus) VALUES {}",
+            placeholders(chunk.len(), 18)
         );
         // Only generated placeholders are formatted into the SQL; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -463,7 +467,9 @@ pub(crate) async fn insert_messages(
                 .bind(&m.body)
                 .bind(&m.policy)
                 .bind(&m.verdict)
-                .bind(&m.findings);
+                .bind(&m.findings)
+                .bind(m.spam)
+                .bind(m.virus);
         }
         q.execute(&mut *tx).await?;
     }
@@ -662,6 +668,8 @@ mod tests {
             policy: "DEFAULT".into(),
             verdict: "deliver".into(),
             findings: String::new(),
+            spam: None,
+            virus: None,
             tls: None,
             message_id: Some("<id@x>".into()),
             subject: Some("hi".into()),

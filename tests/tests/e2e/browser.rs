@@ -326,3 +326,92 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     b.shot("10-audit-log").await;
     b.client.clone().close().await.unwrap();
 }
+
+/// Anti-Spam per policy in the browser, AsyncOS style: the column in the policy table, the
+/// policy's page, Commit, then the engine's page and System Status counting the spam.
+#[tokio::test]
+async fn administrator_sets_anti_spam_per_policy_and_watches_the_engines() {
+    use crate::engines::{GTUBE, start_clamd, start_rspamd};
+    let (rspamd, clamd) = tokio::join!(start_rspamd(), start_clamd("10M"));
+    let app = Appliance::start(&format!(
+        "[antispam]\nengine = \"rspamd\"\nurl = \"http://{}\"\n[antivirus]\nengine = \"clamav\"\naddress = \"{}\"\n",
+        rspamd.addr, clamd.addr
+    ))
+    .await;
+    app.accept_domains(&["example.com"]).await;
+    let b = Browser::start().await;
+    let base = app.url("");
+    b.client
+        .goto(&format!("{base}/mail-policies/incoming"))
+        .await
+        .unwrap();
+    b.type_into("#username", "admin").await;
+    b.type_into("#password", ADMIN_PASSWORD).await;
+    b.submit("button[type=submit]").await;
+    assert_eq!(b.heading().await, "Incoming Mail Policies");
+    let headers = b.text("#policies thead").await;
+    assert!(
+        headers.contains("Email Authentication Anti-Spam Anti-Virus Content Filters"),
+        "{headers}"
+    );
+    assert_eq!(
+        b.text("tr[data-policy='DEFAULT'] td.antispam-cell").await,
+        "Enabled"
+    );
+    assert_eq!(
+        b.text("tr[data-policy='DEFAULT'] td.antivirus-cell").await,
+        "Enabled"
+    );
+
+    // The Default Policy's Anti-Spam page: positive spam is dropped from now on.
+    b.submit("tr[data-policy='DEFAULT'] td.antispam-cell a")
+        .await;
+    assert_eq!(b.heading().await, "Anti-Spam: DEFAULT");
+    assert!(
+        b.client.find(Locator::Css("#mode-default")).await.is_err(),
+        "DEFAULT has no (use default)"
+    );
+    b.css("#positive-action")
+        .await
+        .select_by_value("drop")
+        .await
+        .unwrap();
+    b.type_into("#positive-prefix", "").await;
+    b.shot("11-policy-antispam").await;
+    b.submit("#submit").await;
+    b.submit("#commit-link").await;
+    b.submit("#commit").await;
+    assert!(b.text("p.flash").await.contains("committed"));
+
+    let (mut smtp, _) = SmtpClient::greeted(app.smtp).await;
+    let mid = queued_mid(
+        &smtp
+            .send_mail(
+                "a@sender.test",
+                &["u@example.com"],
+                &format!(
+                    "From: a@sender.test\r\nTo: u@example.com\r\nSubject: offer\r\n\r\n{GTUBE}\r\n"
+                ),
+            )
+            .await,
+    );
+    app.wait_log(&format!("MID {mid} dropped by Anti-Spam"))
+        .await;
+
+    // Security Services > Anti-Spam: reachable, its version, one positive this hour.
+    b.link("Security Services").await;
+    b.link("Anti-Spam").await;
+    assert_eq!(b.heading().await, "Anti-Spam");
+    assert!(b.text("#engine-state").await.contains("Reachable"));
+    assert!(b.text("#engine-version").await.starts_with("rspamd"));
+    let hour = b.text("#engine-hour").await;
+    assert!(hour.contains("\n1 1 0"), "scans, positives, errors: {hour}");
+    b.shot("12-antispam-engine").await;
+    b.link("Anti-Virus").await;
+    assert!(b.text("#engine-version").await.starts_with("ClamAV"));
+    b.shot("13-antivirus-engine").await;
+    // System Status counts it.
+    b.link("Monitor").await;
+    assert_eq!(b.text("#spam").await, "1");
+    b.client.clone().close().await.unwrap();
+}

@@ -184,6 +184,8 @@ pub async fn status_report(
             "recipients_hard_bounced": t.bounced,
             "journal_copies_delivered": t.journaled,
             "journal_copies_failed": t.journal_failed,
+            "messages_spam": t.spam,
+            "messages_virus": t.virus,
         },
         "gauges": {
             "active_recipients": t.queued,

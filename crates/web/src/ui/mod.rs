@@ -11,6 +11,7 @@ mod monitor;
 mod network;
 mod policies;
 mod quarantine;
+mod services;
 pub(crate) mod session;
 mod tdc;
 
@@ -83,6 +84,12 @@ pub(crate) fn router() -> Router<AppState> {
             "/mail-policies/{direction}/{name}/content-filters",
             get(policies::filters_form).post(policies::filters),
         )
+        .route(
+            "/mail-policies/{direction}/{name}/{service}",
+            get(services::form).post(services::save),
+        )
+        .route("/security/antispam", get(services::antispam))
+        .route("/security/antivirus", get(services::antivirus))
         .route("/security/tdc", get(tdc::view))
         .route("/security/tdc/edit", get(tdc::edit_form).post(tdc::edit))
         .route("/security/tdc/ledger", get(tdc::ledger))

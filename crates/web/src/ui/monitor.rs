@@ -34,7 +34,16 @@ impl Chart {
         let (left, top, right, bottom) = (48u32, 14u32, width - 12, height - 28);
         let y_max = buckets
             .iter()
-            .flat_map(|b| [b.received, b.delivered, b.journaled, b.bounced])
+            .flat_map(|b| {
+                [
+                    b.received,
+                    b.delivered,
+                    b.journaled,
+                    b.bounced,
+                    b.spam,
+                    b.virus,
+                ]
+            })
             .max()
             .unwrap_or(0)
             .max(4);
@@ -59,6 +68,8 @@ impl Chart {
             ("delivered", "#2e7d32", |b| b.delivered),
             ("journaled", "#7b1fa2", |b| b.journaled),
             ("bounced", "#c62828", |b| b.bounced),
+            ("spam", "#ef6c00", |b| b.spam),
+            ("virus", "#4e342e", |b| b.virus),
         ]
         .into_iter()
         .map(|(name, colour, get)| (name, colour, line(get), total(get)))

@@ -21,7 +21,7 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
-    fn parse(s: &str) -> Result<Direction, UiError> {
+    pub(super) fn parse(s: &str) -> Result<Direction, UiError> {
         match s {
             "incoming" => Ok(Direction::Incoming),
             "outgoing" => Ok(Direction::Outgoing),
@@ -29,28 +29,28 @@ impl Direction {
         }
     }
 
-    fn slug(self) -> &'static str {
+    pub(super) fn slug(self) -> &'static str {
         match self {
             Direction::Incoming => "incoming",
             Direction::Outgoing => "outgoing",
         }
     }
 
-    fn title(self) -> &'static str {
+    pub(super) fn title(self) -> &'static str {
         match self {
             Direction::Incoming => "Incoming Mail Policies",
             Direction::Outgoing => "Outgoing Mail Policies",
         }
     }
 
-    fn table(self) -> &'static str {
+    pub(super) fn table(self) -> &'static str {
         match self {
             Direction::Incoming => "incoming_policies",
             Direction::Outgoing => "outgoing_policies",
         }
     }
 
-    fn of(self, settings: &mut Settings) -> &mut Vec<MailPolicy> {
+    pub(super) fn of(self, settings: &mut Settings) -> &mut Vec<MailPolicy> {
         match self {
             Direction::Incoming => &mut settings.incoming_policies,
             Direction::Outgoing => &mut settings.outgoing_policies,
@@ -75,6 +75,8 @@ struct Row {
     senders: String,
     recipients: String,
     email_auth: String,
+    antispam: &'static str,
+    antivirus: &'static str,
     filters: String,
     tdc: &'static str,
     first: bool,
@@ -134,6 +136,14 @@ pub(crate) async fn table(
                     .collect::<Vec<_>>()
                     .join(", ")
             },
+            antispam: rampart_policy::services::label(
+                p.antispam.mode,
+                state.engines.spam.is_some(),
+            ),
+            antivirus: rampart_policy::services::label(
+                p.antivirus.mode,
+                state.engines.virus.is_some(),
+            ),
             tdc: match p.tdc.mode {
                 TdcMode::Default => "(use default)",
                 TdcMode::No => "Disabled",
@@ -254,7 +264,7 @@ fn incoming_only(direction: Direction) -> Result<(), UiError> {
     }
 }
 
-fn policy_mut<'a>(
+pub(super) fn policy_mut<'a>(
     settings: &'a mut Settings,
     direction: Direction,
     name: &str,
@@ -266,7 +276,7 @@ fn policy_mut<'a>(
         .ok_or_else(|| UiError::NotFound(format!("There is no policy named {name:?}.")))
 }
 
-fn find<'a>(policies: &'a [MailPolicy], name: &str) -> Result<&'a MailPolicy, UiError> {
+pub(super) fn find<'a>(policies: &'a [MailPolicy], name: &str) -> Result<&'a MailPolicy, UiError> {
     policies
         .iter()
         .find(|p| p.name == name)
