@@ -215,8 +215,13 @@ pub(crate) fn main() -> ExitCode {
                 outgoing,
                 json,
             } => {
-                let store = open_store(&load_config(cli.config.as_deref())?).await?;
-                crate::policyconfig::run(&store, action, outgoing, json).await
+                let config = load_config(cli.config.as_deref())?;
+                let store = open_store(&config).await?;
+                let engines = crate::policyconfig::Engines {
+                    spam: config.antispam.engine != rampart_config::SpamEngine::None,
+                    virus: config.antivirus.engine != rampart_config::VirusEngine::None,
+                };
+                crate::policyconfig::run(&store, action, outgoing, json, engines).await
             }
             Command::Status { json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;

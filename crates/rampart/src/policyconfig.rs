@@ -4,6 +4,8 @@
 
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
+use rampart_policy::services::label;
+use rampart_policy::{ScanAction, ServiceMode};
 use rampart_settings::{MailPolicy, Settings, TdcChoice, TdcMode};
 use rampart_store::Store;
 
@@ -35,6 +37,70 @@ pub(crate) enum Action {
         #[arg(long, value_name = "ADDRESS")]
         intake_address: Option<String>,
     },
+    /// Set a policy's Anti-Spam: mode, and the action and subject prefix per verdict.
+    Antispam {
+        name: String,
+        /// default (use DEFAULT's setting), enabled or disabled.
+        #[arg(value_parser = ["default", "enabled", "disabled"])]
+        mode: String,
+        /// Positively identified spam: deliver, drop, bounce or quarantine.
+        #[arg(long, value_parser = ACTIONS)]
+        positive_action: Option<String>,
+        /// Subject prefix for delivered positive spam ("" = none).
+        #[arg(long)]
+        positive_prefix: Option<String>,
+        /// Suspected spam scanning on or off.
+        #[arg(long, value_parser = ["on", "off"])]
+        suspect: Option<String>,
+        /// Suspected spam: deliver, drop, bounce or quarantine.
+        #[arg(long, value_parser = ACTIONS)]
+        suspect_action: Option<String>,
+        #[arg(long)]
+        suspect_prefix: Option<String>,
+    },
+    /// Set a policy's Anti-Virus: mode, and the action and subject prefix per verdict.
+    Antivirus {
+        name: String,
+        /// default (use DEFAULT's setting), enabled or disabled.
+        #[arg(value_parser = ["default", "enabled", "disabled"])]
+        mode: String,
+        /// Virus infected messages: deliver, drop, bounce or quarantine.
+        #[arg(long, value_parser = ACTIONS)]
+        infected_action: Option<String>,
+        #[arg(long)]
+        infected_prefix: Option<String>,
+        /// Unscannable messages: deliver, drop, bounce or quarantine.
+        #[arg(long, value_parser = ACTIONS)]
+        unscannable_action: Option<String>,
+        #[arg(long)]
+        unscannable_prefix: Option<String>,
+    },
+}
+
+const ACTIONS: [&str; 4] = ["deliver", "drop", "bounce", "quarantine"];
+
+/// Which engines the bootstrap file configures (a service without one reads `Disabled`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Engines {
+    pub spam: bool,
+    pub virus: bool,
+}
+
+fn service_mode(s: &str) -> ServiceMode {
+    match s {
+        "enabled" => ServiceMode::Enabled,
+        "disabled" => ServiceMode::Disabled,
+        _ => ServiceMode::Default,
+    }
+}
+
+fn scan_action(s: &str) -> ScanAction {
+    match s {
+        "drop" => ScanAction::Drop,
+        "bounce" => ScanAction::Bounce,
+        "quarantine" => ScanAction::Quarantine,
+        _ => ScanAction::Deliver,
+    }
 }
 
 /// Validates and saves changed settings, read at `generation`; every problem is reported. A
@@ -116,6 +182,7 @@ pub(crate) async fn run(
     action: Option<Action>,
     outgoing: bool,
     json: bool,
+    engines: Engines,
 ) -> Result<()> {
     let (mut settings, generation) = store.load_settings_at().await?;
     let table = if outgoing {
@@ -136,8 +203,8 @@ pub(crate) async fn run(
                 &settings.incoming_policies
             };
             println!(
-                "{:<4}{:<24} {:<30} {:<30} Threat Defense Connector",
-                "#", "Policy", "Senders", "Recipients"
+                "{:<4}{:<24} {:<30} {:<30} {:<14} {:<14} Threat Defense Connector",
+                "#", "Policy", "Senders", "Recipients", "Anti-Spam", "Anti-Virus"
             );
             for (i, p) in table.iter().enumerate() {
                 let list = |l: &[String]| {
@@ -148,11 +215,13 @@ pub(crate) async fn run(
                     }
                 };
                 println!(
-                    "{:<4}{:<24} {:<30} {:<30} {}",
+                    "{:<4}{:<24} {:<30} {:<30} {:<14} {:<14} {}",
                     i + 1,
                     p.name,
                     list(&p.senders),
                     list(&p.recipients),
+                    label(p.antispam.mode, engines.spam),
+                    label(p.antivirus.mode, engines.virus),
                     describe(&snapshot, p)
                 );
             }
@@ -169,6 +238,64 @@ pub(crate) async fn run(
         }
         Action::Delete { name } => {
             rampart_policy::edit::delete(table, &name).map_err(|e| anyhow!("{e}"))?;
+        }
+        Action::Antispam {
+            name,
+            mode,
+            positive_action,
+            positive_prefix,
+            suspect,
+            suspect_action,
+            suspect_prefix,
+        } => {
+            let p = table
+                .iter_mut()
+                .find(|p| p.name == name)
+                .ok_or_else(|| anyhow!("no policy named {name:?}"))?;
+            let a = &mut p.antispam;
+            a.mode = service_mode(&mode);
+            if let Some(x) = positive_action {
+                a.positive.action = scan_action(&x);
+            }
+            if let Some(x) = positive_prefix {
+                a.positive.subject_prefix = x;
+            }
+            if let Some(x) = suspect {
+                a.suspect.enabled = x == "on";
+            }
+            if let Some(x) = suspect_action {
+                a.suspect.action = scan_action(&x);
+            }
+            if let Some(x) = suspect_prefix {
+                a.suspect.subject_prefix = x;
+            }
+        }
+        Action::Antivirus {
+            name,
+            mode,
+            infected_action,
+            infected_prefix,
+            unscannable_action,
+            unscannable_prefix,
+        } => {
+            let p = table
+                .iter_mut()
+                .find(|p| p.name == name)
+                .ok_or_else(|| anyhow!("no policy named {name:?}"))?;
+            let a = &mut p.antivirus;
+            a.mode = service_mode(&mode);
+            if let Some(x) = infected_action {
+                a.infected.action = scan_action(&x);
+            }
+            if let Some(x) = infected_prefix {
+                a.infected.subject_prefix = x;
+            }
+            if let Some(x) = unscannable_action {
+                a.unscannable.action = scan_action(&x);
+            }
+            if let Some(x) = unscannable_prefix {
+                a.unscannable.subject_prefix = x;
+            }
         }
         Action::Tdc {
             name,

@@ -156,8 +156,35 @@ async fn tdcconfig_and_policyconfig_drive_the_running_appliance() {
         ])
         .await;
     assert!(!bad.status.success());
+    // Anti-Spam and Anti-Virus per policy, AsyncOS's actions.
+    ok(&app
+        .cli(&[
+            "policyconfig",
+            "antispam",
+            "finance",
+            "enabled",
+            "--positive-action",
+            "drop",
+            "--suspect",
+            "off",
+        ])
+        .await);
+    ok(&app
+        .cli(&["policyconfig", "antivirus", "finance", "disabled"])
+        .await);
+    let bad = app
+        .cli(&["policyconfig", "antivirus", "DEFAULT", "default"])
+        .await;
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("DEFAULT cannot use the default settings for Anti-Virus"),
+        "{bad:?}"
+    );
     let out = app.cli(&["policyconfig", "list"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
+    // No engine in this appliance's bootstrap file: both services read Disabled.
+    assert!(text.contains("Anti-Spam      Anti-Virus"), "{text}");
     assert!(
         text.contains("finance")
             && text.contains("Enabled (custom: fin@intake.test)")
@@ -172,6 +199,14 @@ async fn tdcconfig_and_policyconfig_drive_the_running_appliance() {
         list[0]["name"] == "finance" && list[0]["tdc_label"] == "Enabled"
     })
     .await;
+    let (_, finance) = app
+        .api(reqwest::Method::GET, "/policies/incoming/finance", None)
+        .await;
+    assert_eq!(finance["antispam"]["mode"], "enabled");
+    assert_eq!(finance["antispam"]["positive"]["action"], "drop");
+    assert_eq!(finance["antispam"]["suspect"]["enabled"], false);
+    assert_eq!(finance["antivirus"]["mode"], "disabled");
+    assert_eq!(finance["antispam_label"], "Disabled");
     // saveconfig / loadconfig keep policies and the connector exactly.
     let saved = app.dir.join("with-policies.toml");
     ok(&app.cli(&["saveconfig", saved.to_str().unwrap()]).await);
@@ -183,6 +218,25 @@ async fn tdcconfig_and_policyconfig_drive_the_running_appliance() {
         std::fs::read_to_string(&again).unwrap(),
         std::fs::read_to_string(&saved).unwrap()
     );
+    // The running appliance applies the loaded file within a second.
+    wait_until("the loaded policy to be in force", || async {
+        fresh
+            .api(reqwest::Method::GET, "/policies/incoming/finance", None)
+            .await
+            .0
+            == 200
+    })
+    .await;
+    let (_, loaded) = fresh
+        .api(reqwest::Method::GET, "/policies/incoming/finance", None)
+        .await;
+    assert_eq!(loaded["antispam"], finance["antispam"]);
+    assert_eq!(loaded["antivirus"], finance["antivirus"]);
+    let (_, loaded) = fresh
+        .api(reqwest::Method::GET, "/policies/incoming/finance", None)
+        .await;
+    assert_eq!(loaded["antispam"], finance["antispam"]);
+    assert_eq!(loaded["antivirus"], finance["antivirus"]);
     let out = fresh.cli(&["policyconfig", "delete", "DEFAULT"]).await;
     assert!(!out.status.success());
     ok(&fresh.cli(&["policyconfig", "delete", "finance"]).await);
