@@ -294,7 +294,7 @@ section! {
     Antivirus in "antivirus." {
         /// `""` (none) or `"clamav"`.
         engine: VirusEngine = VirusEngine::None,
-        /// clamd's `ip:port`, or the path of its unix socket.
+        /// clamd's `host:port` (an IP or a name), or the path of its unix socket.
         address: String = "127.0.0.1:3310".into(),
         /// Seconds a scan may take, connection included.
         timeout_secs: u64 = 30,
@@ -555,11 +555,13 @@ impl Config {
         }
         if self.antivirus.engine == VirusEngine::Clamav {
             let a = &self.antivirus.address;
-            let ok = a.parse::<SocketAddr>().is_ok() || a.starts_with('/');
-            if !ok {
+            let tcp = a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok()
+            });
+            if !tcp && !a.starts_with('/') {
                 bad(
                     "antivirus.address",
-                    "must be clamd's ip:port (e.g. 127.0.0.1:3310) or the absolute path of its unix socket",
+                    "must be clamd's host:port (e.g. 127.0.0.1:3310) or the absolute path of its unix socket",
                 );
             }
         }

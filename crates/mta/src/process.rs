@@ -128,7 +128,6 @@ pub(crate) async fn process(
 
     let mut messages = Vec::with_capacity(judged.len());
     let mut mids = Vec::with_capacity(judged.len());
-    let mut tracking_scans: Vec<(Mid, String)> = Vec::new();
     let splits = judged.len();
     let mut body = Some(body);
     for (i, (pidx, name, rcpt_idxs, verdict)) in judged.into_iter().enumerate() {
@@ -159,11 +158,12 @@ pub(crate) async fn process(
             .get(pidx)
             .map(|p| scan_words(p, &facts))
             .unwrap_or_default();
-        for line in &scan_log {
-            if let Some(event) = line.strip_prefix(&format!("MID {mid} ")) {
-                tracking_scans.push((mid, format!("Message {mid} {event}")));
-            }
-        }
+        // Message Tracking shows the verdict lines too.
+        let scan_events: Vec<String> = scan_log
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("MID {mid} ")))
+            .map(|event| format!("Message {mid} {event}"))
+            .collect();
         log_before.extend(scan_log);
         for f in &verdict.matched_filters {
             log_before.push(format!(
@@ -248,12 +248,7 @@ pub(crate) async fn process(
             });
         }
         tracking.push(format!("Message {mid} ready {} bytes", split_body.len()));
-        tracking.extend(
-            tracking_scans
-                .iter()
-                .filter(|(m, _)| *m == mid)
-                .map(|(_, t)| t.clone()),
-        );
+        tracking.extend(scan_events);
         let verdict_text = if verdict.findings.is_empty() {
             format!(
                 "Message {mid} security services verdict: {}, clean",

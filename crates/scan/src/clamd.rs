@@ -18,23 +18,25 @@ const CHUNK: usize = 64 * 1024;
 /// Longest answer read from clamd; a virus name and a status fit in far less.
 const MAX_ANSWER: usize = 4096;
 
-/// Where clamd listens: `ip:port` or a unix socket path.
+/// Where clamd listens: `host:port` (an IP or a name, resolved at each connection, so a
+/// container name works) or a unix socket path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClamdAddress {
-    Tcp(std::net::SocketAddr),
+    Tcp(String),
     Unix(PathBuf),
 }
 
 impl ClamdAddress {
-    /// `127.0.0.1:3310`, `[::1]:3310` or a path (`/run/clamav/clamd.ctl`).
+    /// `127.0.0.1:3310`, `[::1]:3310`, `clamd:3310` or a path (`/run/clamav/clamd.ctl`).
     pub fn parse(s: &str) -> Option<ClamdAddress> {
-        if let Ok(addr) = s.parse() {
-            Some(ClamdAddress::Tcp(addr))
-        } else if s.starts_with('/') {
-            Some(ClamdAddress::Unix(PathBuf::from(s)))
-        } else {
-            None
+        if s.starts_with('/') {
+            return Some(ClamdAddress::Unix(PathBuf::from(s)));
         }
+        let (host, port) = s.rsplit_once(':')?;
+        let host_ok = !host.is_empty()
+            && !host.contains(|c: char| c.is_whitespace() || c == '/')
+            && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+        (host_ok && port.parse::<u16>().is_ok()).then(|| ClamdAddress::Tcp(s.to_owned()))
     }
 }
 
@@ -111,7 +113,11 @@ impl Clamd {
             };
             let stream: Box<dyn Stream> = match &self.address {
                 ClamdAddress::Tcp(a) => {
-                    Box::new(tokio::net::TcpStream::connect(a).await.map_err(refused)?)
+                    Box::new(
+                        tokio::net::TcpStream::connect(a.as_str())
+                            .await
+                            .map_err(refused)?,
+                    )
                 }
                 #[cfg(unix)]
                 ClamdAddress::Unix(p) => {
@@ -207,12 +213,22 @@ mod tests {
     fn addresses() {
         assert_eq!(
             ClamdAddress::parse("127.0.0.1:3310"),
-            Some(ClamdAddress::Tcp("127.0.0.1:3310".parse().unwrap()))
+            Some(ClamdAddress::Tcp("127.0.0.1:3310".into()))
+        );
+        assert_eq!(
+            ClamdAddress::parse("clamd:3310"),
+            Some(ClamdAddress::Tcp("clamd:3310".into()))
+        );
+        assert_eq!(
+            ClamdAddress::parse("[::1]:3310"),
+            Some(ClamdAddress::Tcp("[::1]:3310".into()))
         );
         assert_eq!(
             ClamdAddress::parse("/run/clamav/clamd.ctl"),
             Some(ClamdAddress::Unix("/run/clamav/clamd.ctl".into()))
         );
-        assert_eq!(ClamdAddress::parse("clamd:3310"), None);
+        for bad in ["clamd", "clamd:", ":3310", "::1:3310", "clamd:port", "relative/sock"] {
+            assert_eq!(ClamdAddress::parse(bad), None, "{bad}");
+        }
     }
 }

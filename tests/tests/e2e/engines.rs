@@ -158,7 +158,7 @@ pub async fn start_clamd(max_stream: &str) -> Daemon {
         .spawn()
         .expect("clamd is installed (cargo xtask test installs clamav-daemon)");
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let client = Clamd::new(ClamdAddress::Tcp(addr), Duration::from_secs(2));
+    let client = Clamd::new(ClamdAddress::Tcp(addr.to_string()), Duration::from_secs(2));
     wait_up("clamd", d, || async { client.version().await.is_ok() }).await;
     Daemon {
         addr,
@@ -283,7 +283,7 @@ async fn rspamd_down_or_hung_is_an_error_never_a_verdict() {
 #[tokio::test]
 async fn clamd_finds_eicar_attached_and_passes_clean_mail() {
     let daemon = start_clamd("1M").await;
-    let client = Clamd::new(ClamdAddress::Tcp(daemon.addr), Duration::from_secs(10));
+    let client = Clamd::new(ClamdAddress::Tcp(daemon.addr.to_string()), Duration::from_secs(10));
     assert!(client.version().await.unwrap().starts_with("ClamAV"));
     let infected = format!(
         "From: a@sender.test\r\nSubject: invoice\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
@@ -310,13 +310,13 @@ async fn clamd_finds_eicar_attached_and_passes_clean_mail() {
 #[tokio::test]
 async fn clamd_down_or_hung_is_an_error_never_a_verdict() {
     let closed = Clamd::new(
-        ClamdAddress::Tcp(([127, 0, 0, 1], free_port()).into()),
+        ClamdAddress::Tcp(format!("127.0.0.1:{}", free_port())),
         Duration::from_secs(5),
     );
     let err = closed.scan(b"x").await.unwrap_err();
     assert!(matches!(err, ScanError::Connect { .. }), "{err}");
     let (addr, _task) = silent_listener().await;
-    let hung = Clamd::new(ClamdAddress::Tcp(addr), Duration::from_millis(300));
+    let hung = Clamd::new(ClamdAddress::Tcp(addr.to_string()), Duration::from_millis(300));
     let err = hung.scan(b"x").await.unwrap_err();
     assert!(matches!(err, ScanError::Timeout { .. }), "{err}");
 }

@@ -49,6 +49,14 @@ fn body(size: usize) -> Vec<u8> {
     m
 }
 
+/// Message `seq` of `size` bytes as it is stored (no end-of-data line), for the scan limit.
+pub fn message(seq: usize, size: usize) -> Vec<u8> {
+    let mut m = headers(seq);
+    let body = body(size);
+    m.extend_from_slice(body.strip_suffix(b".\r\n").unwrap_or(&body));
+    m
+}
+
 pub async fn run(target: SocketAddr, sessions: usize, messages: usize, size: usize) -> LoadResult {
     let next = Arc::new(AtomicUsize::new(0));
     let body: Arc<[u8]> = body(size).into();

@@ -4,13 +4,16 @@
 //! Flags: `--messages M` (per run, default 2000), `--sessions 20,200`, `--sizes 4096,102400`,
 //! `--idle N` idle connections for the connection-scale run (default 10000, 0 skips it),
 //! `--no-postfix`, `--only RUN[,RUN]` (some of `limit`, `rampart`, `rampart+tdc`, `smtp-source`,
-//! `postfix`, `hostile`; `smtp-source` is Postfix's generator into its sink, the reference
-//! one-hop figure; `hostile` is a password storm and a web-listener exhaustion attempt),
+//! `postfix`, `scan-limit`, `rampart+tdc+scan`, `postfix+rspamd`, `hostile`; `smtp-source` is
+//! Postfix's generator into its sink, the reference one-hop figure; the `scan` runs use a real
+//! rspamd and clamd, see `scan.rs`; `hostile` is a password storm and a web-listener exhaustion
+//! attempt),
 //! `--out FILE` (default target/bench/bench.json), `--binary PATH` (bench an
 //! already built `rampart`, e.g. an older commit's, instead of building this tree's).
 
 mod hostile;
 mod loadgen;
+mod scan;
 mod sink;
 
 use std::path::{Path, PathBuf};
@@ -159,6 +162,20 @@ async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
             );
         }
     }
+    let wants_scan = ["scan-limit", "rampart+tdc+scan", "postfix+rspamd"]
+        .iter()
+        .any(|r| opts.wants(r));
+    let engines = if wants_scan {
+        match scan::start_engines().await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("bench: the scanning runs are skipped: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut results = Vec::new();
     for &size in &opts.sizes {
         for &sessions in &opts.sessions {
@@ -182,6 +199,30 @@ async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
                 match postfix_run(size, sessions, opts.messages).await {
                     Ok(r) => results.push(r),
                     Err(e) => eprintln!("bench: postfix run failed: {e:#}"),
+                }
+            }
+            if let Some(engines) = &engines {
+                if opts.wants("scan-limit") {
+                    results.push(scan::limit_run(engines, size, sessions, opts.messages).await?);
+                }
+                if opts.wants("rampart+tdc+scan") {
+                    results.push(
+                        rampart_run_with(
+                            &binary,
+                            size,
+                            sessions,
+                            opts.messages,
+                            true,
+                            Some(engines),
+                        )
+                        .await?,
+                    );
+                }
+                if postfix && scan::postfix_ready() && opts.wants("postfix+rspamd") {
+                    match scan::postfix_run(engines, size, sessions, opts.messages).await {
+                        Ok(r) => results.push(r),
+                        Err(e) => eprintln!("bench: postfix+rspamd run failed: {e:#}"),
+                    }
                 }
             }
         }
@@ -284,6 +325,18 @@ async fn start_appliance(
     journal: bool,
     max_conns: usize,
 ) -> Result<Appliance> {
+    start_appliance_with(binary, dest, intake, journal, max_conns, "").await
+}
+
+/// As [`start_appliance`], with `extra` bootstrap sections (the scanning engines).
+async fn start_appliance_with(
+    binary: &Path,
+    dest: std::net::SocketAddr,
+    intake: std::net::SocketAddr,
+    journal: bool,
+    max_conns: usize,
+    extra: &str,
+) -> Result<Appliance> {
     let dir = TempDir::new()?;
     let config = dir.0.join("rampart.toml");
     std::fs::write(
@@ -291,7 +344,7 @@ async fn start_appliance(
         format!(
             "hostname = \"rampart.bench\"\ndata_dir = \"{}\"\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nmax_connections = {max_conns}\n\
              max_connections_per_ip = {max_conns}\n\
-             [web]\nlisten = \"127.0.0.1:0\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\n[tdc]\ntls = \"off\"\n",
+             [web]\nlisten = \"127.0.0.1:0\"\n[dns]\nnameservers = [\"127.0.0.1:9\"]\n[tdc]\ntls = \"off\"\n{extra}",
             dir.0.join("data").display()
         ),
     )?;
@@ -376,9 +429,22 @@ async fn rampart_run(
     messages: usize,
     journal: bool,
 ) -> Result<RunResult> {
+    rampart_run_with(binary, size, sessions, messages, journal, None).await
+}
+
+async fn rampart_run_with(
+    binary: &Path,
+    size: usize,
+    sessions: usize,
+    messages: usize,
+    journal: bool,
+    engines: Option<&scan::Engines>,
+) -> Result<RunResult> {
     let dest = Sink::start(messages).await?;
     let intake = Sink::start(messages).await?;
-    let mut app = start_appliance(binary, dest.addr, intake.addr, journal, 1000).await?;
+    let extra = engines.map(scan::appliance_config).unwrap_or_default();
+    let mut app =
+        start_appliance_with(binary, dest.addr, intake.addr, journal, 1000, &extra).await?;
     let start = Instant::now();
     let load = loadgen::run(app.smtp, sessions, messages, size).await;
     let accepted = load.sent as f64 / load.elapsed.as_secs_f64();
@@ -404,10 +470,10 @@ async fn rampart_run(
     let (jmissing, jdups) = if journal { intake.check() } else { (0, 0) };
     let (p50, p90, p99, max) = percentiles(load.latencies.clone());
     Ok(RunResult {
-        name: if journal {
-            "rampart+tdc".into()
-        } else {
-            "rampart".into()
+        name: match (journal, engines.is_some()) {
+            (true, true) => "rampart+tdc+scan".into(),
+            (true, false) => "rampart+tdc".into(),
+            (false, _) => "rampart".into(),
         },
         size,
         sessions,
@@ -520,6 +586,14 @@ async fn postfix_run(size: usize, sessions: usize, messages: usize) -> Result<Ru
     if !setup.success() {
         bail!("postfix-peer.sh setup failed");
     }
+    let result = postfix_run_here(size, sessions, messages).await;
+    let _ = shared_script("postfix-peer.sh", "stop");
+    let _ = shared_script("sinks.sh", "stop");
+    result
+}
+
+/// The measuring part of a Postfix run, on a Postfix and sinks already set up.
+async fn postfix_run_here(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
     let (d0, j0) = sink_counts()?;
     let start = Instant::now();
     let load = loadgen::run("127.0.0.1:2525".parse()?, sessions, messages, size).await;
@@ -531,8 +605,6 @@ async fn postfix_run(size: usize, sessions: usize, messages: usize) -> Result<Ru
         (d, j) = sink_counts()?;
     }
     let e2e = start.elapsed();
-    let _ = shared_script("postfix-peer.sh", "stop");
-    let _ = shared_script("sinks.sh", "stop");
     let (p50, p90, p99, max) = percentiles(load.latencies.clone());
     Ok(RunResult {
         name: "postfix".into(),
