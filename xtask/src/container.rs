@@ -205,7 +205,9 @@ fn scenario() -> Result<()> {
         || Ok(sink_files("mail")?.len() >= 2 && sink_files("intake")?.len() >= 2),
     )?;
     let delivered = std::fs::read_to_string(sink_files("mail")?.first().context("a message")?)?;
-    if !delivered.contains("X-Rampart-Spam: negative") || !delivered.contains("X-Rampart-Virus: negative") {
+    if !delivered.contains("X-Rampart-Spam: negative")
+        || !delivered.contains("X-Rampart-Virus: negative")
+    {
         bail!("clean mail lacks the scan verdict headers:\n{delivered}");
     }
     // Spam (GTUBE) is quarantined and a virus (EICAR) dropped, by the DEFAULT policy's

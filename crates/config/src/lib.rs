@@ -556,7 +556,9 @@ impl Config {
         if self.antivirus.engine == VirusEngine::Clamav {
             let a = &self.antivirus.address;
             let tcp = a.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok()
+                !host.is_empty()
+                    && !host.contains(char::is_whitespace)
+                    && port.parse::<u16>().is_ok()
             });
             if !tcp && !a.starts_with('/') {
                 bad(

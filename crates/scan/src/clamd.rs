@@ -112,13 +112,11 @@ impl Clamd {
                 source,
             };
             let stream: Box<dyn Stream> = match &self.address {
-                ClamdAddress::Tcp(a) => {
-                    Box::new(
-                        tokio::net::TcpStream::connect(a.as_str())
-                            .await
-                            .map_err(refused)?,
-                    )
-                }
+                ClamdAddress::Tcp(a) => Box::new(
+                    tokio::net::TcpStream::connect(a.as_str())
+                        .await
+                        .map_err(refused)?,
+                ),
                 #[cfg(unix)]
                 ClamdAddress::Unix(p) => {
                     Box::new(tokio::net::UnixStream::connect(p).await.map_err(refused)?)
@@ -227,7 +225,14 @@ mod tests {
             ClamdAddress::parse("/run/clamav/clamd.ctl"),
             Some(ClamdAddress::Unix("/run/clamav/clamd.ctl".into()))
         );
-        for bad in ["clamd", "clamd:", ":3310", "::1:3310", "clamd:port", "relative/sock"] {
+        for bad in [
+            "clamd",
+            "clamd:",
+            ":3310",
+            "::1:3310",
+            "clamd:port",
+            "relative/sock",
+        ] {
             assert_eq!(ClamdAddress::parse(bad), None, "{bad}");
         }
     }

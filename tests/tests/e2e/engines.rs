@@ -283,7 +283,10 @@ async fn rspamd_down_or_hung_is_an_error_never_a_verdict() {
 #[tokio::test]
 async fn clamd_finds_eicar_attached_and_passes_clean_mail() {
     let daemon = start_clamd("1M").await;
-    let client = Clamd::new(ClamdAddress::Tcp(daemon.addr.to_string()), Duration::from_secs(10));
+    let client = Clamd::new(
+        ClamdAddress::Tcp(daemon.addr.to_string()),
+        Duration::from_secs(10),
+    );
     assert!(client.version().await.unwrap().starts_with("ClamAV"));
     let infected = format!(
         "From: a@sender.test\r\nSubject: invoice\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
@@ -316,7 +319,10 @@ async fn clamd_down_or_hung_is_an_error_never_a_verdict() {
     let err = closed.scan(b"x").await.unwrap_err();
     assert!(matches!(err, ScanError::Connect { .. }), "{err}");
     let (addr, _task) = silent_listener().await;
-    let hung = Clamd::new(ClamdAddress::Tcp(addr.to_string()), Duration::from_millis(300));
+    let hung = Clamd::new(
+        ClamdAddress::Tcp(addr.to_string()),
+        Duration::from_millis(300),
+    );
     let err = hung.scan(b"x").await.unwrap_err();
     assert!(matches!(err, ScanError::Timeout { .. }), "{err}");
 }

@@ -650,7 +650,7 @@ async fn idle_run(binary: &Path, n: usize) -> Result<serde_json::Value> {
 
 fn print_table(results: &[RunResult], idle: Option<&serde_json::Value>) {
     println!(
-        "\n{:<12} {:>7} {:>5} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10}  check",
+        "\n{:<16} {:>7} {:>5} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10}  check",
         "run",
         "size",
         "sess",
@@ -666,12 +666,19 @@ fn print_table(results: &[RunResult], idle: Option<&serde_json::Value>) {
         "vs postfix"
     );
     for r in results {
+        // A scanning run is compared with the engines' own limit and with Postfix scanning
+        // through the same engines.
+        let (limit_name, postfix_name) = if r.name.ends_with("+scan") {
+            ("scan-limit", "postfix+rspamd")
+        } else {
+            ("limit", "postfix")
+        };
         let limit = results
             .iter()
-            .find(|l| l.name == "limit" && l.size == r.size && l.sessions == r.sessions);
+            .find(|l| l.name == limit_name && l.size == r.size && l.sessions == r.sessions);
         let pf = results
             .iter()
-            .find(|l| l.name == "postfix" && l.size == r.size && l.sessions == r.sessions);
+            .find(|l| l.name == postfix_name && l.size == r.size && l.sessions == r.sessions);
         let ratio = |o: Option<&RunResult>| match (o.and_then(|o| o.e2e_per_sec), r.e2e_per_sec) {
             (Some(b), Some(a)) if b > 0.0 && r.name.starts_with("rampart") => {
                 format!("{:.2}x", a / b)
@@ -679,7 +686,7 @@ fn print_table(results: &[RunResult], idle: Option<&serde_json::Value>) {
             _ => "-".into(),
         };
         println!(
-            "{:<12} {:>7} {:>5} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>7} {:>9} {:>10}  {}",
+            "{:<16} {:>7} {:>5} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>7} {:>9} {:>10}  {}",
             r.name,
             r.size,
             r.sessions,

@@ -47,7 +47,10 @@ pub async fn start_engines() -> Result<Engines> {
         (free_port()?, free_port()?, free_port()?, free_port()?);
     let local = d.join("local.d");
     let write = |name: &str, text: String| std::fs::write(local.join(name), text);
-    write("worker-normal.inc", format!("bind_socket = \"127.0.0.1:{normal}\";\ncount = 2;\n"))?;
+    write(
+        "worker-normal.inc",
+        format!("bind_socket = \"127.0.0.1:{normal}\";\ncount = 2;\n"),
+    )?;
     write(
         "worker-controller.inc",
         format!("bind_socket = \"127.0.0.1:{controller}\";\n"),
@@ -75,7 +78,15 @@ pub async fn start_engines() -> Result<Engines> {
     )?;
     let var = |name: &str, sub: &str| format!("{name}={}", d.join(sub).display());
     let rspamd = Command::new("rspamd")
-        .args(["-f", "-u", "root", "-g", "root", "-c", "/etc/rspamd/rspamd.conf"])
+        .args([
+            "-f",
+            "-u",
+            "root",
+            "-g",
+            "root",
+            "-c",
+            "/etc/rspamd/rspamd.conf",
+        ])
         .args(["--var", &var("LOCAL_CONFDIR", "")])
         .args(["--var", &var("DBDIR", "db")])
         .args(["--var", &var("RUNDIR", "run")])
@@ -111,7 +122,10 @@ pub async fn start_engines() -> Result<Engines> {
         _children: vec![rspamd, clamd],
         _dir: dir,
     };
-    let r = Rspamd::new(&format!("http://{}", engines.rspamd), Duration::from_secs(2))?;
+    let r = Rspamd::new(
+        &format!("http://{}", engines.rspamd),
+        Duration::from_secs(2),
+    )?;
     let c = Clamd::new(
         ClamdAddress::Tcp(engines.clamd.to_string()),
         Duration::from_secs(2),
