@@ -57,84 +57,145 @@ pub enum VirusVerdict {
     Infected(String),
 }
 
-/// A clamd to ask. Each scan uses a connection of its own: clamd serves one `INSTREAM` per
-/// connection unless in a session (`IDSESSION`), and on loopback a connection costs far less
-/// than the scan.
-#[derive(Debug, Clone)]
+/// Idle sessions kept for reuse; more concurrent scans than this open sessions of their own.
+const MAX_IDLE: usize = 16;
+
+/// A clamd to ask. Scans run in clamd sessions (`IDSESSION`): a connection serves one scan after
+/// another, so a busy gateway does not open and close a connection per message. A session that
+/// clamd closed while it sat idle (its `IdleTimeout`) fails on first use and the scan is retried
+/// once on a new one.
+#[derive(Clone)]
 pub struct Clamd {
     address: ClamdAddress,
     timeout: Duration,
+    idle: std::sync::Arc<std::sync::Mutex<Vec<Box<dyn Stream>>>>,
+}
+
+impl std::fmt::Debug for Clamd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clamd")
+            .field("address", &self.address)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Clamd {
     pub fn new(address: ClamdAddress, timeout: Duration) -> Clamd {
-        Clamd { address, timeout }
+        Clamd {
+            address,
+            timeout,
+            idle: std::sync::Arc::default(),
+        }
     }
 
     /// Scans a whole message.
     pub async fn scan(&self, message: &[u8]) -> Result<VirusVerdict, ScanError> {
-        let answer = self
-            .exchange(|mut s| async move {
-                s.write_all(b"zINSTREAM\0").await?;
-                for chunk in message.chunks(CHUNK) {
-                    let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-                    s.write_all(&len.to_be_bytes()).await?;
-                    s.write_all(chunk).await?;
-                }
-                s.write_all(&0u32.to_be_bytes()).await?;
-                s.flush().await?;
-                read_answer(&mut s).await
-            })
-            .await?;
-        parse_scan(&answer)
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(session) = pooled {
+            // A failure on a reused session may only mean clamd closed it meanwhile; a slow
+            // clamd is not retried (that would double the wait).
+            match self.scan_in(session, message).await {
+                Err(ScanError::Engine { .. } | ScanError::Protocol { .. }) => {}
+                done => return done,
+            }
+        }
+        let session = crate::within(ENGINE, self.timeout, async {
+            let mut s = self.connect().await?;
+            s.write_all(b"zIDSESSION\0")
+                .await
+                .map_err(|e| self.failed(e))?;
+            Ok(s)
+        })
+        .await?;
+        self.scan_in(session, message).await
+    }
+
+    /// One `INSTREAM` in a session; the session goes back to the pool after a clear answer.
+    async fn scan_in(
+        &self,
+        mut s: Box<dyn Stream>,
+        message: &[u8],
+    ) -> Result<VirusVerdict, ScanError> {
+        let work = async {
+            s.write_all(b"zINSTREAM\0").await?;
+            for chunk in message.chunks(CHUNK) {
+                let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+                s.write_all(&len.to_be_bytes()).await?;
+                s.write_all(chunk).await?;
+            }
+            s.write_all(&0u32.to_be_bytes()).await?;
+            s.flush().await?;
+            read_answer(&mut s).await
+        };
+        let answer = crate::within(ENGINE, self.timeout, async {
+            work.await.map_err(|e| self.failed(e))
+        })
+        .await?;
+        // In a session clamd numbers its answers: `1: stream: OK`.
+        let answer = answer
+            .split_once(": ")
+            .filter(|(id, _)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(answer.as_str(), |(_, rest)| rest)
+            .to_owned();
+        let verdict = parse_scan(&answer);
+        if verdict.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(s);
+            }
+        }
+        verdict
     }
 
     /// The engine and signature database versions (`ClamAV 1.4.6/27424/Tue Nov 25 …`).
     pub async fn version(&self) -> Result<String, ScanError> {
-        self.exchange(|mut s| async move {
-            s.write_all(b"zVERSION\0").await?;
-            s.flush().await?;
-            read_answer(&mut s).await
+        crate::within(ENGINE, self.timeout, async {
+            let mut s = self.connect().await?;
+            let talk = async {
+                s.write_all(b"zVERSION\0").await?;
+                s.flush().await?;
+                read_answer(&mut s).await
+            };
+            talk.await.map_err(|e| self.failed(e))
         })
         .await
     }
 
-    /// Connects and runs `talk` on the connection, all within the timeout.
-    async fn exchange<F, Fut>(&self, talk: F) -> Result<String, ScanError>
-    where
-        F: FnOnce(Box<dyn Stream>) -> Fut,
-        Fut: std::future::Future<Output = std::io::Result<String>>,
-    {
-        let work = async {
-            let refused = |source| ScanError::Connect {
-                engine: ENGINE,
-                address: self.address.to_string(),
-                source,
-            };
-            let stream: Box<dyn Stream> = match &self.address {
-                ClamdAddress::Tcp(a) => Box::new(
-                    tokio::net::TcpStream::connect(a.as_str())
-                        .await
-                        .map_err(refused)?,
-                ),
-                #[cfg(unix)]
-                ClamdAddress::Unix(p) => {
-                    Box::new(tokio::net::UnixStream::connect(p).await.map_err(refused)?)
-                }
-                #[cfg(not(unix))]
-                ClamdAddress::Unix(_) => {
-                    return Err(ScanError::Engine {
-                        engine: ENGINE,
-                        message: "unix sockets are not available here".into(),
-                    });
-                }
-            };
-            talk(stream).await.map_err(|e| ScanError::Engine {
-                engine: ENGINE,
-                message: e.to_string(),
-            })
+    fn failed(&self, e: std::io::Error) -> ScanError {
+        ScanError::Engine {
+            engine: ENGINE,
+            message: e.to_string(),
+        }
+    }
+
+    /// A new connection to clamd.
+    async fn connect(&self) -> Result<Box<dyn Stream>, ScanError> {
+        let refused = |source| ScanError::Connect {
+            engine: ENGINE,
+            address: self.address.to_string(),
+            source,
         };
-        crate::within(ENGINE, self.timeout, work).await
+        Ok(match &self.address {
+            ClamdAddress::Tcp(a) => {
+                let s = tokio::net::TcpStream::connect(a.as_str())
+                    .await
+                    .map_err(refused)?;
+                let _ = s.set_nodelay(true);
+                Box::new(s)
+            }
+            #[cfg(unix)]
+            ClamdAddress::Unix(p) => {
+                Box::new(tokio::net::UnixStream::connect(p).await.map_err(refused)?)
+            }
+            #[cfg(not(unix))]
+            ClamdAddress::Unix(_) => {
+                return Err(ScanError::Engine {
+                    engine: ENGINE,
+                    message: "unix sockets are not available here".into(),
+                });
+            }
+        })
     }
 }
 

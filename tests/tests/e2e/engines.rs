@@ -129,6 +129,11 @@ pub async fn start_rspamd() -> Daemon {
 
 /// clamd on a free port with the one-line test database and `max_stream` as its stream limit.
 pub async fn start_clamd(max_stream: &str) -> Daemon {
+    start_clamd_with(max_stream, "").await
+}
+
+/// clamd with extra lines in its configuration.
+pub async fn start_clamd_with(max_stream: &str, extra: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir_all(d.join("db")).unwrap();
@@ -138,7 +143,7 @@ pub async fn start_clamd(max_stream: &str) -> Daemon {
     std::fs::write(
         &conf,
         format!(
-            "Foreground yes\nTCPSocket {port}\nTCPAddr 127.0.0.1\nDatabaseDirectory {}\nLogFile {}\nStreamMaxLength {max_stream}\n",
+            "Foreground yes\nTCPSocket {port}\nTCPAddr 127.0.0.1\nDatabaseDirectory {}\nLogFile {}\nStreamMaxLength {max_stream}\n{extra}",
             d.join("db").display(),
             d.join("clamd.log").display()
         ),
@@ -325,4 +330,77 @@ async fn clamd_down_or_hung_is_an_error_never_a_verdict() {
     );
     let err = hung.scan(b"x").await.unwrap_err();
     assert!(matches!(err, ScanError::Timeout { .. }), "{err}");
+}
+
+/// A TCP forwarder in front of `to` that counts the connections it was asked for and says when
+/// the server side of one closed.
+struct CountingProxy {
+    addr: SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    closed_by_server: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingProxy {
+    async fn start(to: SocketAddr) -> CountingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let closed_by_server = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, c) = (accepted.clone(), closed_by_server.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let server = tokio::net::TcpStream::connect(to).await.unwrap();
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    c.fetch_add(1, Ordering::SeqCst);
+                    up.abort();
+                });
+            }
+        });
+        CountingProxy {
+            addr,
+            accepted,
+            closed_by_server,
+        }
+    }
+}
+
+/// Scans reuse one clamd session; a session clamd closed while idle is replaced, and the scan
+/// on it still gets its verdict.
+#[tokio::test]
+async fn clamd_sessions_are_reused_and_replaced_when_clamd_closes_them() {
+    use std::sync::atomic::Ordering;
+    let daemon = start_clamd_with("1M", "ReadTimeout 1\n").await;
+    let proxy = CountingProxy::start(daemon.addr).await;
+    let client = Clamd::new(
+        ClamdAddress::Tcp(proxy.addr.to_string()),
+        Duration::from_secs(10),
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            client.scan(&message("nothing to see")).await.unwrap(),
+            VirusVerdict::Clean
+        );
+    }
+    assert_eq!(
+        proxy.accepted.load(Ordering::SeqCst),
+        1,
+        "five scans, one session"
+    );
+    // clamd ends a session that sends nothing for ReadTimeout (a second here).
+    crate::harness::wait_until("clamd to close the idle session", || async {
+        proxy.closed_by_server.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert_eq!(
+        client.scan(&message("still fine")).await.unwrap(),
+        VirusVerdict::Clean
+    );
+    assert_eq!(proxy.accepted.load(Ordering::SeqCst), 2);
 }
