@@ -108,3 +108,42 @@ async fn hat_and_rat_round_trip_and_bad_input() {
     // Nothing changed by the refused requests.
     assert_eq!(app.api(Method::GET, "/rat", None).await.1, new_rat);
 }
+
+/// Read-modify-write, as scripts do it: every resource takes back on PUT exactly what its GET
+/// returned, read-only fields included (SPEC §7), and is unchanged by it.
+#[tokio::test]
+async fn every_resource_takes_back_what_it_returns() {
+    let app = Appliance::start("").await;
+    app.accept_domains(&["example.com"]).await;
+    for path in [
+        "/hat",
+        "/rat",
+        "/smtp-routes",
+        "/destination-controls",
+        "/bounce-profile",
+        "/tdc",
+        "/policies/incoming/DEFAULT",
+        "/policies/outgoing/DEFAULT",
+    ] {
+        let (status, before) = app.api(Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {before}");
+        let (status, body) = app.api(Method::PUT, path, Some(before.clone())).await;
+        assert_eq!(status, 200, "PUT {path} with what GET returned: {body}");
+        let (_, after) = app.api(Method::GET, path, None).await;
+        assert_eq!(after, before, "{path} changed");
+    }
+    let (_, users) = app.api(Method::GET, "/users", None).await;
+    let admin = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "admin")
+        .cloned()
+        .unwrap();
+    let (status, body) = app
+        .api(Method::PUT, "/users/admin", Some(admin.clone()))
+        .await;
+    assert_eq!(status, 200, "PUT /users/admin with its list entry: {body}");
+    let (_, users) = app.api(Method::GET, "/users", None).await;
+    assert!(users.as_array().unwrap().contains(&admin), "{users}");
+}

@@ -39,6 +39,9 @@ struct NewUser {
     name: Option<String>,
     password: Option<String>,
     role: String,
+    /// Shown by GET; read-only, accepted and ignored (read-modify-write).
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<Value>,
 }
 
 /// `POST /api/v1/users` creates an account; `PUT /api/v1/users/{name}` creates or changes one
