@@ -78,8 +78,13 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = crate::status::parse_age)]
         since: i64,
         /// Only copies in this state.
-        #[arg(long, value_parser = ["queued", "delivered", "failed", "expired"])]
+        #[arg(long, value_parser = ["queued", "delivered", "failed", "expired", "replayed"])]
         state: Option<String>,
+        /// Queue the copies that failed or expired in the window again (journal replay): once
+        /// each, never for a message whose copy was delivered; a running appliance sends them
+        /// within a second.
+        #[arg(long, conflicts_with = "state")]
+        replay: bool,
         #[arg(long)]
         json: bool,
     },
@@ -197,9 +202,18 @@ pub(crate) fn main() -> ExitCode {
                 };
                 crate::status::tracking(&store, &filter, json).await
             }
-            Command::Ledger { since, state, json } => {
+            Command::Ledger {
+                since,
+                state,
+                replay,
+                json,
+            } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
-                crate::status::ledger(&store, since, state.as_deref(), json).await
+                if replay {
+                    crate::status::replay(&store, since, json).await
+                } else {
+                    crate::status::ledger(&store, since, state.as_deref(), json).await
+                }
             }
             Command::Tdcconfig {
                 enable,

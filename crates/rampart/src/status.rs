@@ -209,6 +209,36 @@ pub(crate) async fn ledger(
     Ok(())
 }
 
+/// `rampart ledger --replay`: journal copies that failed or expired within `since` seconds are
+/// queued again (once each; never for a message whose copy was delivered).
+pub(crate) async fn replay(store: &Store, since: i64, json: bool) -> Result<()> {
+    let settings = store.load_settings().await?;
+    if !settings.tdc.enabled {
+        anyhow::bail!(
+            "the Threat Defense Connector is disabled (rampart tdcconfig --enable): nothing was replayed"
+        );
+    }
+    let mids = store
+        .replay_journal(rampart_store::unix_now() - since)
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"replayed": mids.len(), "mids": mids.iter().map(|m| m.0).collect::<Vec<_>>()})
+        );
+    } else if mids.is_empty() {
+        println!("No failed or expired journal copies to replay in that window.");
+    } else {
+        let list: Vec<String> = mids.iter().map(ToString::to_string).collect();
+        println!(
+            "{} journal copies queued again (MID {}); a running appliance sends them within a second.",
+            mids.len(),
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

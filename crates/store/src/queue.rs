@@ -206,6 +206,75 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Journal copies queued since `since` (unix seconds) that a replay would send again.
+    pub async fn replayable(&self, since: i64) -> Result<u64, StoreError> {
+        let sql = format!("SELECT COUNT(DISTINCT q.mid) FROM queue q WHERE {REPLAYABLE}");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n as u64)
+    }
+
+    /// Journal replay: every MID whose journal copy failed or expired since `since` gets one new
+    /// copy to its intake, queued now (so Cisco's expiry counts from now); the old rows become
+    /// `replayed`. Never a MID whose copy was delivered or is still queued. Returns the MIDs.
+    pub async fn replay_journal(&self, since: i64) -> Result<Vec<Mid>, StoreError> {
+        let now = unix_now();
+        let mut tx = self.pool().begin().await?;
+        let sql = format!(
+            "SELECT q.mid, q.recipient, q.queue_name FROM queue q WHERE {REPLAYABLE} \
+             AND q.id = (SELECT MAX(o.id) FROM queue o WHERE o.mid = q.mid AND o.kind = 'journal') \
+             ORDER BY q.mid"
+        );
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut mids = Vec::with_capacity(rows.len());
+        for (mid, intake, queue_name) in rows {
+            sqlx::query(
+                "UPDATE queue SET replayed_at = ?2 WHERE mid = ?1 AND kind = 'journal' \
+                 AND state IN ('bounced', 'expired', 'dropped') AND replayed_at IS NULL",
+            )
+            .bind(mid)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, state, created_at, \
+                 next_attempt_at) SELECT ?1, MAX(rcpt_idx) + 1, ?2, ?3, 'journal', 'queued', ?4, ?4 \
+                 FROM queue WHERE mid = ?1",
+            )
+            .bind(mid)
+            .bind(&intake)
+            .bind(&queue_name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            mids.push(Mid(mid as u64));
+        }
+        let texts: Vec<String> = mids
+            .iter()
+            .map(|m| {
+                format!("Message {m} journal copy queued again for Cisco Secure Email Threat Defense (replay)")
+            })
+            .collect();
+        let events: Vec<(Mid, &str)> = mids
+            .iter()
+            .zip(&texts)
+            .map(|(m, t)| (*m, t.as_str()))
+            .collect();
+        crate::messages::insert_tracking(&mut tx, &events, unix_now_ms()).await?;
+        tx.commit().await?;
+        if !mids.is_empty() {
+            self.queued.notify_one();
+        }
+        Ok(mids)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,22 +621,33 @@ pub struct LedgerCounts {
     pub delivered: u64,
     pub failed: u64,
     pub expired: u64,
+    /// Failed or expired copies that were queued again by a replay.
+    pub replayed: u64,
 }
 
-/// The ledger's name for a journal row's state: a bounced or dropped copy has `failed`.
-fn ledger_state(db_state: &str) -> &str {
+/// The ledger's name for a journal row's state: a bounced or dropped copy has `failed`, one
+/// that was queued again `replayed`.
+fn ledger_state(db_state: &str, replayed: bool) -> &str {
     match db_state {
+        _ if replayed => "replayed",
         "bounced" | "dropped" => "failed",
         other => other,
     }
 }
 
+/// Journal rows a replay may queue again: failed or expired, not replayed yet, queued since
+/// `?1`, of a MID with no copy delivered or on its way.
+const REPLAYABLE: &str = "q.kind = 'journal' AND q.state IN ('bounced', 'expired', 'dropped') \
+     AND q.replayed_at IS NULL AND q.created_at >= ?1 \
+     AND NOT EXISTS (SELECT 1 FROM queue d WHERE d.mid = q.mid AND d.kind = 'journal' \
+                     AND d.state IN ('delivered', 'queued'))";
+
 impl Store {
     /// Journal copies queued since `since` (unix seconds), counted by ledger state.
     pub async fn ledger_counts(&self, since: i64) -> Result<LedgerCounts, StoreError> {
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM queue WHERE kind = 'journal' AND created_at >= ?1 \
-             GROUP BY state",
+            "SELECT state, replayed_at IS NOT NULL AS replayed, COUNT(*) AS n FROM queue \
+             WHERE kind = 'journal' AND created_at >= ?1 GROUP BY state, replayed",
         )
         .bind(since)
         .fetch_all(self.pool())
@@ -575,12 +655,14 @@ impl Store {
         let mut c = LedgerCounts::default();
         for r in rows {
             let state: String = r.try_get("state")?;
+            let replayed: bool = r.try_get("replayed")?;
             let n = r.try_get::<i64, _>("n")? as u64;
-            match ledger_state(&state) {
+            match ledger_state(&state, replayed) {
                 "queued" => c.queued += n,
                 "delivered" => c.delivered += n,
                 "expired" => c.expired += n,
                 "failed" => c.failed += n,
+                "replayed" => c.replayed += n,
                 _ => {}
             }
         }
@@ -596,10 +678,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT q.mid, q.recipient, q.state, q.attempts, q.last_reply, q.created_at, q.done_at, \
-             m.sender, m.subject, m.message_id FROM queue q JOIN messages m ON m.mid = q.mid \
-             WHERE q.kind = 'journal' AND q.created_at >= ?1 AND (?2 IS NULL OR q.state = ?2 \
-             OR (?2 = 'failed' AND q.state IN ('bounced', 'dropped'))) \
+            "SELECT q.mid, q.recipient, q.state, q.replayed_at IS NOT NULL AS replayed, q.attempts, \
+             q.last_reply, q.created_at, q.done_at, m.sender, m.subject, m.message_id \
+             FROM queue q JOIN messages m ON m.mid = q.mid \
+             WHERE q.kind = 'journal' AND q.created_at >= ?1 AND (?2 IS NULL \
+             OR (?2 = 'replayed' AND q.replayed_at IS NOT NULL) \
+             OR (q.replayed_at IS NULL AND (q.state = ?2 \
+                 OR (?2 = 'failed' AND q.state IN ('bounced', 'dropped'))))) \
              ORDER BY q.id DESC LIMIT ?3",
         )
         .bind(since)
@@ -610,10 +695,11 @@ impl Store {
         rows.into_iter()
             .map(|r| {
                 let state: String = r.try_get("state")?;
+                let replayed: bool = r.try_get("replayed")?;
                 Ok(LedgerEntry {
                     mid: Mid(r.try_get::<i64, _>("mid")? as u64),
                     intake: r.try_get("recipient")?,
-                    state: ledger_state(&state).to_owned(),
+                    state: ledger_state(&state, replayed).to_owned(),
                     attempts: r.try_get::<i64, _>("attempts")? as u32,
                     last_reply: r.try_get("last_reply")?,
                     queued_at: r.try_get("created_at")?,

@@ -314,7 +314,7 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
         .await;
     assert!(health.contains("no TLS"), "{health}");
     let ledger = b.text("#ledger-summary").await;
-    assert!(ledger.contains("Last hour 1 0 0 0"), "{ledger}");
+    assert!(ledger.contains("Last hour 1 0 0 0 0"), "{ledger}");
     b.shot("09-tdc-health").await;
 
     // The audit log shows the commit with its comment.

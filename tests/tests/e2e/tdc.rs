@@ -638,3 +638,98 @@ async fn copy_format_sends_the_original_itself() {
     );
     assert_eq!(text, expected);
 }
+
+/// Journal replay: a copy the intake refused is queued again on request, once, with Cisco's
+/// expiry counted from the replay; a delivered copy is never sent twice; the ledger shows the old
+/// copy as `replayed`. Through the API, then the CLI.
+#[tokio::test]
+async fn failed_journal_copies_can_be_replayed_once() {
+    let intake = Sink::start(Script {
+        data: vec!["554 5.7.1 not now".to_string(); 1].into(),
+        ..Script::default()
+    })
+    .await;
+    let s = setup(&intake.addr.to_string(), "").await;
+    let failed = send(&s.app, &["u@example.com"], "replay-me").await;
+    assert_eq!(final_entry(&s.app, failed).await["state"], "failed");
+    // The intake takes mail again; a second message is delivered at once.
+    let delivered = send(&s.app, &["u@example.com"], "delivered-once").await;
+    assert_eq!(final_entry(&s.app, delivered).await["state"], "delivered");
+    assert_eq!(intake.messages().len(), 1);
+
+    // Bad requests are refused precisely.
+    let (status, body) = s
+        .app
+        .api(
+            Method::POST,
+            "/tdc/replay",
+            Some(json!({"since": "yesterday"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("RFC 3339"));
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let (status, body) = s
+        .app
+        .api(Method::POST, "/tdc/replay", Some(json!({"since": since})))
+        .await;
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"replayed": 1})),
+        "{body}"
+    );
+    let copies = intake.wait_messages(2).await;
+    assert!(
+        copies[1].text().contains("replay-me"),
+        "the failed copy was sent again"
+    );
+    // Once: a second request finds nothing; the delivered MID was never a candidate.
+    let (_, again) = s
+        .app
+        .api(Method::POST, "/tdc/replay", Some(json!({"since": since})))
+        .await;
+    assert_eq!(again, json!({"replayed": 0}));
+    wait_until("the replayed copy to be delivered", || async {
+        ledger(&s.app)
+            .await
+            .iter()
+            .any(|e| e["mid"] == failed && e["state"] == "delivered")
+    })
+    .await;
+    let entries = ledger(&s.app).await;
+    let states = |mid: u64| -> Vec<String> {
+        let mut v: Vec<String> = entries
+            .iter()
+            .filter(|e| e["mid"] == mid)
+            .map(|e| e["state"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(states(failed), ["delivered", "replayed"]);
+    assert_eq!(states(delivered), ["delivered"]);
+    s.app
+        .wait_log(&format!(
+            "TDC: MID {failed} successfully delivered for scanning with Cisco Secure Email Threat Defense"
+        ))
+        .await;
+    let (_, t) = s
+        .app
+        .api(Method::GET, &format!("/tracking?mid={failed}"), None)
+        .await;
+    assert!(t.to_string().contains("queued again"), "{t}");
+    assert_eq!(intake.messages().len(), 2);
+
+    // The CLI: another refused copy, replayed with `rampart ledger --replay`.
+    intake.set(|sc| sc.data = vec!["554 5.7.1 not now".to_string()].into());
+    let cli_failed = send(&s.app, &["u@example.com"], "cli-replay").await;
+    assert_eq!(final_entry(&s.app, cli_failed).await["state"], "failed");
+    let out = s
+        .app
+        .cli(&["ledger", "--replay", "--since", "1h", "--json"])
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer, json!({"replayed": 1, "mids": [cli_failed]}));
+    intake.wait_messages(3).await;
+}

@@ -90,6 +90,7 @@ fn routes() -> Router<AppState> {
         .route("/antispam", get(status::antispam))
         .route("/antivirus", get(status::antivirus))
         .route("/deliverynow", axum::routing::post(status::deliver_now))
+        .route("/tdc/replay", axum::routing::post(status::replay))
         .route("/audit", get(status::audit))
         .route("/users", get(users::list).post(users::add))
         .route(

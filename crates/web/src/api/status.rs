@@ -235,6 +235,41 @@ pub(crate) async fn deliver_now(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct Replay {
+    /// RFC 3339: copies queued since then.
+    since: String,
+}
+
+/// `POST /api/v1/tdc/replay`: journal copies that failed or expired since `since` are queued
+/// again, once each, never one of a message whose copy was delivered.
+pub(crate) async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_operator()?;
+    let body = super::settings::json_body(body)?;
+    let req: Replay = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let since = chrono::DateTime::parse_from_rfc3339(req.since.trim())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "`since` must be an RFC 3339 time like 2026-12-03T10:00:00Z: {e}"
+            ))
+        })?
+        .timestamp();
+    if !state.settings.load().settings().tdc.enabled {
+        return Err(ApiError::conflict(
+            "the Threat Defense Connector is disabled: enable it before replaying journal copies",
+        ));
+    }
+    let mids = state.store.replay_journal(since).await?;
+    tracing::info!(user = %caller.name, since, copies = mids.len(), "journal replay through the API");
+    Ok(Json(json!({"replayed": mids.len()})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     limit: Option<u32>,
 }

@@ -93,6 +93,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/security/tdc", get(tdc::view))
         .route("/security/tdc/edit", get(tdc::edit_form).post(tdc::edit))
         .route("/security/tdc/ledger", get(tdc::ledger))
+        .route("/security/tdc/resend", post(tdc::resend))
         .route(
             "/network/smtp-routes",
             get(network::routes).post(network::routes_post),
@@ -308,6 +309,7 @@ impl Layout {
                 "released" => "The message was released for delivery.",
                 "deleted" => "The message was deleted.",
                 "retried" => "Delivery was rescheduled for now.",
+                "resent" => "The failed and expired journal copies of that period were queued again; the ledger shows the old copies as replayed.",
                 "user-saved" => "The account was saved.",
                 "user-deleted" => "The account was removed.",
                 "password" => "Your password was changed.",

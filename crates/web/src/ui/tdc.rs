@@ -20,6 +20,7 @@ struct Summary {
     failed: u64,
     expired: u64,
     queued: u64,
+    replayed: u64,
 }
 
 /// The intake's health, from the most recent journal copies.
@@ -41,6 +42,10 @@ struct View {
     intake_address: String,
     health: Health,
     summaries: Vec<Summary>,
+    /// Failed or expired copies of the last day that *Resend* would queue again.
+    replayable_day: u64,
+    /// An operator or administrator may resend.
+    can_resend: bool,
 }
 
 pub(crate) async fn view(
@@ -59,6 +64,7 @@ pub(crate) async fn view(
             failed: c.failed,
             expired: c.expired,
             queued: c.queued,
+            replayed: c.replayed,
         });
     }
     let mut health = Health::default();
@@ -84,7 +90,37 @@ pub(crate) async fn view(
         intake_address: settings.tdc.intake_address,
         health,
         summaries,
+        replayable_day: state.store.replayable(unix_now() - 24 * 3600).await?,
+        can_resend: ui.role.at_least(Role::Operator),
     }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ResendForm {
+    /// The window, in hours back from now.
+    hours: i64,
+}
+
+/// *Resend*: journal copies that failed or expired in the window are queued again (journal
+/// replay), once each, never for a message whose copy was delivered.
+pub(crate) async fn resend(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<ResendForm>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Operator)?;
+    if !state.settings.load().settings().tdc.enabled {
+        return Err(UiError::BadRequest(
+            "The Threat Defense Connector is disabled: enable it before resending journal copies."
+                .into(),
+        ));
+    }
+    let hours = form.hours.clamp(1, 24 * 90);
+    let mids = state
+        .store
+        .replay_journal(unix_now() - hours * 3600)
+        .await?;
+    tracing::info!(user = %ui.user, hours, copies = mids.len(), "journal replay from the web UI");
+    Ok(done("/security/tdc", "resent"))
 }
 
 #[derive(Template)]
@@ -198,10 +234,10 @@ pub(crate) async fn ledger(
         q.map_err(|e| UiError::BadRequest(format!("Invalid search: {}", e.body_text())))?;
     let state_filter = q.state.filter(|s| !s.is_empty());
     if let Some(s) = &state_filter
-        && !["queued", "delivered", "failed", "expired"].contains(&s.as_str())
+        && !["queued", "delivered", "failed", "expired", "replayed"].contains(&s.as_str())
     {
         return Err(UiError::BadRequest(format!(
-            "Unknown state {s:?}: use queued, delivered, failed or expired."
+            "Unknown state {s:?}: use queued, delivered, failed, expired or replayed."
         )));
     }
     let hours = q.hours.unwrap_or(24).clamp(1, 24 * 90);

@@ -175,6 +175,10 @@ const PAGES: &[&str] = &[
     "/mail-policies/incoming/DEFAULT/tdc",
     "/mail-policies/incoming/DEFAULT/email-authentication",
     "/mail-policies/outgoing/DEFAULT/content-filters",
+    "/mail-policies/incoming/DEFAULT/antispam",
+    "/mail-policies/outgoing/DEFAULT/antivirus",
+    "/security/antispam",
+    "/security/antivirus",
     "/security/tdc",
     "/security/tdc/ledger",
     "/network/smtp-routes",
@@ -655,6 +659,14 @@ async fn read_only_and_operator_users_cannot_change_configuration() {
                 vec![("op", "add"), ("domain", "x.example"), ("hosts", "h")],
             ),
             ("/network/bounce-profiles", vec![("max_retries", "1")]),
+            (
+                "/mail-policies/incoming/DEFAULT/antispam",
+                vec![
+                    ("mode", "disabled"),
+                    ("positive_action", "drop"),
+                    ("suspect_action", "deliver"),
+                ],
+            ),
             ("/commit", vec![]),
             (
                 "/admin/users",
@@ -702,11 +714,23 @@ async fn read_only_and_operator_users_cannot_change_configuration() {
             .status,
         StatusCode::FORBIDDEN
     );
+    assert_eq!(
+        ui.post(&viewer, "/security/tdc/resend", &[("hours", "24")])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
     let oper = ui.login("oper").await;
     let a = ui
         .post(&oper, "/monitor/delivery/retry", &[("host", "example.com")])
         .await;
     assert_eq!(a.location, "/monitor/delivery?done=retried");
+    // Resend is an operator's action too; with the connector off it says why it cannot.
+    let a = ui
+        .post(&oper, "/security/tdc/resend", &[("hours", "24")])
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("disabled"), "{}", a.body);
     assert_eq!(
         ui.post(&oper, "/monitor/quarantine/1/release", &[])
             .await
@@ -1352,4 +1376,123 @@ async fn mail_logs_page_filters_and_escapes() {
     assert!(last.body.contains("MID 8 Subject") && !last.body.contains("Start MID 7"));
     let bad = ui.get(&s, "/monitor/mail-logs?lines=many").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+/// The Anti-Spam and Anti-Virus page of a policy: each field reaches the staged settings, bad
+/// values are refused with the reason, DEFAULT cannot use `(use default)`.
+#[tokio::test]
+async fn antispam_and_antivirus_pages() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    let page = ui.get(&s, "/mail-policies/incoming/DEFAULT/antispam").await;
+    assert!(page.body.contains("Positively Identified Spam"));
+    assert!(
+        !page.body.contains("id=\"mode-default\""),
+        "DEFAULT has no (use default)"
+    );
+    assert!(
+        page.body.contains("id=\"engine-missing\""),
+        "no engine configured here"
+    );
+    let spam = "/mail-policies/incoming/DEFAULT/antispam";
+    let bad_action = ui
+        .post(
+            &s,
+            spam,
+            &[
+                ("mode", "enabled"),
+                ("positive_action", "shred"),
+                ("suspect_action", "deliver"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_action.status, StatusCode::BAD_REQUEST);
+    assert!(bad_action.body.contains("shred"));
+    let inherit = ui
+        .post(
+            &s,
+            spam,
+            &[
+                ("mode", "default"),
+                ("positive_action", "drop"),
+                ("suspect_action", "deliver"),
+            ],
+        )
+        .await;
+    assert_eq!(inherit.status, StatusCode::BAD_REQUEST);
+    assert!(
+        inherit
+            .body
+            .contains("DEFAULT cannot use the default settings for Anti-Spam")
+    );
+    let injected = ui
+        .post(
+            &s,
+            spam,
+            &[
+                ("mode", "enabled"),
+                ("positive_action", "deliver"),
+                ("positive_prefix", "[SPAM]\r\nBcc: x@example.com"),
+                ("suspect_action", "deliver"),
+            ],
+        )
+        .await;
+    assert_eq!(injected.status, StatusCode::BAD_REQUEST);
+    let ok = ui
+        .post(
+            &s,
+            spam,
+            &[
+                ("mode", "enabled"),
+                ("positive_action", "bounce"),
+                ("positive_prefix", ""),
+                ("suspect_action", "quarantine"),
+                ("suspect_prefix", "[MAYBE] "),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    let virus = "/mail-policies/outgoing/DEFAULT/antivirus";
+    let ok = ui
+        .post(
+            &s,
+            virus,
+            &[
+                ("mode", "disabled"),
+                ("infected_action", "quarantine"),
+                ("unscannable_action", "drop"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        ui.get(&s, "/mail-policies/incoming/DEFAULT/sideways")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    ui.post(&s, "/commit", &[]).await;
+    let live = ui.live();
+    let default_in = live.incoming_policies.last().unwrap();
+    assert_eq!(
+        default_in.antispam.positive.action,
+        rampart_policy::ScanAction::Bounce
+    );
+    assert!(
+        !default_in.antispam.suspect.enabled,
+        "the unticked box switches suspect off"
+    );
+    assert_eq!(default_in.antispam.suspect.subject_prefix, "[MAYBE] ");
+    let default_out = live.outgoing_policies.last().unwrap();
+    assert_eq!(
+        default_out.antivirus.mode,
+        rampart_policy::ServiceMode::Disabled
+    );
+    assert_eq!(
+        default_out.antivirus.unscannable.action,
+        rampart_policy::ScanAction::Drop
+    );
+    // No engine is configured here: the columns read Disabled whatever the policies say.
+    let table = ui.get(&s, "/mail-policies/incoming").await.body;
+    assert!(table.contains("class=\"antispam-cell\"><a href=\"/mail-policies/incoming/DEFAULT/antispam\">Disabled</a>"), "{table}");
 }
