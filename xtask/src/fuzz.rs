@@ -22,6 +22,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "journal",
     "config_file",
     "settings_file",
+    "engine_answers",
 ];
 
 const RUSTFLAGS: &str = "-Cpasses=sancov-module \

@@ -132,13 +132,7 @@ impl Clamd {
             work.await.map_err(|e| self.failed(e))
         })
         .await?;
-        // In a session clamd numbers its answers: `1: stream: OK`.
-        let answer = answer
-            .split_once(": ")
-            .filter(|(id, _)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(answer.as_str(), |(_, rest)| rest)
-            .to_owned();
-        let verdict = parse_scan(&answer);
+        let verdict = parse_answer(&answer);
         if verdict.is_ok() {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE {
@@ -228,6 +222,17 @@ fn memchr(b: &[u8]) -> Option<usize> {
     b.iter().position(|c| *c == 0)
 }
 
+/// clamd's answer to an `INSTREAM`, in a session (`1: stream: OK`) or not: the verdict, or
+/// what went wrong. Public for the fuzz target; the answer comes from the network.
+pub fn parse_answer(answer: &str) -> Result<VirusVerdict, ScanError> {
+    // In a session clamd numbers its answers: `1: stream: OK`.
+    let answer = answer
+        .split_once(": ")
+        .filter(|(id, _)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(answer, |(_, rest)| rest);
+    parse_scan(answer)
+}
+
 /// `stream: OK`, `stream: <name> FOUND`, or an error.
 fn parse_scan(answer: &str) -> Result<VirusVerdict, ScanError> {
     let body = answer.strip_prefix("stream:").map(str::trim);
@@ -266,6 +271,12 @@ mod tests {
             parse_scan("garbage"),
             Err(ScanError::Protocol { .. })
         ));
+        assert_eq!(parse_answer("12: stream: OK").unwrap(), VirusVerdict::Clean);
+        assert_eq!(
+            parse_answer("3: stream: X FOUND").unwrap(),
+            VirusVerdict::Infected("X".into())
+        );
+        assert!(parse_answer("x: stream: OK").is_err());
     }
 
     #[test]

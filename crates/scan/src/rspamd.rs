@@ -97,6 +97,23 @@ struct Answer {
     symbols: serde_json::Map<String, serde_json::Value>,
 }
 
+/// rspamd's `/checkv2` answer (JSON) as a verdict. Public for the fuzz target: the answer comes
+/// from the network.
+pub fn parse_answer(body: &[u8]) -> Result<SpamVerdict, ScanError> {
+    let answer: Answer = serde_json::from_slice(body).map_err(|_| ScanError::Protocol {
+        engine: ENGINE,
+        answer: preview(body),
+    })?;
+    let mut symbols: Vec<String> = answer.symbols.keys().cloned().collect();
+    symbols.sort();
+    Ok(SpamVerdict {
+        action: SpamAction::parse(&answer.action),
+        score: answer.score,
+        required_score: answer.required_score,
+        symbols,
+    })
+}
+
 /// An rspamd to ask.
 #[derive(Debug, Clone)]
 pub struct Rspamd {
@@ -163,18 +180,7 @@ impl Rspamd {
                 message: format!("HTTP {status}: {}", preview(&body)),
             });
         }
-        let answer: Answer = serde_json::from_slice(&body).map_err(|_| ScanError::Protocol {
-            engine: ENGINE,
-            answer: preview(&body),
-        })?;
-        let mut symbols: Vec<String> = answer.symbols.keys().cloned().collect();
-        symbols.sort();
-        Ok(SpamVerdict {
-            action: SpamAction::parse(&answer.action),
-            score: answer.score,
-            required_score: answer.required_score,
-            symbols,
-        })
+        parse_answer(&body)
     }
 
     /// Whether rspamd answers, and its version from the `Server` header (`rspamd/3.4`).
