@@ -198,6 +198,16 @@ async fn policies_api_refuses_bad_input() {
             "unknown field `bogus`",
         ),
         (
+            json!({"name": "x", "recipients": ["@x.test"], "antispam": {"mode": "enabled", "positive": {"action": "shred"}}}),
+            400,
+            "unknown variant `shred`",
+        ),
+        (
+            json!({"name": "x", "recipients": ["@x.test"], "antivirus": {"mode": "enabled", "infected": {"action": "drop", "subject_prefix": "a\r\nBcc: x@y.test"}}}),
+            400,
+            "subject prefix must be one line",
+        ),
+        (
             json!({"name": "DEFAULT", "recipients": ["@x.test"]}),
             409,
             "exists already",
