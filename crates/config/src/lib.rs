@@ -673,6 +673,38 @@ envelope_sender = "journal@example.com"
     }
 
     #[test]
+    fn scanning_engines() {
+        let c = Config::parse(
+            "[antispam]\nengine = \"rspamd\"\nurl = \"http://rspamd:11333\"\non_error = \"accept\"\n\
+             [antivirus]\nengine = \"clamav\"\naddress = \"/run/clamav/clamd.ctl\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.antispam.engine, SpamEngine::Rspamd);
+        assert_eq!(c.antispam.on_error, OnScanError::Accept);
+        assert_eq!(c.antivirus.engine, VirusEngine::Clamav);
+        assert_eq!(Config::embedded_default().antispam.engine, SpamEngine::None);
+        let errors = Config::parse(
+            "[antispam]\nengine = \"spamassassin\"\n[antivirus]\nengine = \"clamav\"\naddress = \"clamd\"\nmax_scan_bytes = 0\non_error = \"ignore\"\n",
+        )
+        .unwrap_err()
+        .0
+        .join("\n");
+        for key in [
+            "`antispam.engine`",
+            "`antivirus.address`: must be clamd's host:port",
+            "`antivirus.max_scan_bytes`: must be greater than 0",
+            "`antivirus.on_error`",
+        ] {
+            assert!(errors.contains(key), "missing {key} in:\n{errors}");
+        }
+        let errors = Config::parse("[antispam]\nengine = \"rspamd\"\nurl = \"https://r:1\"\n")
+            .unwrap_err()
+            .0
+            .join("\n");
+        assert!(errors.contains("`antispam.url`: must be rspamd's address as http://host:port"));
+    }
+
+    #[test]
     fn all_errors_at_once_naming_each_key() {
         let text = r#"
 hostnme = "typo"
