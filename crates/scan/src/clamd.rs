@@ -238,8 +238,13 @@ fn parse_scan(answer: &str) -> Result<VirusVerdict, ScanError> {
     let body = answer.strip_prefix("stream:").map(str::trim);
     match body {
         Some("OK") => Ok(VirusVerdict::Clean),
+        // The name goes into a header, a log line and possibly an SMTP reply: one line only.
         Some(rest) if rest.ends_with(" FOUND") => Ok(VirusVerdict::Infected(
-            rest.trim_end_matches(" FOUND").trim().to_owned(),
+            rest.trim_end_matches(" FOUND")
+                .trim()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
         )),
         _ if answer.ends_with("ERROR") => Err(ScanError::Engine {
             engine: ENGINE,
@@ -277,6 +282,10 @@ mod tests {
             VirusVerdict::Infected("X".into())
         );
         assert!(parse_answer("x: stream: OK").is_err());
+        assert_eq!(
+            parse_answer("stream: Evil\r\nBcc: x FOUND").unwrap(),
+            VirusVerdict::Infected("Evil  Bcc: x".into())
+        );
     }
 
     #[test]
