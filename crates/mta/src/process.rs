@@ -110,7 +110,7 @@ pub(crate) async fn process(
     if let Some(text) = all_bounce_text(&judged) {
         for (pidx, name, _, v) in &judged {
             if let Some(policy) = table.get(*pidx) {
-                log_before.extend(scan_lines(env.mid, policy, &facts));
+                log_before.extend(scan_lines(env.mid, scan_words(policy, &facts), &facts));
             }
             log_before.push(format!(
                 "MID {} bounced by {} in the {direction} table (policy {name})",
@@ -150,14 +150,11 @@ pub(crate) async fn process(
             new
         };
         mids.push(mid);
-        let scan_log = table
-            .get(pidx)
-            .map(|p| scan_lines(mid, p, &facts))
-            .unwrap_or_default();
         let words = table
             .get(pidx)
             .map(|p| scan_words(p, &facts))
             .unwrap_or_default();
+        let scan_log = scan_lines(mid, words, &facts);
         // Message Tracking shows the verdict lines too.
         let scan_events: Vec<String> = scan_log
             .iter()
@@ -390,10 +387,13 @@ fn scan_words(
     (spam, virus)
 }
 
-/// The AsyncOS scanning lines of one split (SPEC §5), for the services its policy runs.
-fn scan_lines(mid: Mid, policy: &rampart_policy::CompiledPolicy, facts: &Facts) -> Vec<String> {
+/// The AsyncOS scanning lines of one split (SPEC §5), from its verdict words ([`scan_words`]).
+fn scan_lines(
+    mid: Mid,
+    (spam, virus): (Option<&'static str>, Option<&'static str>),
+    facts: &Facts,
+) -> Vec<String> {
     let mut lines = Vec::new();
-    let (spam, virus) = scan_words(policy, facts);
     if let Some(word) = spam {
         lines.push(format!(
             "MID {mid} interim verdict using engine: RSPAMD spam {word}"

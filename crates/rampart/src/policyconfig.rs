@@ -86,6 +86,14 @@ pub(crate) struct Engines {
     pub virus: bool,
 }
 
+/// The policy called `name`, to change.
+fn named<'a>(table: &'a mut [MailPolicy], name: &str) -> Result<&'a mut MailPolicy> {
+    table
+        .iter_mut()
+        .find(|p| p.name == name)
+        .ok_or_else(|| anyhow!("no policy named {name:?}"))
+}
+
 fn service_mode(s: &str) -> ServiceMode {
     match s {
         "enabled" => ServiceMode::Enabled,
@@ -248,10 +256,7 @@ pub(crate) async fn run(
             suspect_action,
             suspect_prefix,
         } => {
-            let p = table
-                .iter_mut()
-                .find(|p| p.name == name)
-                .ok_or_else(|| anyhow!("no policy named {name:?}"))?;
+            let p = named(table, &name)?;
             let a = &mut p.antispam;
             a.mode = service_mode(&mode);
             if let Some(x) = positive_action {
@@ -278,10 +283,7 @@ pub(crate) async fn run(
             unscannable_action,
             unscannable_prefix,
         } => {
-            let p = table
-                .iter_mut()
-                .find(|p| p.name == name)
-                .ok_or_else(|| anyhow!("no policy named {name:?}"))?;
+            let p = named(table, &name)?;
             let a = &mut p.antivirus;
             a.mode = service_mode(&mode);
             if let Some(x) = infected_action {
@@ -302,10 +304,7 @@ pub(crate) async fn run(
             mode,
             intake_address,
         } => {
-            let p = table
-                .iter_mut()
-                .find(|p| p.name == name)
-                .ok_or_else(|| anyhow!("no policy named {name:?}"))?;
+            let p = named(table, &name)?;
             p.tdc = TdcChoice {
                 mode: match mode.as_str() {
                     "default" => TdcMode::Default,

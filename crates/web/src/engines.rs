@@ -65,20 +65,26 @@ fn on_error(accept: bool) -> &'static str {
     if accept { "accept" } else { "tempfail" }
 }
 
-/// Anti-Spam, checked now.
-pub(crate) async fn antispam(state: &AppState) -> EngineStatus {
-    let Some(spam) = &state.engines.spam else {
-        return not_configured();
-    };
-    let answer = tokio::time::timeout(CHECK_WAIT, spam.client.ping()).await;
-    let (version, error) = match answer {
+/// Asks an engine for its version now, within [`CHECK_WAIT`]: the version, or why there is none.
+async fn version_now(
+    ask: impl std::future::Future<Output = Result<String, rampart_scan::ScanError>>,
+) -> (Option<String>, Option<String>) {
+    match tokio::time::timeout(CHECK_WAIT, ask).await {
         Ok(Ok(v)) => (Some(v), None),
         Ok(Err(e)) => (None, Some(e.to_string())),
         Err(_) => (
             None,
             Some(format!("no answer within {} s", CHECK_WAIT.as_secs())),
         ),
+    }
+}
+
+/// Anti-Spam, checked now.
+pub(crate) async fn antispam(state: &AppState) -> EngineStatus {
+    let Some(spam) = &state.engines.spam else {
+        return not_configured();
     };
+    let (version, error) = version_now(spam.client.ping()).await;
     EngineStatus {
         engine: Some("rspamd"),
         address: Some(spam.url.clone()),
@@ -96,15 +102,7 @@ pub(crate) async fn antivirus(state: &AppState) -> EngineStatus {
     let Some(virus) = &state.engines.virus else {
         return not_configured();
     };
-    let answer = tokio::time::timeout(CHECK_WAIT, virus.client.version()).await;
-    let (version, error) = match answer {
-        Ok(Ok(v)) => (Some(v), None),
-        Ok(Err(e)) => (None, Some(e.to_string())),
-        Err(_) => (
-            None,
-            Some(format!("no answer within {} s", CHECK_WAIT.as_secs())),
-        ),
-    };
+    let (version, error) = version_now(virus.client.version()).await;
     EngineStatus {
         engine: Some("clamav"),
         address: Some(virus.address.to_string()),

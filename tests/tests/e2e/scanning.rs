@@ -9,6 +9,7 @@ use crate::engines::{
 };
 use crate::harness::*;
 use crate::sink::{Received, Script, Sink};
+use crate::tdc::{self, put};
 
 struct Setup {
     app: Appliance,
@@ -19,48 +20,22 @@ struct Setup {
 }
 
 /// An appliance scanning with fresh engines (plus `extra` keys for `[antispam]` and
-/// `[antivirus]`), example.com and its subdomains routed to `dest`, DSNs to `senders`, and the
-/// connector journaling DEFAULT's mail to `intake`.
+/// `[antivirus]`), set up as for the connector's tests (`tdc::setup`: example.com and its
+/// subdomains routed to `dest`, DSNs to `senders`, DEFAULT journaling to `intake`).
 async fn setup(spam_extra: &str, virus_extra: &str) -> Setup {
     let (rspamd, clamd) = tokio::join!(start_rspamd(), start_clamd("10M"));
     let config = format!(
-        "[antispam]\nengine = \"rspamd\"\nurl = \"http://{}\"\n{spam_extra}\n[antivirus]\nengine = \"clamav\"\naddress = \"{}\"\n{virus_extra}\n[tdc]\ntls = \"off\"\n",
+        "[antispam]\nengine = \"rspamd\"\nurl = \"http://{}\"\n{spam_extra}\n[antivirus]\nengine = \"clamav\"\naddress = \"{}\"\n{virus_extra}\n",
         rspamd.addr, clamd.addr
     );
     with_config(&config, vec![rspamd, clamd]).await
 }
 
+/// `config`: the engines' sections of the bootstrap file.
 async fn with_config(config: &str, engines: Vec<Daemon>) -> Setup {
-    let (dest, senders, intake) = (
-        Sink::start(Script::default()).await,
-        Sink::start(Script::default()).await,
-        Sink::start(Script::default()).await,
-    );
-    let app = Appliance::start(config).await;
-    app.accept_domains(&["example.com", ".example.com"]).await;
-    put(
-        &app,
-        "/smtp-routes",
-        json!([
-            {"domain": ".example.com", "hosts": [dest.addr.to_string()]},
-            {"domain": "example.com", "hosts": [dest.addr.to_string()]},
-            {"domain": "sender.test", "hosts": [senders.addr.to_string()]},
-            {"domain": "intake.test", "hosts": [intake.addr.to_string()]},
-        ]),
-    )
-    .await;
-    put(
-        &app,
-        "/tdc",
-        json!({"enabled": true, "intake_address": "journal@intake.test"}),
-    )
-    .await;
-    put(
-        &app,
-        "/policies/incoming/DEFAULT",
-        json!({"name": "DEFAULT", "tdc": {"mode": "global"}}),
-    )
-    .await;
+    let intake = Sink::start(Script::default()).await;
+    let tdc::Setup { app, dest, senders } =
+        tdc::setup(&intake.addr.to_string(), &format!("\n{config}")).await;
     Setup {
         app,
         dest,
@@ -68,11 +43,6 @@ async fn with_config(config: &str, engines: Vec<Daemon>) -> Setup {
         intake,
         _engines: engines,
     }
-}
-
-async fn put(app: &Appliance, path: &str, body: Value) {
-    let (status, resp) = app.api(Method::PUT, path, Some(body)).await;
-    assert!(status == 200, "PUT {path}: {status} {resp}");
 }
 
 /// Sets DEFAULT's Anti-Spam or Anti-Virus setting (the rest of the policy stays).
@@ -350,7 +320,7 @@ async fn an_engine_that_is_down_tempfails_or_lets_mail_in_as_unscannable() {
     let engines = |on_error: &str| {
         format!(
             "[antispam]\nengine = \"rspamd\"\nurl = \"http://{spam_at}\"\non_error = \"{on_error}\"\n\
-             [antivirus]\nengine = \"clamav\"\naddress = \"{virus_at}\"\non_error = \"{on_error}\"\n[tdc]\ntls = \"off\"\n"
+             [antivirus]\nengine = \"clamav\"\naddress = \"{virus_at}\"\non_error = \"{on_error}\"\n"
         )
     };
     let s = with_config(&engines("tempfail"), vec![]).await;

@@ -13,13 +13,14 @@ use crate::sink::{Script, Sink};
 /// An appliance with example.com routed to `dest`, sender.test routed to `senders` (where DSNs
 /// would land) and the intake domain routed to `intake`, the connector enabled globally and the
 /// DEFAULT policy set to the global intake.
-struct Setup {
-    app: Appliance,
-    dest: Sink,
-    senders: Sink,
+pub struct Setup {
+    pub app: Appliance,
+    pub dest: Sink,
+    pub senders: Sink,
 }
 
-async fn setup(intake_route: &str, extra: &str) -> Setup {
+/// `extra` goes into `[tdc]`; sections of its own may follow it.
+pub async fn setup(intake_route: &str, extra: &str) -> Setup {
     let dest = Sink::start(Script::default()).await;
     let senders = Sink::start(Script::default()).await;
     let tls = if extra.contains("tls =") {
@@ -57,7 +58,7 @@ async fn setup(intake_route: &str, extra: &str) -> Setup {
     Setup { app, dest, senders }
 }
 
-async fn put(app: &Appliance, path: &str, body: serde_json::Value) {
+pub async fn put(app: &Appliance, path: &str, body: serde_json::Value) {
     let (status, resp) = app.api(Method::PUT, path, Some(body)).await;
     assert!(status == 200, "PUT {path}: {status} {resp}");
 }

@@ -691,7 +691,19 @@ pub(crate) async fn auth(
         },
         action_slug(action)
     );
-    match stage(&state, &ui, &settings, &[direction.table()], description).await? {
+    stage_policies(&state, &ui, &settings, direction, description).await
+}
+
+/// Stages a change to one direction's policy table and goes back to that table; a change that
+/// does not validate is refused with the reasons.
+pub(super) async fn stage_policies(
+    state: &AppState,
+    ui: &Ui,
+    settings: &Settings,
+    direction: Direction,
+    description: String,
+) -> Result<Response, UiError> {
+    match stage(state, ui, settings, &[direction.table()], description).await? {
         Ok(()) => Ok(done(
             &format!("/mail-policies/{}", direction.slug()),
             "staged",

@@ -11,8 +11,8 @@ use rampart_policy::{
 use rampart_store::Role;
 use serde::Deserialize;
 
-use super::policies::{Direction, find, policy_mut};
-use super::{Layout, Posted, Ui, UiError, done, render, stage, working};
+use super::policies::{Direction, find, policy_mut, stage_policies};
+use super::{Layout, Posted, Ui, UiError, render, working};
 use crate::AppState;
 use crate::engines::EngineStatus;
 
@@ -287,13 +287,7 @@ pub(crate) async fn save(
         service.title(),
         mode_slug(mode)
     );
-    match stage(&state, &ui, &settings, &[direction.table()], description).await? {
-        Ok(()) => Ok(done(
-            &format!("/mail-policies/{}", direction.slug()),
-            "staged",
-        )),
-        Err(errors) => Err(UiError::BadRequest(errors.join("; "))),
-    }
+    stage_policies(&state, &ui, &settings, direction, description).await
 }
 
 #[derive(Template)]
