@@ -112,6 +112,11 @@ section! {
         max_junk_commands: u32 = 100,
         /// Most `Received:` headers a message may carry (a mail loop); more get `554 5.4.6`.
         max_hops: u32 = 50,
+        /// Longest the banner waits for the client's reverse DNS name, in milliseconds: a PTR
+        /// lookup through `dns.nameservers` and its forward confirmation (FCrDNS), which host
+        /// name sender groups match and `New SMTP ICID … reverse dns host … verified yes|no`
+        /// shows. A lookup that takes longer gives `unknown`. 0 = no lookup.
+        reverse_dns_timeout_ms: u64 = 2000,
         /// Bytes of message data all sessions together may hold in memory while receiving and
         /// processing messages; a message that would exceed it is read to its end and refused
         /// with `452 4.3.1` (the client retries later). A client that declares `SIZE=` gets

@@ -32,12 +32,62 @@ pub struct Mx {
     pub host: String,
 }
 
-type Lookup<'a, T> = Pin<Box<dyn Future<Output = Result<T, DnsError>> + Send + 'a>>;
+/// A lookup in progress.
+pub type Lookup<'a, T> = Pin<Box<dyn Future<Output = Result<T, DnsError>> + Send + 'a>>;
 
 /// The lookups delivery needs.
 pub trait Resolver: Send + Sync + std::fmt::Debug {
     fn mx<'a>(&'a self, domain: &'a str) -> Lookup<'a, Vec<Mx>>;
     fn ips<'a>(&'a self, host: &'a str) -> Lookup<'a, Vec<IpAddr>>;
+    /// The names of `ip`'s PTR records, without the trailing dot.
+    fn ptr(&self, ip: IpAddr) -> Lookup<'_, Vec<String>>;
+}
+
+/// A client's reverse DNS name and whether it is forward-confirmed (FCrDNS: one of the names
+/// its address points to resolves back to that address).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReverseName {
+    /// The confirmed name, or else the first PTR name; `None` when there is none.
+    pub host: Option<String>,
+    pub verified: bool,
+}
+
+/// Most PTR names of one address tried for confirmation: a hostile zone can list many.
+const MAX_PTR_NAMES: usize = 4;
+
+/// Looks up `ip`'s reverse name and confirms it, within `budget` in all (a slow or silent
+/// nameserver gives `unknown`, never a longer wait).
+pub async fn reverse_name(resolver: &dyn Resolver, ip: IpAddr, budget: Duration) -> ReverseName {
+    let work = async {
+        let Ok(names) = resolver.ptr(ip).await else {
+            return ReverseName::default();
+        };
+        for name in names.iter().take(MAX_PTR_NAMES) {
+            if resolver
+                .ips(name)
+                .await
+                .is_ok_and(|ips| ips.iter().any(|a| canonical(*a) == canonical(ip)))
+            {
+                return ReverseName {
+                    host: Some(name.clone()),
+                    verified: true,
+                };
+            }
+        }
+        ReverseName {
+            host: names.into_iter().next(),
+            verified: false,
+        }
+    };
+    tokio::time::timeout(budget, work).await.unwrap_or_default()
+}
+
+/// An IPv4 address seen through a dual-stack socket compares as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
 }
 
 /// hickory-resolver with Rampart's settings: no cache (lookups always reflect DNS as it is now)
@@ -163,6 +213,78 @@ impl Resolver for HickoryResolver {
             }
         })
     }
+
+    fn ptr(&self, ip: IpAddr) -> Lookup<'_, Vec<String>> {
+        Box::pin(async move {
+            // Loopback addresses are answered `localhost` without a query (RFC 6761 §6.3).
+            let lookup = self
+                .inner
+                .reverse_lookup(ip)
+                .await
+                .map_err(|e| classify(&e))?;
+            let names: Vec<String> = lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    hickory_resolver::proto::rr::RData::PTR(name) => {
+                        Some(name.0.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                // A PTR name goes into the mail log and is matched as a host name: anything but
+                // a plain host name (a hostile zone can put spaces or escapes in one) is ignored.
+                .filter(|n| {
+                    !n.is_empty()
+                        && n.len() <= 253
+                        && n.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+                })
+                .collect();
+            if names.is_empty() {
+                Err(DnsError::NoRecords)
+            } else {
+                Ok(names)
+            }
+        })
+    }
+}
+
+/// DNS answers from a table, for unit tests.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+
+    use super::{DnsError, Lookup, Mx, Resolver};
+
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeDns {
+        pub mx: HashMap<String, Result<Vec<Mx>, DnsError>>,
+        pub ips: HashMap<String, Result<Vec<IpAddr>, DnsError>>,
+        pub ptr: HashMap<IpAddr, Result<Vec<String>, DnsError>>,
+    }
+
+    impl Resolver for FakeDns {
+        fn mx<'a>(&'a self, d: &'a str) -> Lookup<'a, Vec<Mx>> {
+            let r = self.mx.get(d).cloned().unwrap_or(Err(DnsError::NxDomain));
+            Box::pin(async move { r })
+        }
+        fn ips<'a>(&'a self, h: &'a str) -> Lookup<'a, Vec<IpAddr>> {
+            let r = match h.parse::<IpAddr>() {
+                Ok(ip) => Ok(vec![ip]),
+                Err(_) => self.ips.get(h).cloned().unwrap_or(Err(DnsError::NxDomain)),
+            };
+            Box::pin(async move { r })
+        }
+        fn ptr(&self, ip: IpAddr) -> Lookup<'_, Vec<String>> {
+            let r = self
+                .ptr
+                .get(&ip)
+                .cloned()
+                .unwrap_or(Err(DnsError::NxDomain));
+            Box::pin(async move { r })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +303,89 @@ mod tests {
             r.mx("example.com").await,
             Err(DnsError::Temporary(_))
         ));
+    }
+
+    /// Forward-confirmed reverse DNS: the name must point back to the address.
+    #[tokio::test]
+    async fn reverse_names_are_confirmed() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut dns = fake::FakeDns::default();
+        dns.ptr
+            .insert(ip("192.0.2.1"), Ok(vec!["mail.example.com".into()]));
+        dns.ips
+            .insert("mail.example.com".into(), Ok(vec![ip("192.0.2.1")]));
+        // A forged PTR: the name points elsewhere.
+        dns.ptr
+            .insert(ip("192.0.2.2"), Ok(vec!["mail.bank.test".into()]));
+        dns.ips
+            .insert("mail.bank.test".into(), Ok(vec![ip("198.51.100.9")]));
+        // The second name confirms.
+        dns.ptr.insert(
+            ip("192.0.2.3"),
+            Ok(vec!["gone.example.com".into(), "mx.example.com".into()]),
+        );
+        dns.ips
+            .insert("mx.example.com".into(), Ok(vec![ip("192.0.2.3")]));
+        dns.ptr
+            .insert(ip("192.0.2.4"), Err(DnsError::Temporary("SERVFAIL".into())));
+        // Through a dual-stack socket.
+        dns.ptr
+            .insert(ip("::ffff:192.0.2.1"), Ok(vec!["mail.example.com".into()]));
+        let budget = Duration::from_secs(5);
+        for (client, host, verified) in [
+            ("192.0.2.1", Some("mail.example.com"), true),
+            ("192.0.2.2", Some("mail.bank.test"), false),
+            ("192.0.2.3", Some("mx.example.com"), true),
+            ("192.0.2.4", None, false),
+            ("192.0.2.5", None, false),
+            ("::ffff:192.0.2.1", Some("mail.example.com"), true),
+        ] {
+            let name = reverse_name(&dns, ip(client), budget).await;
+            assert_eq!(name.host.as_deref(), host, "{client}");
+            assert_eq!(name.verified, verified, "{client}");
+        }
+    }
+
+    /// 127.0.0.1 has a confirmed name on any machine (its hosts file, or `localhost` by RFC 6761
+    /// §6.3); 127.0.0.2's name, `localhost` too, points back to 127.0.0.1, not to it.
+    #[tokio::test]
+    async fn loopback_reverse_names() {
+        let r = HickoryResolver::new(
+            &["127.0.0.1:9".parse().unwrap()],
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        let budget = Duration::from_secs(5);
+        let one = reverse_name(&r, "127.0.0.1".parse().unwrap(), budget).await;
+        assert!(one.host.is_some() && one.verified, "{one:?}");
+        let two = reverse_name(&r, "127.0.0.2".parse().unwrap(), budget).await;
+        assert!(two.host.is_some() && !two.verified, "{two:?}");
+    }
+
+    /// A resolver that never answers.
+    #[derive(Debug)]
+    struct Silent;
+
+    impl Resolver for Silent {
+        fn mx<'a>(&'a self, _: &'a str) -> Lookup<'a, Vec<Mx>> {
+            Box::pin(std::future::pending())
+        }
+        fn ips<'a>(&'a self, _: &'a str) -> Lookup<'a, Vec<IpAddr>> {
+            Box::pin(std::future::pending())
+        }
+        fn ptr(&self, _: IpAddr) -> Lookup<'_, Vec<String>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// The budget bounds the whole lookup: a silent nameserver gives "unknown" when it ends
+    /// (without the budget this test would never finish).
+    #[tokio::test]
+    async fn the_budget_bounds_a_silent_nameserver() {
+        let budget = Duration::from_millis(50);
+        let start = std::time::Instant::now();
+        let name = reverse_name(&Silent, "192.0.2.1".parse().unwrap(), budget).await;
+        assert_eq!(name, ReverseName::default());
+        assert!(start.elapsed() >= budget);
     }
 }

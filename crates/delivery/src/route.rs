@@ -141,42 +141,11 @@ fn shuffle_equal_preferences(mxs: &mut [crate::dns::Mx]) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::net::IpAddr;
 
     use super::*;
     use crate::dns::Mx;
-
-    /// DNS answers from a table, for unit tests.
-    #[derive(Debug, Default)]
-    struct FakeDns {
-        mx: HashMap<String, Result<Vec<Mx>, DnsError>>,
-        ips: HashMap<String, Result<Vec<IpAddr>, DnsError>>,
-    }
-
-    impl Resolver for FakeDns {
-        fn mx<'a>(
-            &'a self,
-            d: &'a str,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<Vec<Mx>, DnsError>> + Send + 'a>,
-        > {
-            let r = self.mx.get(d).cloned().unwrap_or(Err(DnsError::NxDomain));
-            Box::pin(async move { r })
-        }
-        fn ips<'a>(
-            &'a self,
-            h: &'a str,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<Vec<IpAddr>, DnsError>> + Send + 'a>,
-        > {
-            let r = match h.parse::<IpAddr>() {
-                Ok(ip) => Ok(vec![ip]),
-                Err(_) => self.ips.get(h).cloned().unwrap_or(Err(DnsError::NxDomain)),
-            };
-            Box::pin(async move { r })
-        }
-    }
+    use crate::dns::fake::FakeDns;
 
     fn mx(p: u16, h: &str) -> Mx {
         Mx {

@@ -44,6 +44,8 @@ pub struct MtaConfig {
     pub max_junk_commands: u32,
     /// Most `Received:` fields a message may carry.
     pub max_hops: u32,
+    /// Longest the banner waits for the client's reverse DNS name; zero = no lookup.
+    pub reverse_dns_timeout: Duration,
     /// Bytes of message data all sessions together may hold.
     pub max_memory_bytes: u64,
     /// The header Threat Defense reads as the client's address; a client's own copy is removed.
@@ -74,6 +76,8 @@ pub struct Mta {
     pub(crate) auth: Option<Arc<rampart_emailauth::Authenticator>>,
     /// Anti-Spam and Anti-Virus engines, for policies that enable them.
     pub(crate) engines: Arc<rampart_scan::Engines>,
+    /// For clients' reverse DNS names.
+    pub(crate) resolver: Option<Arc<dyn rampart_delivery::dns::Resolver>>,
 }
 
 impl std::fmt::Debug for Mta {
@@ -111,6 +115,7 @@ impl Mta {
             shutdown,
             auth: None,
             engines: Arc::default(),
+            resolver: None,
         }
     }
 
@@ -147,6 +152,12 @@ impl Mta {
     /// Scans with these engines for the policies that enable Anti-Spam or Anti-Virus.
     pub fn with_engines(mut self, engines: Arc<rampart_scan::Engines>) -> Mta {
         self.engines = engines;
+        self
+    }
+
+    /// Looks up clients' reverse DNS names with this resolver.
+    pub fn with_resolver(mut self, resolver: Arc<dyn rampart_delivery::dns::Resolver>) -> Mta {
+        self.resolver = Some(resolver);
         self
     }
 

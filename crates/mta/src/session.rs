@@ -53,12 +53,22 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
             return;
         }
     };
+    let rdns = match &mta.resolver {
+        Some(r) if !mta.config.reverse_dns_timeout.is_zero() => {
+            rampart_delivery::dns::reverse_name(r.as_ref(), peer_ip, mta.config.reverse_dns_timeout)
+                .await
+        }
+        _ => rampart_delivery::dns::ReverseName::default(),
+    };
     let iface = &mta.config.interface;
     mta.log.info(format!(
-        "New SMTP ICID {icid} interface {iface} ({}) address {peer_ip} reverse dns host unknown verified no",
-        canonical_ip(local.ip())
+        "New SMTP ICID {icid} interface {iface} ({}) address {peer_ip} reverse dns host {} verified {}",
+        canonical_ip(local.ip()),
+        rdns.host.as_deref().unwrap_or("unknown"),
+        if rdns.verified { "yes" } else { "no" },
     ));
-    let hat = mta.settings.load().classify(peer_ip);
+    let verified = rdns.host.as_deref().filter(|_| rdns.verified);
+    let hat = mta.settings.load().classify(peer_ip, verified);
     mta.log.info(format!(
         "ICID {icid} {} SG {} match {} SBRS None country not applicable",
         hat.policy.as_str(),

@@ -66,6 +66,13 @@ pub(crate) async fn serve(
 
     let tls = crate::tls::server_config(&config)?;
     let engines = Arc::new(engines(&config)?);
+    let resolver: Arc<dyn rampart_delivery::dns::Resolver> = Arc::new(
+        rampart_delivery::dns::HickoryResolver::new(
+            &config.dns.nameservers,
+            Duration::from_secs(10),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?,
+    );
     let mta = Mta::new(
         MtaConfig {
             hostname: config.hostname.clone(),
@@ -79,6 +86,7 @@ pub(crate) async fn serve(
             max_errors: config.smtp.max_errors,
             max_junk_commands: config.smtp.max_junk_commands,
             max_hops: config.smtp.max_hops,
+            reverse_dns_timeout: Duration::from_millis(config.smtp.reverse_dns_timeout_ms),
             max_memory_bytes: config.smtp.max_memory_bytes,
             remote_ip_header: config.tdc.remote_ip_header.clone(),
         },
@@ -96,13 +104,9 @@ pub(crate) async fn serve(
         )
         .map_err(|e| anyhow::anyhow!("cannot set up email authentication: {e}"))?,
     )
-    .with_engines(engines.clone());
+    .with_engines(engines.clone())
+    .with_resolver(resolver.clone());
     tokio::spawn(check_engines(engines.clone(), log.clone()));
-    let resolver = rampart_delivery::dns::HickoryResolver::new(
-        &config.dns.nameservers,
-        Duration::from_secs(10),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?;
     let ca_file = Some(config.tdc.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
     let client_tls =
         rampart_delivery::client::TlsConfigs::new(ca_file).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -134,7 +138,7 @@ pub(crate) async fn serve(
         store.clone(),
         shared.clone(),
         log.clone(),
-        Arc::new(resolver),
+        resolver.clone(),
         client_tls,
         stop_rx.clone(),
     );

@@ -1,6 +1,11 @@
-//! The host access table (HAT): sender groups matched on the client's IP, in order, each with a
-//! mail flow policy (SPEC §1). A group whose hosts include `ALL` matches every client; a client
-//! that matches no group is refused (`554`), as if the table ended with `ALL REJECT`.
+//! The host access table (HAT): sender groups matched on the client's IP or its verified
+//! reverse DNS name, in order, each with a mail flow policy (SPEC §1). A group whose hosts include
+//! `ALL` matches every client; a client that matches no group is refused (`554`), as if the table
+//! ended with `ALL REJECT`.
+//!
+//! A host name entry (`mail.example.com`, or `.example.com` for any name below it) matches only a
+//! forward-confirmed name: anyone can publish a PTR record claiming to be `mail.bank.example`,
+//! only the owner of that name can make it point back to the client.
 
 use std::net::IpAddr;
 
@@ -38,7 +43,7 @@ impl FlowPolicy {
 pub struct SenderGroup {
     /// Group name, e.g. `RELAYLIST`.
     pub name: String,
-    /// IP addresses, CIDR ranges, or `ALL`.
+    /// IP addresses, CIDR ranges, host names (`mail.example.com`, `.example.com`) or `ALL`.
     pub hosts: Vec<String>,
     pub policy: FlowPolicy,
 }
@@ -56,7 +61,14 @@ pub struct HatMatch {
 pub(crate) struct Compiled {
     name: String,
     policy: FlowPolicy,
-    hosts: Vec<(String, Option<IpNet>)>,
+    hosts: Vec<(String, Host)>,
+}
+
+#[derive(Debug)]
+enum Host {
+    All,
+    Net(IpNet),
+    Name(crate::domains::Pattern),
 }
 
 pub(crate) fn default_table() -> Vec<SenderGroup> {
@@ -102,12 +114,20 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<String>) -> Vec<C
         for h in &g.hosts {
             let h = h.trim();
             if h.eq_ignore_ascii_case("ALL") {
-                hosts.push(("ALL".to_owned(), None));
+                hosts.push(("ALL".to_owned(), Host::All));
             } else if let Some(net) = crate::parse_net(h) {
-                hosts.push((h.to_owned(), Some(net.trunc())));
+                hosts.push((h.to_owned(), Host::Net(net.trunc())));
+            } else if let Some(p) = crate::domains::Pattern::parse(h)
+                .filter(|p| !matches!(p, crate::domains::Pattern::All))
+                // Not an address literal, nor a mistyped address such as `10.0.0`.
+                .filter(|_| {
+                    !h.starts_with('[') && !h.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                })
+            {
+                hosts.push((h.to_ascii_lowercase(), Host::Name(p)));
             } else {
                 errors.push(format!(
-                    "hat[{i}] ({}): host {h:?} is not an IP address, a CIDR range or ALL",
+                    "hat[{i}] ({}): host {h:?} is not an IP address, a CIDR range, a host name (mail.example.com, .example.com) or ALL",
                     g.name
                 ));
             }
@@ -121,17 +141,20 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<String>) -> Vec<C
     out
 }
 
-pub(crate) fn classify(table: &[Compiled], ip: IpAddr) -> HatMatch {
+/// `verified_name` is the client's forward-confirmed reverse DNS name, if it has one.
+pub(crate) fn classify(table: &[Compiled], ip: IpAddr, verified_name: Option<&str>) -> HatMatch {
     // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     };
+    let name = verified_name.map(str::to_ascii_lowercase);
     for g in table {
-        for (text, net) in &g.hosts {
-            let hit = match net {
-                None => true,
-                Some(net) => net.contains(&ip),
+        for (text, host) in &g.hosts {
+            let hit = match host {
+                Host::All => true,
+                Host::Net(net) => net.contains(&ip),
+                Host::Name(p) => name.as_deref().is_some_and(|n| p.matches(n)),
             };
             if hit {
                 return HatMatch {
@@ -188,8 +211,36 @@ mod tests {
             ("198.51.100.1", "ALL", FlowPolicy::Reject),
         ];
         for (ip, group, policy) in cases {
-            let m = classify(&t, ip.parse().unwrap());
+            let m = classify(&t, ip.parse().unwrap(), None);
             assert_eq!((m.group.as_str(), m.policy), (group, policy), "{ip}");
+        }
+    }
+
+    #[test]
+    fn host_names_match_only_a_verified_name() {
+        let t = table(&[
+            ("PARTNERS", &["mail.partner.test"], FlowPolicy::Relay),
+            ("TRUSTED", &[".example.com"], FlowPolicy::Accept),
+            ("REST", &["ALL"], FlowPolicy::Reject),
+        ]);
+        let cases = [
+            (Some("mail.partner.test"), "PARTNERS", "mail.partner.test"),
+            (Some("MAIL.Partner.TEST"), "PARTNERS", "mail.partner.test"),
+            (Some("other.partner.test"), "REST", "ALL"),
+            (Some("mx1.example.com"), "TRUSTED", ".example.com"),
+            (Some("a.b.example.com"), "TRUSTED", ".example.com"),
+            // `.example.com` is strictly below the domain, as in the RAT.
+            (Some("example.com"), "REST", "ALL"),
+            (Some("badexample.com"), "REST", "ALL"),
+            (None, "REST", "ALL"),
+        ];
+        for (name, group, matched) in cases {
+            let m = classify(&t, "192.0.2.1".parse().unwrap(), name);
+            assert_eq!(
+                (m.group.as_str(), m.matched.as_str()),
+                (group, matched),
+                "{name:?}"
+            );
         }
     }
 
@@ -203,7 +254,7 @@ mod tests {
             },
             SenderGroup {
                 name: "X".into(),
-                hosts: vec![],
+                hosts: vec!["mail..example.com".into(), "10.0.0".into()],
                 policy: FlowPolicy::Accept,
             },
             SenderGroup {
@@ -214,9 +265,11 @@ mod tests {
         ];
         let mut errors = Vec::new();
         compile(&groups, &mut errors);
-        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(errors.len(), 5, "{errors:?}");
         assert!(errors[0].starts_with("hat[0]: name \"bad name\""));
         assert!(errors[1].contains("\"10.0.0.0/33\""));
-        assert!(errors[2].contains("used twice"));
+        assert!(errors[2].contains("\"mail..example.com\""));
+        assert!(errors[3].contains("\"10.0.0\" is not an IP address"));
+        assert!(errors[4].contains("used twice"));
     }
 }

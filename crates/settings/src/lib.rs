@@ -239,9 +239,10 @@ impl Snapshot {
         &self.settings
     }
 
-    /// The sender group and mail flow policy for a connecting client (first match).
-    pub fn classify(&self, ip: IpAddr) -> HatMatch {
-        hat::classify(&self.hat, ip)
+    /// The sender group and mail flow policy for a connecting client (first match);
+    /// `verified_name` is its forward-confirmed reverse DNS name, if any.
+    pub fn classify(&self, ip: IpAddr, verified_name: Option<&str>) -> HatMatch {
+        hat::classify(&self.hat, ip, verified_name)
     }
 
     /// Whether mail to `domain` is accepted for delivery (first matching RAT entry).
@@ -304,14 +305,14 @@ mod tests {
     #[test]
     fn fresh_appliance() {
         let snap = Settings::default().compile().unwrap();
-        let lo = snap.classify("127.0.0.1".parse().unwrap());
+        let lo = snap.classify("127.0.0.1".parse().unwrap(), None);
         assert_eq!(
             (lo.group.as_str(), lo.policy),
             ("LOOPBACK", FlowPolicy::Accept)
         );
-        let v6 = snap.classify("::1".parse().unwrap());
+        let v6 = snap.classify("::1".parse().unwrap(), None);
         assert_eq!(v6.policy, FlowPolicy::Accept);
-        let other = snap.classify("192.0.2.7".parse().unwrap());
+        let other = snap.classify("192.0.2.7".parse().unwrap(), None);
         assert_eq!(
             (other.group.as_str(), other.policy),
             ("ALL", FlowPolicy::Accept)

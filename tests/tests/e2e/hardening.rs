@@ -1,12 +1,12 @@
 //! The appliance on a hostile network: each test reproduces an attack seen against an earlier
 //! build (issue 14) and checks that it no longer works.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use reqwest::Method;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::harness::*;
 use crate::sink::{Script, Sink};
@@ -29,15 +29,6 @@ async fn api_status(client: &reqwest::Client, app: &Appliance, user: &str, pw: &
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// A TCP connection to `to` from the loopback address `source`.
-async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(source.parse().unwrap(), 0))
-        .unwrap();
-    socket.connect(to).await.unwrap()
 }
 
 #[tokio::test]

@@ -211,6 +211,81 @@ async fn hat_reject_and_tcprefuse() {
     app.wait_log("TCPREFUSE SG REFUSED").await;
 }
 
+/// A sender group by host name matches a client whose reverse DNS name is forward-confirmed,
+/// and not one whose name points elsewhere. On loopback the names come from the machine's own
+/// resolver (its hosts file, or `localhost` by RFC 6761), which the appliance asks as it would
+/// ask DNS for a remote client.
+#[tokio::test]
+async fn hat_sender_groups_match_verified_reverse_names() {
+    let app = Appliance::start("").await;
+    let mut c = greeted(&app).await;
+    c.cmd("QUIT").await;
+    let prefix = "address 127.0.0.1 reverse dns host ";
+    let log = app.wait_log(prefix).await;
+    let line = log.lines().find(|l| l.contains(prefix)).unwrap();
+    let rest = &line[line.find(prefix).unwrap() + prefix.len()..];
+    let (name, verified) = rest.split_once(' ').unwrap();
+    assert_eq!(verified, "verified yes", "{line}");
+    assert_ne!(name, "unknown");
+
+    let hat = serde_json::json!([
+        {"name": "NAMED", "hosts": [name], "policy": "RELAY"},
+        {"name": "LOOPBACK", "hosts": ["127.0.0.0/8"], "policy": "ACCEPT"},
+    ]);
+    assert_eq!(
+        app.api(reqwest::Method::PUT, "/hat", Some(hat)).await.0,
+        200
+    );
+
+    // 127.0.0.1: its name is confirmed, so it may relay.
+    let mut c = greeted(&app).await;
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<a@sender.test>").await;
+    assert_eq!(c.cmd("RCPT TO:<u@elsewhere.test>").await.code, 250);
+    c.cmd("QUIT").await;
+    app.wait_log(&format!("RELAY SG NAMED match {name} ")).await;
+
+    // 127.0.0.2: its name (`localhost`, or what the hosts file says) does not point back to it.
+    let mut c = SmtpClient::new(connect_from("127.0.0.2", app.smtp).await);
+    assert_eq!(c.reply().await.unwrap().code, 220);
+    c.cmd("EHLO client.test").await;
+    c.cmd("MAIL FROM:<a@sender.test>").await;
+    assert_eq!(
+        c.cmd("RCPT TO:<u@elsewhere.test>").await.line(),
+        "550 5.7.1 Relaying denied"
+    );
+    c.cmd("QUIT").await;
+    let log = app.wait_log("address 127.0.0.2 reverse dns host ").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("address 127.0.0.2 reverse dns host "))
+        .unwrap();
+    assert!(line.ends_with(" verified no"), "{line}");
+    app.wait_log("ACCEPT SG LOOPBACK match 127.0.0.0/8").await;
+
+    // A host name that is not a name is refused with the reason.
+    let bad = serde_json::json!([{"name": "X", "hosts": ["mail..example.com"], "policy": "RELAY"}]);
+    let (status, body) = app.api(reqwest::Method::PUT, "/hat", Some(bad)).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("host \"mail..example.com\" is not an IP address, a CIDR range, a host name"),
+        "{body}"
+    );
+}
+
+/// With `smtp.reverse_dns_timeout_ms = 0` no lookup is made: every client is `unknown`.
+#[tokio::test]
+async fn reverse_dns_can_be_switched_off() {
+    let app = Appliance::start("[smtp]\nreverse_dns_timeout_ms = 0").await;
+    let mut c = greeted(&app).await;
+    c.cmd("QUIT").await;
+    app.wait_log("address 127.0.0.1 reverse dns host unknown verified no")
+        .await;
+}
+
 #[tokio::test]
 async fn client_vanishing_mid_data_stores_nothing() {
     let app = Appliance::start("").await;

@@ -162,7 +162,10 @@ pub(crate) async fn hat_post(
             let error = if group.name.is_empty() {
                 Some("Enter a sender group name.".to_owned())
             } else if group.hosts.is_empty() {
-                Some("Enter at least one host: an IP address, a CIDR range, or ALL.".to_owned())
+                Some(
+                    "Enter at least one host: an IP address, a CIDR range, a host name, or ALL."
+                        .to_owned(),
+                )
             } else if settings
                 .hat
                 .iter()
