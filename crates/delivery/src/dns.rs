@@ -240,6 +240,11 @@ impl Resolver for HickoryResolver {
                             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
                 })
                 .collect();
+            // In a stable order: DNS may rotate the records, the hosts file lists them as it
+            // likes, and the name shown (the first that is confirmed) should not change.
+            let mut names = names;
+            names.sort();
+            names.dedup();
             if names.is_empty() {
                 Err(DnsError::NoRecords)
             } else {

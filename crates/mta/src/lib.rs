@@ -10,6 +10,7 @@ mod process;
 mod received;
 mod scan;
 mod session;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use rampart_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+
+pub use trace::{TraceError, TraceReport, TraceRequest, Tracer};
 
 /// Listener tunables, from the bootstrap configuration.
 #[derive(Debug, Clone)]

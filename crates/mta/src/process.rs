@@ -90,7 +90,15 @@ pub(crate) async fn process(
     let want_virus = groups
         .iter()
         .any(|(p, _)| table.get(*p).is_some_and(|p| p.antivirus.is_some()));
-    let (body, scanned) = crate::scan::scan(mta, env, body, want_spam, want_virus).await;
+    let (body, scanned) = crate::scan::scan(
+        &mta.engines,
+        Some(&mta.log),
+        env,
+        body,
+        want_spam,
+        want_virus,
+    )
+    .await;
     let scanned = scanned?;
     facts.spam = scanned.spam;
     facts.virus = scanned.virus;

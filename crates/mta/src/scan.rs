@@ -11,7 +11,9 @@ use rampart_scan::{Counted, ScanEnvelope, VirusVerdict};
 use rampart_smtp::reply::code;
 use rampart_smtp::{Enhanced, Reply};
 
-use crate::Mta;
+use rampart_maillog::MailLog;
+use rampart_scan::Engines;
+
 use crate::process::Envelope;
 
 /// What the engines said; `None` for a service no policy of the message asked for.
@@ -29,15 +31,21 @@ fn unavailable(service: &str) -> Reply {
     )
 }
 
-/// Scans `body` with the engines asked for. Gives the body back in every case.
+/// Scans `body` with the engines asked for. Gives the body back in every case. `log` is the
+/// mail log for a received message; Trace passes `None`: nothing logged, nothing counted.
 pub(crate) async fn scan(
-    mta: &Mta,
+    engines: &Engines,
+    log: Option<&MailLog>,
     env: &Envelope<'_>,
     body: Vec<u8>,
     want_spam: bool,
     want_virus: bool,
 ) -> (Vec<u8>, Result<Scanned, Reply>) {
-    let engines = &mta.engines;
+    let record = |stats: &rampart_scan::Stats, took, what| {
+        if log.is_some() {
+            stats.record(took, what);
+        }
+    };
     let spam = engines.spam.as_ref().filter(|_| want_spam);
     let virus = engines.virus.as_ref().filter(|_| want_virus);
     if spam.is_none() && virus.is_none() {
@@ -66,10 +74,12 @@ pub(crate) async fn scan(
     let spam_work = async {
         let service = spam?;
         if size > service.max_scan_bytes {
-            mta.log.info(format!(
-                "MID {mid} is too big to be scanned by RSPAMD ({size} bytes, antispam.max_scan_bytes {})",
-                service.max_scan_bytes
-            ));
+            if let Some(log) = log {
+                log.info(format!(
+                    "MID {mid} is too big to be scanned by RSPAMD ({size} bytes, antispam.max_scan_bytes {})",
+                    service.max_scan_bytes
+                ));
+            }
             return Some(Ok(SpamResult::TooBig(format!(
                 "{size} bytes is over the anti-spam scan limit"
             ))));
@@ -80,7 +90,8 @@ pub(crate) async fn scan(
         Some(match answer {
             Ok(v) => {
                 let score = format!("{:.2}", v.score);
-                service.stats.record(
+                record(
+                    &service.stats,
                     took,
                     if v.is_positive() {
                         Counted::Positive
@@ -97,10 +108,12 @@ pub(crate) async fn scan(
                 })
             }
             Err(e) => {
-                service.stats.record(took, Counted::Error);
-                mta.log.warning(format!(
-                    "MID {mid} scanning error using engine: RSPAMD: {e}"
-                ));
+                record(&service.stats, took, Counted::Error);
+                if let Some(log) = log {
+                    log.warning(format!(
+                        "MID {mid} scanning error using engine: RSPAMD: {e}"
+                    ));
+                }
                 if service.accept_on_error {
                     Ok(SpamResult::Failed(format!("anti-spam engine failed: {e}")))
                 } else {
@@ -112,10 +125,12 @@ pub(crate) async fn scan(
     let virus_work = async {
         let service = virus?;
         if size > service.max_scan_bytes {
-            mta.log.info(format!(
-                "MID {mid} is too big to be scanned by CLAMAV ({size} bytes, antivirus.max_scan_bytes {})",
-                service.max_scan_bytes
-            ));
+            if let Some(log) = log {
+                log.info(format!(
+                    "MID {mid} is too big to be scanned by CLAMAV ({size} bytes, antivirus.max_scan_bytes {})",
+                    service.max_scan_bytes
+                ));
+            }
             return Some(Ok(VirusResult::Unscannable(format!(
                 "{size} bytes is over the anti-virus scan limit"
             ))));
@@ -125,18 +140,20 @@ pub(crate) async fn scan(
         let took = start.elapsed();
         Some(match answer {
             Ok(VirusVerdict::Clean) => {
-                service.stats.record(took, Counted::Negative);
+                record(&service.stats, took, Counted::Negative);
                 Ok(VirusResult::Clean)
             }
             Ok(VirusVerdict::Infected(name)) => {
-                service.stats.record(took, Counted::Positive);
+                record(&service.stats, took, Counted::Positive);
                 Ok(VirusResult::Infected(name))
             }
             Err(e) => {
-                service.stats.record(took, Counted::Error);
-                mta.log.warning(format!(
-                    "MID {mid} scanning error using engine: CLAMAV: {e}"
-                ));
+                record(&service.stats, took, Counted::Error);
+                if let Some(log) = log {
+                    log.warning(format!(
+                        "MID {mid} scanning error using engine: CLAMAV: {e}"
+                    ));
+                }
                 if service.accept_on_error {
                     Ok(VirusResult::Unscannable(format!(
                         "anti-virus engine failed: {e}"
@@ -154,8 +171,8 @@ pub(crate) async fn scan(
         (Ok(spam), Ok(virus)) => Ok(Scanned { spam, virus }),
         (Err(reply), _) | (_, Err(reply)) => Err(reply),
     };
-    if let Err(reply) = &result {
-        mta.log.info(format!(
+    if let (Err(reply), Some(log)) = (&result, log) {
+        log.info(format!(
             "MID {mid} rejected for now: {}",
             reply.to_string().trim_end()
         ));

@@ -136,6 +136,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the appliance would do with a connection and a message (AsyncOS `trace`): sender
+    /// group, RAT, mail policy, verdicts and the Threat Defense journal. Nothing is sent.
+    Trace {
+        /// The client's IP address.
+        #[arg(long)]
+        client_ip: String,
+        /// The HELO/EHLO name.
+        #[arg(long, default_value = "")]
+        helo: String,
+        /// The envelope sender (empty for the null sender).
+        #[arg(long, default_value = "")]
+        from: String,
+        /// An envelope recipient; repeat for more.
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        /// A message file (headers, blank line, body) to evaluate the security services on.
+        #[arg(long)]
+        message: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Search message tracking, or show one message's events with --mid.
     Tracking {
         #[arg(long)]
@@ -177,6 +198,34 @@ pub(crate) fn main() -> ExitCode {
             }
             Command::Loadconfig { file, partial } => {
                 loadconfig(&load_config(cli.config.as_deref())?, &file, partial).await
+            }
+            Command::Trace {
+                client_ip,
+                helo,
+                from,
+                to,
+                message,
+                json,
+            } => {
+                let config = load_config(cli.config.as_deref())?;
+                let message = match message {
+                    Some(path) => Some(
+                        String::from_utf8_lossy(
+                            &std::fs::read(&path)
+                                .with_context(|| format!("cannot read {}", path.display()))?,
+                        )
+                        .into_owned(),
+                    ),
+                    None => None,
+                };
+                let req = rampart_mta::TraceRequest {
+                    client_ip,
+                    helo,
+                    sender: from,
+                    recipients: to,
+                    message,
+                };
+                crate::serve::trace(&config, req, json).await
             }
             Command::Tophosts { sort, json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;

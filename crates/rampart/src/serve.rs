@@ -65,47 +65,14 @@ pub(crate) async fn serve(
     ));
 
     let tls = crate::tls::server_config(&config)?;
-    let engines = Arc::new(engines(&config)?);
-    let resolver: Arc<dyn rampart_delivery::dns::Resolver> = Arc::new(
-        rampart_delivery::dns::HickoryResolver::new(
-            &config.dns.nameservers,
-            Duration::from_secs(10),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?,
-    );
-    let mta = Mta::new(
-        MtaConfig {
-            hostname: config.hostname.clone(),
-            interface: config.smtp.interface.clone(),
-            max_message_size: config.smtp.max_message_size,
-            max_recipients: config.smtp.max_recipients,
-            max_connections: config.smtp.max_connections,
-            max_connections_per_ip: config.smtp.max_connections_per_ip,
-            timeout: Duration::from_secs(config.smtp.timeout_secs),
-            max_session: Duration::from_secs(config.smtp.max_session_secs),
-            max_errors: config.smtp.max_errors,
-            max_junk_commands: config.smtp.max_junk_commands,
-            max_hops: config.smtp.max_hops,
-            reverse_dns_timeout: Duration::from_millis(config.smtp.reverse_dns_timeout_ms),
-            max_memory_bytes: config.smtp.max_memory_bytes,
-            remote_ip_header: config.tdc.remote_ip_header.clone(),
-        },
-        store.clone(),
-        shared.clone(),
-        log.clone(),
+    let (mta, engines, resolver) = build_mta(
+        &config,
+        &store,
+        &shared,
+        &log,
         Some(tokio_rustls::TlsAcceptor::from(tls.clone())),
         stop_rx.clone(),
-    )
-    .with_authenticator(
-        rampart_emailauth::Authenticator::new(
-            rampart_delivery::dns::resolver_config(&config.dns.nameservers),
-            &config.hostname,
-            Duration::from_secs(5),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot set up email authentication: {e}"))?,
-    )
-    .with_engines(engines.clone())
-    .with_resolver(resolver.clone());
+    )?;
     tokio::spawn(check_engines(engines.clone(), log.clone()));
     let ca_file = Some(config.tdc.ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
     let client_tls =
@@ -172,7 +139,9 @@ pub(crate) async fn serve(
         mail_log: Some(config.data_dir.join("logs").join("mail_logs")),
     };
     let app = rampart_web::router(
-        rampart_web::AppState::new(store.clone(), shared.clone(), options).with_engines(engines),
+        rampart_web::AppState::new(store.clone(), shared.clone(), options)
+            .with_engines(engines)
+            .with_tracer(mta.tracer()),
     );
     let web_tls = https.then(|| {
         // The appliance certificate, as for STARTTLS; browsers speak HTTP/1.1 to us.
@@ -374,6 +343,95 @@ impl Signals {
 }
 
 /// The scanning engines of `[antispam]` and `[antivirus]`.
+/// The MTA of `config`, with its engines, email authentication and resolver (shared with
+/// delivery). `rampart trace` builds the same one, so a trace sees what sessions see.
+fn build_mta(
+    config: &Config,
+    store: &Store,
+    shared: &SharedSettings,
+    log: &MailLog,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<(
+    Mta,
+    Arc<rampart_scan::Engines>,
+    Arc<dyn rampart_delivery::dns::Resolver>,
+)> {
+    let engines = Arc::new(engines(config)?);
+    let resolver: Arc<dyn rampart_delivery::dns::Resolver> = Arc::new(
+        rampart_delivery::dns::HickoryResolver::new(
+            &config.dns.nameservers,
+            Duration::from_secs(10),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?,
+    );
+    let mta = Mta::new(
+        MtaConfig {
+            hostname: config.hostname.clone(),
+            interface: config.smtp.interface.clone(),
+            max_message_size: config.smtp.max_message_size,
+            max_recipients: config.smtp.max_recipients,
+            max_connections: config.smtp.max_connections,
+            max_connections_per_ip: config.smtp.max_connections_per_ip,
+            timeout: Duration::from_secs(config.smtp.timeout_secs),
+            max_session: Duration::from_secs(config.smtp.max_session_secs),
+            max_errors: config.smtp.max_errors,
+            max_junk_commands: config.smtp.max_junk_commands,
+            max_hops: config.smtp.max_hops,
+            reverse_dns_timeout: Duration::from_millis(config.smtp.reverse_dns_timeout_ms),
+            max_memory_bytes: config.smtp.max_memory_bytes,
+            remote_ip_header: config.tdc.remote_ip_header.clone(),
+        },
+        store.clone(),
+        shared.clone(),
+        log.clone(),
+        tls,
+        stop_rx,
+    )
+    .with_authenticator(
+        rampart_emailauth::Authenticator::new(
+            rampart_delivery::dns::resolver_config(&config.dns.nameservers),
+            &config.hostname,
+            Duration::from_secs(5),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot set up email authentication: {e}"))?,
+    )
+    .with_engines(engines.clone())
+    .with_resolver(resolver.clone());
+    Ok((mta, engines, resolver))
+}
+
+/// `rampart trace`: what the appliance would do, with its committed settings and its engines;
+/// nothing is sent, stored or logged.
+pub(crate) async fn trace(
+    config: &Config,
+    req: rampart_mta::TraceRequest,
+    json: bool,
+) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = crate::cli::open_store(config).await?;
+    let snapshot = store
+        .load_settings()
+        .await?
+        .compile()
+        .map_err(|e| anyhow::anyhow!("stored runtime settings are invalid:\n{e}"))?;
+    let shared: SharedSettings = Arc::new(ArcSwap::from_pointee(snapshot));
+    let (log, _) = MailLog::memory();
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let (mta, _, _) = build_mta(config, &store, &shared, &log, None, stop_rx)?;
+    let report = mta
+        .tracer()
+        .trace(&req)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::status::trace_text(&report));
+    }
+    Ok(())
+}
+
 fn engines(config: &Config) -> anyhow::Result<rampart_scan::Engines> {
     use rampart_config::{OnScanError, SpamEngine, VirusEngine};
     let spam = match config.antispam.engine {

@@ -239,6 +239,93 @@ pub(crate) async fn replay(store: &Store, since: i64, json: bool) -> Result<()> 
     Ok(())
 }
 
+/// `rampart trace` as text: one section per step, as AsyncOS's `trace` prints it.
+pub(crate) fn trace_text(r: &rampart_mta::TraceReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(
+        out,
+        "Client {} reverse dns host {} verified {}",
+        r.client_ip,
+        r.reverse_dns.host.as_deref().unwrap_or("unknown"),
+        yes_no(r.reverse_dns.verified)
+    );
+    let _ = writeln!(
+        out,
+        "Sender group {} (match {}), mail flow policy {}: connection {}",
+        r.sender_group, r.matched, r.mail_flow_policy, r.connection
+    );
+    if let Some(a) = &r.email_authentication {
+        let _ = writeln!(
+            out,
+            "Email authentication: SPF {} DKIM {} DMARC {}",
+            a.spf, a.dkim, a.dmarc
+        );
+    }
+    for x in &r.recipients {
+        let _ = writeln!(
+            out,
+            "Recipient {}: RAT {}{}",
+            x.recipient,
+            x.rat,
+            x.policy
+                .as_deref()
+                .map(|p| format!(", {} policy {p}", r.direction))
+                .unwrap_or_default()
+        );
+    }
+    for s in &r.splits {
+        let _ = writeln!(out, "Policy {} ({}):", s.policy, s.recipients.join(", "));
+        if let Some(v) = &s.verdict {
+            if let Some(x) = &v.spam {
+                let _ = writeln!(out, "  Anti-Spam: {x}");
+            }
+            if let Some(x) = &v.virus {
+                let _ = writeln!(out, "  Anti-Virus: {x}");
+            }
+            if !v.matched_filters.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  Content filters matched: {}",
+                    v.matched_filters.join(", ")
+                );
+            }
+            let _ = writeln!(
+                out,
+                "  Action: {}{}; {}",
+                v.action,
+                v.decided_by
+                    .as_deref()
+                    .map(|d| format!(" (by {d})"))
+                    .unwrap_or_default(),
+                if v.clean {
+                    "clean".to_owned()
+                } else {
+                    format!("not clean: {}", v.findings.join("; "))
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  Threat Defense Connector: {} — {}",
+            s.journal
+                .intake_address
+                .as_deref()
+                .map(|a| format!("journaled to {a}"))
+                .unwrap_or_else(|| "not journaled".into()),
+            s.journal.reason
+        );
+    }
+    if let Some(reply) = &r.reply {
+        let _ = writeln!(out, "Reply to DATA: {reply}");
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "Note: {n}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -282,6 +282,11 @@ impl Snapshot {
         tdc::resolve(&self.settings.tdc, &self.incoming, incoming_policy)
     }
 
+    /// [`Snapshot::journal_address`] with the reason, for Trace.
+    pub fn explain_journal(&self, incoming_policy: usize) -> (Option<String>, String) {
+        tdc::explain(&self.settings.tdc, &self.incoming, incoming_policy)
+    }
+
     /// The Threat Defense Connector column label of a policy's mode.
     pub fn tdc_label(&self, mode: TdcMode) -> &'static str {
         tdc::label(&self.settings.tdc, mode)
@@ -373,10 +378,28 @@ mod tests {
             .map(|m| snap.tdc_label(m)),
             ["Enabled", "Disabled", "(use default)", "Enabled"]
         );
+        // Trace's explanation agrees with the resolution and says why.
+        let reasons: Vec<String> = (0..4)
+            .map(|i| {
+                let (address, reason) = snap.explain_journal(i);
+                assert_eq!(address, snap.journal_address(i), "policy {i}");
+                reason
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "policy custom: custom → custom@intake.test",
+                "policy no: No",
+                "policy inherit: use default → DEFAULT: global → global@intake.test",
+                "DEFAULT: global → global@intake.test",
+            ]
+        );
         // The global switch is the master switch.
         s.tdc.enabled = false;
         let snap = s.clone().compile().unwrap();
         assert!((0..4).all(|i| snap.journal_address(i).is_none()));
+        assert_eq!(snap.explain_journal(0), (None, "connector disabled".into()));
         assert_eq!(snap.tdc_label(TdcMode::Global), "Disabled");
         // A fresh appliance: DEFAULT shows Disabled.
         let fresh = Settings::default().compile().unwrap();

@@ -46,6 +46,41 @@ pub(crate) fn resolve(global: &TdcSettings, table: &PolicyTable, idx: usize) -> 
     }
 }
 
+/// [`resolve`] with the reason, as Trace shows it: `connector disabled`, `policy hr: No`,
+/// `DEFAULT: global → journal@…`, `policy sales: use default → DEFAULT: custom → x@…`.
+pub(crate) fn explain(
+    global: &TdcSettings,
+    table: &PolicyTable,
+    idx: usize,
+) -> (Option<String>, String) {
+    let Some(policy) = table.get(idx) else {
+        return (None, "no such policy".into());
+    };
+    let is_default = idx + 1 == table.policies().len();
+    let name = if is_default {
+        policy.name.clone()
+    } else {
+        format!("policy {}", policy.name)
+    };
+    if !global.enabled {
+        return (None, "connector disabled".into());
+    }
+    let (choice, via) = match (policy.tdc.mode, table.policies().last()) {
+        (TdcMode::Default, Some(default)) => (
+            &default.tdc,
+            format!("{name}: use default → {}: ", default.name),
+        ),
+        _ => (&policy.tdc, format!("{name}: ")),
+    };
+    let address = resolve(global, table, idx);
+    let how = match (choice.mode, &address) {
+        (TdcMode::Global, Some(a)) => format!("global → {a}"),
+        (TdcMode::Custom, Some(a)) => format!("custom → {a}"),
+        _ => "No".into(),
+    };
+    (address, format!("{via}{how}"))
+}
+
 /// The label of the policy table's last column: `Enabled`, `Disabled` or `(use default)`.
 pub(crate) fn label(global: &TdcSettings, mode: TdcMode) -> &'static str {
     match mode {

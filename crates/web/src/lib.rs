@@ -35,6 +35,8 @@ pub struct AppState {
     pub(crate) started: std::time::Instant,
     /// The scanning engines, for the *Security Services* pages and the policy columns.
     pub(crate) engines: Arc<rampart_scan::Engines>,
+    /// Trace (*System Administration > Trace*), when an MTA runs beside the web UI.
+    pub(crate) tracer: Option<rampart_mta::Tracer>,
 }
 
 /// How the web UI behaves; from the `[web]` section of the bootstrap configuration.
@@ -84,12 +86,19 @@ impl AppState {
             options: Arc::new(options),
             started: std::time::Instant::now(),
             engines: Arc::default(),
+            tracer: None,
         }
     }
 
     /// The engines the MTA scans with (the pages show them; none by default).
     pub fn with_engines(mut self, engines: Arc<rampart_scan::Engines>) -> AppState {
         self.engines = engines;
+        self
+    }
+
+    /// Trace with what this MTA's sessions see.
+    pub fn with_tracer(mut self, tracer: rampart_mta::Tracer) -> AppState {
+        self.tracer = Some(tracer);
         self
     }
 }

@@ -413,5 +413,35 @@ async fn administrator_sets_anti_spam_per_policy_and_watches_the_engines() {
     // System Status counts it.
     b.link("Monitor").await;
     assert_eq!(b.text("#spam").await, "1");
+
+    // System Administration > Trace: the same message, evaluated without being sent.
+    b.link("System Administration").await;
+    b.link("Trace").await;
+    assert_eq!(b.heading().await, "Trace");
+    b.type_into("#client_ip", "127.0.0.1").await;
+    b.type_into("#sender", "a@sender.test").await;
+    b.type_into("#recipients", "u@example.com").await;
+    b.type_into(
+        "#message",
+        &format!("From: a@sender.test\nTo: u@example.com\nSubject: offer\n\n{GTUBE}\n"),
+    )
+    .await;
+    b.submit("#submit").await;
+    assert_eq!(b.text("#trace-flow-policy").await, "ACCEPT");
+    assert!(b.text("#trace-sender-group").await.starts_with("LOOPBACK"));
+    let split = b.text("dl.trace-split").await;
+    assert!(split.contains("drop (by Anti-Spam)"), "{split}");
+    assert!(split.contains("Anti-Spam:\npositive score="), "{split}");
+    assert!(split.contains("connector disabled"), "{split}");
+    b.shot("14-trace").await;
+    // Nothing was counted, stored or logged.
+    b.link("Security Services").await;
+    b.link("Anti-Spam").await;
+    let hour = b.text("#engine-hour").await;
+    assert!(
+        hour.contains("\n1 1 0"),
+        "a trace is not a scan of mail: {hour}"
+    );
+    assert_eq!(app.store().await.mids().await.unwrap().len(), 1);
     b.client.clone().close().await.unwrap();
 }

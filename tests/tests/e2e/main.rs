@@ -21,3 +21,4 @@ mod smtp_refusals;
 mod smuggling;
 mod swaks;
 mod tdc;
+mod trace;

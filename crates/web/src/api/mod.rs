@@ -91,6 +91,7 @@ fn routes() -> Router<AppState> {
         .route("/antivirus", get(status::antivirus))
         .route("/deliverynow", axum::routing::post(status::deliver_now))
         .route("/tdc/replay", axum::routing::post(status::replay))
+        .route("/trace", axum::routing::post(status::trace))
         .route("/audit", get(status::audit))
         .route("/users", get(users::list).post(users::add))
         .route(

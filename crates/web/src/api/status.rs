@@ -296,3 +296,24 @@ pub fn audit_json(e: &rampart_store::AuditEntry) -> Value {
         "source": e.audit.source, "comment": e.audit.comment, "changes": e.audit.changes,
     })
 }
+
+/// `POST /api/v1/trace`: what the appliance would do with a connection and a message (SPEC §7);
+/// nothing is sent, stored or logged.
+pub(crate) async fn trace(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<rampart_mta::TraceReport>, ApiError> {
+    caller.require_operator()?;
+    let body = super::settings::json_body(body)?;
+    let req: rampart_mta::TraceRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let tracer = state.tracer.as_ref().ok_or_else(|| {
+        ApiError::conflict("Trace needs the SMTP listener of a running appliance")
+    })?;
+    let report = tracer
+        .trace(&req)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(report))
+}

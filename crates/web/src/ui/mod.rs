@@ -14,6 +14,7 @@ mod quarantine;
 mod services;
 pub(crate) mod session;
 mod tdc;
+mod trace;
 
 use askama::Template;
 use axum::Router;
@@ -109,6 +110,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/commit", get(admin::commit_page).post(admin::commit))
         .route("/commit/abandon", post(admin::abandon))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/trace", get(trace::page).post(trace::run))
         .route("/admin/users", get(admin::users).post(admin::users_post))
         .route(
             "/admin/password",
