@@ -312,10 +312,114 @@ section! {
 }
 
 section! {
-    /// `[logs]`: the AsyncOS `mail_logs` files.
+    /// `[logs]`: the AsyncOS `mail_logs` files and their syslog push (log subscriptions).
     Logs in "logs." {
         /// Rolled `mail_logs` files kept; older ones are deleted.
         retain_files: u32 = 10,
+        /// Size in bytes at which `mail_logs` is rolled over to `mail_logs.@<timestamp>.s`.
+        max_file_bytes: u64 = 104_857_600,
+        /// Also push every event to a syslog server: `""` (no), `udp://host:514`,
+        /// `tcp://host:601` or `tls://host:6514` (the port may be left out: those are the
+        /// defaults). Each message is `<PRI>Mmm dd hh:mm:ss <hostname> mail_logs: Info: <text>`.
+        syslog: String = String::new(),
+        /// Syslog facility: `kern`, `user`, `mail`, `daemon`, `auth`, `syslog`, `lpr`, `news`,
+        /// `uucp`, `cron`, `authpriv`, `ftp` or `local0` … `local7`.
+        syslog_facility: String = "mail".into(),
+        /// How messages are delimited over TCP and TLS: `newline` (as AsyncOS sends them, and
+        /// as most SIEM inputs read) or `octet-counting` (RFC 6587 §3.4.1).
+        syslog_framing: SyslogFraming = SyslogFraming::Newline,
+        /// Extra CA certificate (PEM) trusted for a `tls://` server, besides the webpki roots.
+        syslog_ca_file: PathBuf = PathBuf::new(),
+        /// Events that may wait for a slow or unreachable syslog server; beyond that they are
+        /// dropped from the push (never from the file) and counted on *System Status*.
+        syslog_queue_lines: u32 = 10_000,
+    }
+}
+
+/// Delimiting of syslog messages on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyslogFraming {
+    Newline,
+    OctetCounting,
+}
+
+/// The transport of `logs.syslog`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogScheme {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// `logs.syslog`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogTarget {
+    pub scheme: SyslogScheme,
+    /// A name or an IP address (without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+const FACILITIES: [&str; 20] = [
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+
+impl Logs {
+    /// The syslog server, if one is configured.
+    pub fn syslog_target(&self) -> Result<Option<SyslogTarget>, String> {
+        let url = self.syslog.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        let usage = "must be udp://host:port, tcp://host:port or tls://host:port";
+        let (scheme, rest) = url.split_once("://").ok_or(usage)?;
+        let (scheme, default_port) = match scheme.to_ascii_lowercase().as_str() {
+            "udp" => (SyslogScheme::Udp, 514),
+            "tcp" => (SyslogScheme::Tcp, 601),
+            "tls" => (SyslogScheme::Tls, 6514),
+            _ => return Err(usage.into()),
+        };
+        let rest = rest.trim_end_matches('/');
+        // `[::1]:514`, `host:514`, `host`, `::1` is ambiguous without brackets.
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or(usage)?;
+            match after.strip_prefix(':') {
+                Some(p) => (host, Some(p)),
+                None if after.is_empty() => (host, None),
+                None => return Err(usage.into()),
+            }
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(usage)?,
+            None => default_port,
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
+        if !host_ok {
+            return Err(usage.into());
+        }
+        Ok(Some(SyslogTarget {
+            scheme,
+            host: host.to_owned(),
+            port,
+        }))
+    }
+
+    /// The number of `syslog_facility` (RFC 5424 §6.2.1: mail = 2, local0 = 16).
+    pub fn syslog_facility_code(&self) -> Option<u8> {
+        FACILITIES
+            .iter()
+            .position(|f| f.eq_ignore_ascii_case(self.syslog_facility.trim()))
+            .and_then(|i| u8::try_from(if i >= 12 { i + 4 } else { i }).ok())
     }
 }
 
@@ -572,6 +676,21 @@ impl Config {
                 );
             }
         }
+        if let Err(why) = self.logs.syslog_target() {
+            bad("logs.syslog", &why);
+        }
+        if self.logs.syslog_facility_code().is_none() {
+            bad(
+                "logs.syslog_facility",
+                "must be kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp or local0 … local7",
+            );
+        }
+        if self.logs.syslog_queue_lines == 0 {
+            bad("logs.syslog_queue_lines", "must be greater than 0");
+        }
+        if self.logs.max_file_bytes < 65_536 {
+            bad("logs.max_file_bytes", "must be at least 65536");
+        }
         let sender = &self.tdc.envelope_sender;
         if !sender.is_empty() && !looks_like_address(sender) {
             bad(
@@ -745,6 +864,75 @@ listen = "localhost"
         assert_eq!(
             Config::parse("smtp = 1").unwrap_err().0,
             vec!["`smtp`: must be a table ([smtp])"]
+        );
+    }
+
+    #[test]
+    fn syslog_targets_and_facilities() {
+        let target = |url: &str| {
+            Logs {
+                syslog: url.into(),
+                ..Logs::default()
+            }
+            .syslog_target()
+        };
+        assert_eq!(target(""), Ok(None));
+        let t = target("udp://siem.example.com").unwrap().unwrap();
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.port),
+            (SyslogScheme::Udp, "siem.example.com", 514)
+        );
+        let t = target("tcp://10.0.0.5:1514").unwrap().unwrap();
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.port),
+            (SyslogScheme::Tcp, "10.0.0.5", 1514)
+        );
+        let t = target("tls://[::1]").unwrap().unwrap();
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.port),
+            (SyslogScheme::Tls, "::1", 6514)
+        );
+        for bad in [
+            "siem:514",
+            "http://siem",
+            "udp://",
+            "udp://siem:0",
+            "tcp://si em:1",
+            "tls://[::1",
+        ] {
+            assert!(target(bad).is_err(), "{bad}");
+        }
+        let facility = |f: &str| {
+            Logs {
+                syslog_facility: f.into(),
+                ..Logs::default()
+            }
+            .syslog_facility_code()
+        };
+        assert_eq!(facility("mail"), Some(2));
+        assert_eq!(facility("local0"), Some(16));
+        assert_eq!(facility("LOCAL7"), Some(23));
+        assert_eq!(facility("mial"), None);
+        let errors = Config::parse(
+            "[logs]\nsyslog = \"smtp://x\"\nsyslog_facility = \"mial\"\nsyslog_framing = \"crlf\"",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("`logs.syslog_framing`"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("`logs.syslog`: must be udp://"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("`logs.syslog_facility`: must be"))
         );
     }
 

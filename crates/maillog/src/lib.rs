@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+mod syslog;
+
+pub use syslog::{Framing, Syslog, SyslogConfig, SyslogStatus, Transport};
+
 /// How long the writer lets lines gather after writing a batch.
 const LINGER: Duration = Duration::from_millis(10);
 
@@ -72,14 +76,17 @@ impl Queue {
     }
 }
 
-/// Shared by every clone of a [`MailLog`]; closes the queue when the last one is dropped.
+/// Shared by every clone of a [`MailLog`]; closes the queues when the last one is dropped.
 #[derive(Debug)]
-struct Sender(Arc<Queue>);
+struct Sender(Arc<Queue>, Option<Arc<Syslog>>);
 
 impl Drop for Sender {
     fn drop(&mut self) {
         self.0.lock().closed = true;
         self.0.ready.notify_one();
+        if let Some(s) = &self.1 {
+            s.close();
+        }
     }
 }
 
@@ -95,7 +102,20 @@ impl MailLog {
         roll_bytes: u64,
         retain_files: usize,
     ) -> io::Result<(MailLog, std::thread::JoinHandle<()>)> {
+        let (log, handle, _) = MailLog::open_with_syslog(dir, roll_bytes, retain_files, None)?;
+        Ok((log, handle))
+    }
+
+    /// [`MailLog::open`], and every event also pushed to a syslog server (SPEC §5); the
+    /// [`Syslog`] handle tells how that goes.
+    pub fn open_with_syslog(
+        dir: &Path,
+        roll_bytes: u64,
+        retain_files: usize,
+        syslog: Option<SyslogConfig>,
+    ) -> io::Result<(MailLog, std::thread::JoinHandle<()>, Option<Arc<Syslog>>)> {
         fs::create_dir_all(dir)?;
+        let syslog = syslog.map(Syslog::start).transpose()?;
         let path = dir.join("mail_logs");
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let size = file.metadata()?.len();
@@ -128,9 +148,10 @@ impl MailLog {
             })?;
         Ok((
             MailLog {
-                sink: Sink::Thread(Arc::new(Sender(queue))),
+                sink: Sink::Thread(Arc::new(Sender(queue, syslog.clone()))),
             },
             handle,
+            syslog,
         ))
     }
 
@@ -155,10 +176,15 @@ impl MailLog {
         self.event("Warning", text.as_ref());
     }
 
-    fn event(&self, level: &str, text: &str) {
+    fn event(&self, level: &'static str, text: &str) {
         let text = neutralise(text);
         match &self.sink {
-            Sink::Thread(tx) => tx.0.push(format!("{} {level}: {text}\n", timestamp())),
+            Sink::Thread(tx) => {
+                if let Some(syslog) = &tx.1 {
+                    syslog.push(level, &text);
+                }
+                tx.0.push(format!("{} {level}: {text}\n", timestamp()));
+            }
             Sink::Memory(lines) => {
                 if let Ok(mut l) = lines.lock() {
                     l.push(text.into_owned());

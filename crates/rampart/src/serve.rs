@@ -41,10 +41,11 @@ pub(crate) async fn serve(
     store
         .set_meta("started_at", &rampart_store::unix_now().to_string())
         .await?;
-    let (log, log_thread) = MailLog::open(
+    let (log, log_thread, syslog) = MailLog::open_with_syslog(
         &config.data_dir.join("logs"),
-        rampart_maillog::DEFAULT_ROLL_BYTES,
+        config.logs.max_file_bytes,
         config.logs.retain_files as usize,
+        syslog_config(&config)?,
     )
     .context("cannot open mail_logs")?;
     ensure_admin(&store).await?;
@@ -137,11 +138,21 @@ pub(crate) async fn serve(
         lockout: Duration::from_secs(config.web.lockout_mins.saturating_mul(60)),
         hostname: config.hostname.clone(),
         mail_log: Some(config.data_dir.join("logs").join("mail_logs")),
+        logs: rampart_web::LogOptions {
+            retain_files: config.logs.retain_files,
+            max_file_bytes: config.logs.max_file_bytes,
+            syslog_facility: config.logs.syslog_facility.trim().to_ascii_lowercase(),
+            syslog_framing: match config.logs.syslog_framing {
+                rampart_config::SyslogFraming::Newline => "newline",
+                rampart_config::SyslogFraming::OctetCounting => "octet-counting",
+            },
+        },
     };
     let app = rampart_web::router(
         rampart_web::AppState::new(store.clone(), shared.clone(), options)
             .with_engines(engines)
-            .with_tracer(mta.tracer()),
+            .with_tracer(mta.tracer())
+            .with_syslog(syslog),
     );
     let web_tls = https.then(|| {
         // The appliance certificate, as for STARTTLS; browsers speak HTTP/1.1 to us.
@@ -430,6 +441,41 @@ pub(crate) async fn trace(
         print!("{}", crate::status::trace_text(&report));
     }
     Ok(())
+}
+
+/// The syslog push of `[logs]`, if one is configured.
+fn syslog_config(config: &Config) -> Result<Option<rampart_maillog::SyslogConfig>> {
+    use rampart_config::{SyslogFraming, SyslogScheme};
+    let Some(target) = config
+        .logs
+        .syslog_target()
+        .map_err(|e| anyhow::anyhow!("`logs.syslog`: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let transport = match target.scheme {
+        SyslogScheme::Udp => rampart_maillog::Transport::Udp,
+        SyslogScheme::Tcp => rampart_maillog::Transport::Tcp,
+        SyslogScheme::Tls => {
+            let ca =
+                Some(config.logs.syslog_ca_file.as_path()).filter(|p| !p.as_os_str().is_empty());
+            let tls = rampart_delivery::client::TlsConfigs::new(ca)
+                .map_err(|e| anyhow::anyhow!("`logs.syslog_ca_file`: {e}"))?;
+            rampart_maillog::Transport::Tls(tls.verified)
+        }
+    };
+    Ok(Some(rampart_maillog::SyslogConfig {
+        transport,
+        host: target.host,
+        port: target.port,
+        facility: config.logs.syslog_facility_code().unwrap_or(2),
+        framing: match config.logs.syslog_framing {
+            SyslogFraming::Newline => rampart_maillog::Framing::Newline,
+            SyslogFraming::OctetCounting => rampart_maillog::Framing::OctetCounting,
+        },
+        hostname: config.hostname.clone(),
+        queue_lines: config.logs.syslog_queue_lines as usize,
+    }))
 }
 
 fn engines(config: &Config) -> anyhow::Result<rampart_scan::Engines> {

@@ -37,6 +37,8 @@ pub struct AppState {
     pub(crate) engines: Arc<rampart_scan::Engines>,
     /// Trace (*System Administration > Trace*), when an MTA runs beside the web UI.
     pub(crate) tracer: Option<rampart_mta::Tracer>,
+    /// The syslog push of mail_logs, when one is configured.
+    pub(crate) syslog: Option<Arc<rampart_maillog::Syslog>>,
 }
 
 /// How the web UI behaves; from the `[web]` section of the bootstrap configuration.
@@ -55,6 +57,28 @@ pub struct WebOptions {
     pub hostname: String,
     /// The AsyncOS mail log the *Mail Logs* page shows (`<data_dir>/logs/mail_logs`).
     pub mail_log: Option<std::path::PathBuf>,
+    /// How the mail log is kept, for *Log Subscriptions*.
+    pub logs: LogOptions,
+}
+
+/// The `[logs]` settings *Log Subscriptions* shows.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub retain_files: u32,
+    pub max_file_bytes: u64,
+    pub syslog_facility: String,
+    pub syslog_framing: &'static str,
+}
+
+impl Default for LogOptions {
+    fn default() -> LogOptions {
+        LogOptions {
+            retain_files: 10,
+            max_file_bytes: 104_857_600,
+            syslog_facility: "mail".into(),
+            syslog_framing: "newline",
+        }
+    }
 }
 
 impl Default for WebOptions {
@@ -66,6 +90,7 @@ impl Default for WebOptions {
             lockout: std::time::Duration::from_secs(5 * 60),
             hostname: "rampart.localdomain".into(),
             mail_log: None,
+            logs: LogOptions::default(),
         }
     }
 }
@@ -87,12 +112,19 @@ impl AppState {
             started: std::time::Instant::now(),
             engines: Arc::default(),
             tracer: None,
+            syslog: None,
         }
     }
 
     /// The engines the MTA scans with (the pages show them; none by default).
     pub fn with_engines(mut self, engines: Arc<rampart_scan::Engines>) -> AppState {
         self.engines = engines;
+        self
+    }
+
+    /// The syslog push whose counters *System Status* and *Log Subscriptions* show.
+    pub fn with_syslog(mut self, syslog: Option<Arc<rampart_maillog::Syslog>>) -> AppState {
+        self.syslog = syslog;
         self
     }
 

@@ -20,5 +20,6 @@ mod smtp_ingest;
 mod smtp_refusals;
 mod smuggling;
 mod swaks;
+mod syslog;
 mod tdc;
 mod trace;

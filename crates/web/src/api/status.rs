@@ -206,7 +206,27 @@ pub(crate) async fn status(
     _caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let settings = state.settings.load().settings().clone();
-    Ok(Json(status_report(&state.store, &settings).await?))
+    let mut report = status_report(&state.store, &settings).await?;
+    if let Some(map) = report.as_object_mut() {
+        let syslog = match &state.syslog {
+            Some(s) => syslog_json(&s.status()),
+            None => Value::Null,
+        };
+        map.insert("syslog".into(), syslog);
+    }
+    Ok(Json(report))
+}
+
+/// The syslog push's state, as `GET /api/v1/status` shows it.
+pub(crate) fn syslog_json(s: &rampart_maillog::SyslogStatus) -> Value {
+    json!({
+        "target": s.target,
+        "connected": s.connected,
+        "sent": s.sent,
+        "dropped": s.dropped,
+        "queued": s.queued,
+        "last_error": s.last_error,
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -7,6 +7,7 @@
 //! AsyncOS appliance; each commit is recorded in the audit log.
 
 mod admin;
+mod logs;
 mod monitor;
 mod network;
 mod policies;
@@ -111,6 +112,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/commit/abandon", post(admin::abandon))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/trace", get(trace::page).post(trace::run))
+        .route("/admin/log-subscriptions", get(logs::page))
         .route("/admin/users", get(admin::users).post(admin::users_post))
         .route(
             "/admin/password",

@@ -106,6 +106,7 @@ struct StatusPage {
     tdc_address: String,
     chart: Chart,
     hosts_down: usize,
+    syslog: Option<rampart_maillog::SyslogStatus>,
 }
 
 fn uptime(secs: u64) -> String {
@@ -133,6 +134,7 @@ pub(crate) async fn status(State(state): State<AppState>, ui: Ui) -> Result<Resp
         tdc_address: tdc.intake_address.clone(),
         chart: Chart::new(&buckets),
         hosts_down,
+        syslog: state.syslog.as_ref().map(|s| s.status()),
     }))
 }
 

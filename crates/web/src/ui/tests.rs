@@ -1378,6 +1378,74 @@ async fn mail_logs_page_filters_and_escapes() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
+/// *Log Subscriptions*: the file with its rolled siblings, and the syslog push with its state
+/// (here a server that refuses: the page and System Status say so).
+#[tokio::test]
+async fn log_subscriptions_page_shows_the_file_and_the_push() {
+    let mut ui = Ui::new().await;
+    let s = ui.login("viewer").await;
+    let page = ui.get(&s, "/admin/log-subscriptions").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Not configured"), "{}", page.body);
+    assert!(page.body.contains(">mail_logs</a>"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (log, _thread, syslog) = rampart_maillog::MailLog::open_with_syslog(
+        dir.path(),
+        1 << 20,
+        10,
+        Some(rampart_maillog::SyslogConfig {
+            transport: rampart_maillog::Transport::Tcp,
+            host: "127.0.0.1".into(),
+            port: closed.port(),
+            facility: 2,
+            framing: rampart_maillog::Framing::Newline,
+            hostname: "rampart.test".into(),
+            queue_lines: 10,
+        }),
+    )
+    .unwrap();
+    let syslog = syslog.unwrap();
+    log.info("hello");
+    let start = std::time::Instant::now();
+    while syslog.status().last_error.is_none() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    ui.state = ui.state.clone().with_syslog(Some(syslog));
+    let page = ui.get(&s, "/admin/log-subscriptions").await;
+    let target = format!("tcp://127.0.0.1:{}", closed.port());
+    assert!(
+        page.body
+            .contains(&format!("{target}, facility mail, newline framing")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("Not connected</span> — cannot connect to"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("0 sent, 1 waiting, 0 dropped"),
+        "{}",
+        page.body
+    );
+    let status = ui.get(&s, "/monitor/status").await;
+    assert!(
+        status.body.contains(&format!(
+            "{target} — <span class=\"disabled\">not connected</span>, 0 sent, 0 dropped"
+        )),
+        "{}",
+        status.body
+    );
+}
+
 /// The Anti-Spam and Anti-Virus page of a policy: each field reaches the staged settings, bad
 /// values are refused with the reason, DEFAULT cannot use `(use default)`.
 #[tokio::test]
