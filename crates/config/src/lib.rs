@@ -336,6 +336,20 @@ section! {
     }
 }
 
+section! {
+    /// `[retention]`: how long finished messages stay in the database.
+    Retention in "retention." {
+        /// Hours the body of a finished message (every recipient delivered, bounced or dropped;
+        /// never one still queued or in quarantine) is kept after it was received, so that its
+        /// Threat Defense journal copy can be sent again (*Resend*, journal replay); after that
+        /// only its tracking record remains.
+        message_body_hours: u64 = 24,
+        /// Days a finished message's tracking record, journal ledger entries and queue rows are
+        /// kept after it was received.
+        tracking_days: u64 = 30,
+    }
+}
+
 /// Delimiting of syslog messages on a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -436,6 +450,7 @@ pub struct Config {
     pub antispam: Antispam,
     pub antivirus: Antivirus,
     pub logs: Logs,
+    pub retention: Retention,
 }
 
 impl Config {
@@ -443,6 +458,7 @@ impl Config {
     pub fn embedded_default() -> Config {
         Config::from_root(
             Root::default(),
+            Default::default(),
             Default::default(),
             Default::default(),
             Default::default(),
@@ -465,6 +481,7 @@ impl Config {
         antispam: Antispam,
         antivirus: Antivirus,
         logs: Logs,
+        retention: Retention,
     ) -> Config {
         Config {
             hostname: root.hostname,
@@ -477,6 +494,7 @@ impl Config {
             antispam,
             antivirus,
             logs,
+            retention,
         }
     }
 
@@ -492,13 +510,15 @@ impl Config {
         for (key, value) in &table {
             match (key.as_str(), value) {
                 (
-                    "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs",
+                    "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs"
+                    | "retention",
                     toml::Value::Table(t),
                 ) => {
                     sections.push((key.as_str(), t));
                 }
                 (
-                    "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs",
+                    "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs"
+                    | "retention",
                     _,
                 ) => {
                     errors.push(format!("`{key}`: must be a table ([{key}])"));
@@ -524,8 +544,9 @@ impl Config {
         let antispam = Antispam::read(section("antispam"), &mut errors);
         let antivirus = Antivirus::read(section("antivirus"), &mut errors);
         let logs = Logs::read(section("logs"), &mut errors);
+        let retention = Retention::read(section("retention"), &mut errors);
         let config = Config::from_root(
-            root, smtp, web, dns, delivery, tdc, antispam, antivirus, logs,
+            root, smtp, web, dns, delivery, tdc, antispam, antivirus, logs, retention,
         );
         config.validate(&mut errors);
         if errors.is_empty() {
@@ -688,6 +709,15 @@ impl Config {
         if self.logs.syslog_queue_lines == 0 {
             bad("logs.syslog_queue_lines", "must be greater than 0");
         }
+        if self.retention.message_body_hours == 0 {
+            bad("retention.message_body_hours", "must be greater than 0");
+        }
+        if self.retention.tracking_days.saturating_mul(24) < self.retention.message_body_hours {
+            bad(
+                "retention.tracking_days",
+                "must cover at least `retention.message_body_hours`",
+            );
+        }
         if self.logs.max_file_bytes < 65_536 {
             bad("logs.max_file_bytes", "must be at least 65536");
         }
@@ -737,6 +767,7 @@ pub fn reference() -> Vec<FieldDoc> {
     Antispam::reference(&mut out);
     Antivirus::reference(&mut out);
     Logs::reference(&mut out);
+    Retention::reference(&mut out);
     out
 }
 

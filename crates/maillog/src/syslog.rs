@@ -141,7 +141,9 @@ impl Syslog {
     /// Queues an event; never waits for the server.
     pub(crate) fn push(&self, level: &'static str, text: &str) {
         let mut state = self.lock();
-        if state.events.len() >= self.capacity {
+        // The sender's batch counts too: at most `capacity` events wait in all.
+        let waiting = state.events.len() + self.inflight.load(Ordering::Relaxed) as usize;
+        if waiting >= self.capacity {
             drop(state);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;

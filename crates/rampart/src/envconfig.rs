@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
     "antispam",
     "antivirus",
     "logs",
+    "retention",
 ];
 
 /// Returns the configuration text with the overrides from `vars` applied.

@@ -121,6 +121,12 @@ pub(crate) async fn serve(
         smtp_tasks.push(tokio::spawn(mta.clone().serve(listener)));
     }
 
+    tokio::spawn(prune(
+        store.clone(),
+        config.retention.clone(),
+        stop_rx.clone(),
+    ));
+
     let web_listener = listen(config.web.listen)
         .with_context(|| format!("cannot listen for the web UI on {}", config.web.listen))?;
     let web_addr = web_listener.local_addr()?;
@@ -138,6 +144,7 @@ pub(crate) async fn serve(
         lockout: Duration::from_secs(config.web.lockout_mins.saturating_mul(60)),
         hostname: config.hostname.clone(),
         mail_log: Some(config.data_dir.join("logs").join("mail_logs")),
+        message_body_hours: config.retention.message_body_hours,
         logs: rampart_web::LogOptions {
             retain_files: config.logs.retain_files,
             max_file_bytes: config.logs.max_file_bytes,
@@ -441,6 +448,44 @@ pub(crate) async fn trace(
         print!("{}", crate::status::trace_text(&report));
     }
     Ok(())
+}
+
+/// How often retention looks for finished messages to prune.
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
+
+/// Retention (`[retention]`): empties old bodies and deletes old records of finished messages,
+/// at start and every few minutes.
+async fn prune(
+    store: Store,
+    retention: rampart_config::Retention,
+    mut stop: watch::Receiver<bool>,
+) {
+    let body_secs =
+        i64::try_from(retention.message_body_hours.saturating_mul(3600)).unwrap_or(i64::MAX);
+    let record_secs =
+        i64::try_from(retention.tracking_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+    loop {
+        let now = rampart_store::unix_now();
+        match store
+            .prune(
+                now.saturating_sub(body_secs),
+                now.saturating_sub(record_secs),
+            )
+            .await
+        {
+            Ok(p) if p != rampart_store::Pruned::default() => tracing::info!(
+                bodies = p.bodies,
+                records = p.records,
+                "retention: pruned finished messages"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention: pruning failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// The syslog push of `[logs]`, if one is configured.

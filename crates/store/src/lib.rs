@@ -30,7 +30,8 @@ pub use messages::{
     TrackFilter, Tracked, TrackingEvent,
 };
 pub use queue::{
-    Claimed, HostDelta, HostRow, LedgerCounts, LedgerEntry, Outcome, Quarantined, RowOutcome,
+    Claimed, HostDelta, HostRow, LedgerCounts, LedgerEntry, Outcome, Pruned, Quarantined,
+    RowOutcome,
 };
 pub use users::{Role, User};
 

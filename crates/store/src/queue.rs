@@ -273,6 +273,80 @@ impl Store {
         }
         Ok(mids)
     }
+
+    /// Retention: empties the bodies of finished messages received before `bodies_before`, and
+    /// deletes finished messages received before `records_before` with their queue rows and
+    /// tracking (unix seconds). A message with a recipient still queued or in quarantine is
+    /// never touched. Works in small transactions, so mail is never held up for long.
+    pub async fn prune(
+        &self,
+        bodies_before: i64,
+        records_before: i64,
+    ) -> Result<Pruned, StoreError> {
+        const BATCH: i64 = 500;
+        const FINISHED: &str = "NOT EXISTS (SELECT 1 FROM queue q WHERE q.mid = m.mid \
+                                AND q.state IN ('queued', 'quarantined'))";
+        let mut pruned = Pruned::default();
+        loop {
+            let sql = format!(
+                "SELECT m.mid FROM messages m WHERE m.body_pruned IN (0, 1) AND m.received_at < ?1 \
+                 AND {FINISHED} ORDER BY m.received_at LIMIT ?2"
+            );
+            let mids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(records_before)
+                .bind(BATCH)
+                .fetch_all(self.pool())
+                .await?;
+            if mids.is_empty() {
+                break;
+            }
+            let list = mids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut tx = self.pool().begin().await?;
+            for table in ["queue", "tracking", "messages"] {
+                // The MIDs are integers read from the database just now: nothing to bind.
+                let sql = format!("DELETE FROM {table} WHERE mid IN ({list})");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            pruned.records += mids.len() as u64;
+            if (mids.len() as i64) < BATCH {
+                break;
+            }
+        }
+        loop {
+            let sql = format!(
+                "UPDATE messages SET body = x'', body_pruned = 1 WHERE mid IN \
+                 (SELECT m.mid FROM messages m WHERE m.body_pruned = 0 AND m.received_at < ?1 \
+                  AND {FINISHED} ORDER BY m.received_at LIMIT ?2)"
+            );
+            let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(bodies_before)
+                .bind(BATCH)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+            pruned.bodies += n;
+            if (n as i64) < BATCH {
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Message bodies emptied.
+    pub bodies: u64,
+    /// Messages deleted with their queue rows and tracking.
+    pub records: u64,
 }
 
 #[cfg(test)]
@@ -313,6 +387,85 @@ mod tests {
         };
         store.accept(m).await.unwrap();
         mid
+    }
+
+    /// Retention: only finished messages lose their body, then their record; a message with a
+    /// recipient queued or in quarantine keeps both; a pruned body cannot be replayed.
+    #[tokio::test]
+    async fn retention_prunes_only_finished_messages() {
+        let (_dir, store) = temp_store().await;
+        let done = queue_one(&store, 1).await;
+        let waiting = queue_one(&store, 1).await;
+        let held = queue_one(&store, 1).await;
+        let failed_copy = queue_one(&store, 1).await;
+        let set = |mid: Mid, state: &'static str, kind: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query("UPDATE queue SET state = ?2, kind = ?3, done_at = 1 WHERE mid = ?1")
+                    .bind(mid.0 as i64)
+                    .bind(state)
+                    .bind(kind)
+                    .execute(store.pool())
+                    .await
+                    .unwrap();
+            }
+        };
+        set(done, "delivered", "deliver").await;
+        set(held, "quarantined", "deliver").await;
+        set(failed_copy, "expired", "journal").await;
+        sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, 0, 'delivered')")
+            .bind(done.0 as i64)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(store.tracking(done).await.unwrap().len(), 1);
+        assert_eq!(store.replayable(0).await.unwrap(), 1);
+        let body = |mid: Mid| {
+            let store = store.clone();
+            async move {
+                sqlx::query_scalar::<_, Vec<u8>>("SELECT body FROM messages WHERE mid = ?1")
+                    .bind(mid.0 as i64)
+                    .fetch_optional(store.pool())
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // Nothing is old enough yet.
+        let now = unix_now();
+        assert_eq!(
+            store.prune(now - 3600, now - 86_400).await.unwrap(),
+            Pruned::default()
+        );
+        // Everything received until now is old enough for its body to go.
+        let p = store.prune(now + 1, now - 86_400).await.unwrap();
+        assert_eq!(
+            p,
+            Pruned {
+                bodies: 2,
+                records: 0
+            }
+        );
+        assert_eq!(body(done).await, Some(vec![]));
+        assert_eq!(body(failed_copy).await, Some(vec![]));
+        assert_eq!(body(waiting).await, Some(b"x\r\n".to_vec()));
+        assert_eq!(body(held).await, Some(b"x\r\n".to_vec()));
+        assert_eq!(store.replayable(0).await.unwrap(), 0, "its body is gone");
+        assert!(store.replay_journal(0).await.unwrap().is_empty());
+        // Then the records.
+        let p = store.prune(now + 1, now + 1).await.unwrap();
+        assert_eq!(
+            p,
+            Pruned {
+                bodies: 0,
+                records: 2
+            }
+        );
+        assert_eq!(body(done).await, None);
+        assert!(store.tracking(done).await.unwrap().is_empty());
+        assert_eq!(body(waiting).await, Some(b"x\r\n".to_vec()));
+        assert_eq!(body(held).await, Some(b"x\r\n".to_vec()));
+        assert_eq!(store.queued_count().await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -636,9 +789,10 @@ fn ledger_state(db_state: &str, replayed: bool) -> &str {
 }
 
 /// Journal rows a replay may queue again: failed or expired, not replayed yet, queued since
-/// `?1`, of a MID with no copy delivered or on its way.
+/// `?1`, of a MID whose body is still kept (retention) and with no copy delivered or on its way.
 const REPLAYABLE: &str = "q.kind = 'journal' AND q.state IN ('bounced', 'expired', 'dropped') \
      AND q.replayed_at IS NULL AND q.created_at >= ?1 \
+     AND EXISTS (SELECT 1 FROM messages k WHERE k.mid = q.mid AND k.body_pruned = 0) \
      AND NOT EXISTS (SELECT 1 FROM queue d WHERE d.mid = q.mid AND d.kind = 'journal' \
                      AND d.state IN ('delivered', 'queued'))";
 

@@ -59,6 +59,8 @@ pub struct WebOptions {
     pub mail_log: Option<std::path::PathBuf>,
     /// How the mail log is kept, for *Log Subscriptions*.
     pub logs: LogOptions,
+    /// `retention.message_body_hours`: how long a message can be replayed, for the TDC page.
+    pub message_body_hours: u64,
 }
 
 /// The `[logs]` settings *Log Subscriptions* shows.
@@ -91,6 +93,7 @@ impl Default for WebOptions {
             hostname: "rampart.localdomain".into(),
             mail_log: None,
             logs: LogOptions::default(),
+            message_body_hours: 24,
         }
     }
 }

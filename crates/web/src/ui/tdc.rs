@@ -43,7 +43,10 @@ struct View {
     health: Health,
     summaries: Vec<Summary>,
     /// Failed or expired copies of the last day that *Resend* would queue again.
-    replayable_day: u64,
+    /// Failed or expired copies whose message is still kept (any age).
+    replayable: u64,
+    /// `retention.message_body_hours`: how long messages are kept for replay.
+    body_hours: u64,
     /// An operator or administrator may resend.
     can_resend: bool,
 }
@@ -90,7 +93,8 @@ pub(crate) async fn view(
         intake_address: settings.tdc.intake_address,
         health,
         summaries,
-        replayable_day: state.store.replayable(unix_now() - 24 * 3600).await?,
+        replayable: state.store.replayable(0).await?,
+        body_hours: state.options.message_body_hours,
         can_resend: ui.role.at_least(Role::Operator),
     }))
 }
