@@ -22,6 +22,96 @@ pub(crate) async fn status(store: &Store, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `rampart logconfig`: the mail_logs file and the syslog push as configured, with the push's
+/// counters as the running appliance last recorded them (every 10 seconds).
+pub(crate) async fn logconfig(
+    config: &rampart_config::Config,
+    store: &Store,
+    json: bool,
+) -> Result<()> {
+    let logs = &config.logs;
+    let path = config.data_dir.join("logs").join("mail_logs");
+    let target = logs
+        .syslog_target()
+        .ok()
+        .flatten()
+        .map(|_| logs.syslog.trim().to_owned());
+    let status: Option<Value> = match &target {
+        Some(_) => store
+            .meta("syslog_status")
+            .await?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            // Counters of an earlier push configuration are not this one's.
+            .filter(|s: &Value| s.get("target").and_then(Value::as_str) == target.as_deref()),
+        None => None,
+    };
+    let framing = match logs.syslog_framing {
+        rampart_config::SyslogFraming::Newline => "newline",
+        rampart_config::SyslogFraming::OctetCounting => "octet-counting",
+    };
+    let report = serde_json::json!({
+        "file": {
+            "path": path.display().to_string(),
+            "max_file_bytes": logs.max_file_bytes,
+            "retain_files": logs.retain_files,
+        },
+        "syslog": target.as_ref().map(|t| serde_json::json!({
+            "target": t,
+            "facility": logs.syslog_facility.trim().to_ascii_lowercase(),
+            "framing": framing,
+            "status": status,
+        })),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("Currently configured logs:");
+    println!(
+        "1. \"mail_logs\" Type: \"Mail Logs\" Retrieval: File {} (rolled at {} bytes, {} rolled files kept)",
+        path.display(),
+        logs.max_file_bytes,
+        logs.retain_files
+    );
+    match &target {
+        Some(t) => {
+            println!(
+                "2. \"mail_logs\" Type: \"Mail Logs\" Retrieval: Syslog Push {t} facility {} ({framing} framing)",
+                logs.syslog_facility.trim().to_ascii_lowercase()
+            );
+            let field = |name: &str| {
+                status
+                    .as_ref()
+                    .and_then(|s| s.get(name))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            if status.is_some() {
+                let as_of = field("as_of")
+                    .as_i64()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map(|t| t.format("%a %b %e %H:%M:%S %Y UTC").to_string())
+                    .unwrap_or_default();
+                let state = match (field("connected").as_bool(), field("last_error").as_str()) {
+                    (Some(true), _) => "connected".to_owned(),
+                    (_, Some(e)) => format!("not connected ({e})"),
+                    _ => "not connected".to_owned(),
+                };
+                println!(
+                    "   as of {as_of}: {state}, {} sent, {} waiting, {} dropped",
+                    field("sent"),
+                    field("queued"),
+                    field("dropped")
+                );
+            } else {
+                println!("   no counters yet: the appliance has not run with this push");
+            }
+        }
+        None => println!("   (no syslog push: set logs.syslog in the configuration file)"),
+    }
+    Ok(())
+}
+
 fn status_text(r: &Value) -> String {
     let at = |pointer: &str| r.pointer(pointer).unwrap_or(&Value::Null);
     let time = |v: &Value| {

@@ -157,6 +157,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The log subscriptions (AsyncOS `logconfig`): the mail_logs file and its syslog push,
+    /// with the push's counters as the running appliance last recorded them.
+    Logconfig {
+        #[arg(long)]
+        json: bool,
+    },
     /// Search message tracking, or show one message's events with --mid.
     Tracking {
         #[arg(long)]
@@ -226,6 +232,11 @@ pub(crate) fn main() -> ExitCode {
                     message,
                 };
                 crate::serve::trace(&config, req, json).await
+            }
+            Command::Logconfig { json } => {
+                let config = load_config(cli.config.as_deref())?;
+                let store = open_store(&config).await?;
+                crate::admin::logconfig(&config, &store, json).await
             }
             Command::Tophosts { sort, json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;

@@ -126,6 +126,9 @@ pub(crate) async fn serve(
         config.retention.clone(),
         stop_rx.clone(),
     ));
+    if let Some(syslog) = syslog.clone() {
+        tokio::spawn(record_syslog_status(store.clone(), syslog, stop_rx.clone()));
+    }
 
     let web_listener = listen(config.web.listen)
         .with_context(|| format!("cannot listen for the web UI on {}", config.web.listen))?;
@@ -483,6 +486,31 @@ async fn prune(
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often the syslog push's counters are written down for `rampart logconfig`.
+const SYSLOG_STATUS_EVERY: Duration = Duration::from_secs(10);
+
+/// Keeps the syslog push's counters in the store (`meta.syslog_status`), so that `rampart
+/// logconfig`, another process, can show them.
+async fn record_syslog_status(
+    store: Store,
+    syslog: Arc<rampart_maillog::Syslog>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let mut status = rampart_web::api::syslog_json(&syslog.status());
+        if let Some(map) = status.as_object_mut() {
+            map.insert("as_of".into(), rampart_store::unix_now().into());
+        }
+        if let Err(e) = store.set_meta("syslog_status", &status.to_string()).await {
+            tracing::warn!(error = %e, "cannot record the syslog push's status");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SYSLOG_STATUS_EVERY) => {}
             _ = stop.changed() => return,
         }
     }

@@ -182,6 +182,33 @@ async fn mail_logs_are_pushed_over_udp_with_the_facility() {
     let (_, status) = app.api(Method::GET, "/status", None).await;
     assert_eq!(status["syslog"]["target"], format!("udp://{}", r.addr));
     assert_eq!(status["syslog"]["dropped"], 0);
+
+    // `rampart logconfig`: both subscriptions, with the counters the appliance recorded.
+    let out = app.cli(&["logconfig"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "2. \"mail_logs\" Type: \"Mail Logs\" Retrieval: Syslog Push udp://{} facility local3",
+            r.addr
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Retrieval: File "), "{text}");
+    wait_until("the push's counters to be recorded", || async {
+        let out = app.cli(&["logconfig", "--json"]).await;
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        !json["syslog"]["status"].is_null()
+    })
+    .await;
+    let out = app.cli(&["logconfig", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["syslog"]["facility"], "local3");
+    assert_eq!(
+        json["syslog"]["status"]["target"],
+        format!("udp://{}", r.addr)
+    );
+    assert_eq!(json["file"]["retain_files"], 10);
 }
 
 #[tokio::test]

@@ -218,7 +218,7 @@ pub(crate) async fn status(
 }
 
 /// The syslog push's state, as `GET /api/v1/status` shows it.
-pub(crate) fn syslog_json(s: &rampart_maillog::SyslogStatus) -> Value {
+pub fn syslog_json(s: &rampart_maillog::SyslogStatus) -> Value {
     json!({
         "target": s.target,
         "connected": s.connected,
