@@ -1,11 +1,9 @@
 //! Delivery: per-destination queues fed from the store, routing (SMTP routes, MX lookups with
-//! hickory-resolver), the SMTP client, retries with the bounce profile, DSNs and the `tophosts`
+//! `rampart-dns`), the SMTP client, retries with the bounce profile, DSNs (`rampart-dsn`) and the `tophosts`
 //! counters. Journal copies for the Threat Defense Connector use the same machinery as one more
 //! destination, `the.tdc.queue`.
 
 pub mod client;
-pub mod dns;
-pub mod dsn;
 mod engine;
 pub mod route;
 

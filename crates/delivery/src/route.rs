@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use rampart_settings::Snapshot;
 
-use crate::dns::{DnsError, Resolver};
+use rampart_dns::{DnsError, Resolver};
 
 /// One host to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,7 @@ fn temporary(domain: &str, rtype: &str, e: &str) -> RouteError {
 }
 
 /// Keeps the preference order but randomises hosts of equal preference (RFC 5321 §5.1).
-fn shuffle_equal_preferences(mxs: &mut [crate::dns::Mx]) {
+fn shuffle_equal_preferences(mxs: &mut [rampart_dns::Mx]) {
     use rand::seq::SliceRandom;
     mxs.sort_by_key(|m| m.preference);
     let mut rng = rand::rng();
@@ -144,8 +144,8 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::dns::Mx;
-    use crate::dns::fake::FakeDns;
+    use rampart_dns::Mx;
+    use rampart_dns::fake::FakeDns;
 
     fn mx(p: u16, h: &str) -> Mx {
         Mx {

@@ -42,7 +42,7 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Uses `config` (see `rampart_delivery::dns::resolver_config`), or the system's
+    /// Uses `config` (see `rampart_dns::resolver_config`), or the system's
     /// resolv.conf without one.
     pub fn new(
         config: Option<ResolverConfig>,

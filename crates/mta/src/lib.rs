@@ -80,7 +80,7 @@ pub struct Mta {
     /// Anti-Spam and Anti-Virus engines, for policies that enable them.
     pub(crate) engines: Arc<rampart_scan::Engines>,
     /// For clients' reverse DNS names.
-    pub(crate) resolver: Option<Arc<dyn rampart_delivery::dns::Resolver>>,
+    pub(crate) resolver: Option<Arc<dyn rampart_dns::Resolver>>,
 }
 
 impl std::fmt::Debug for Mta {
@@ -159,7 +159,7 @@ impl Mta {
     }
 
     /// Looks up clients' reverse DNS names with this resolver.
-    pub fn with_resolver(mut self, resolver: Arc<dyn rampart_delivery::dns::Resolver>) -> Mta {
+    pub fn with_resolver(mut self, resolver: Arc<dyn rampart_dns::Resolver>) -> Mta {
         self.resolver = Some(resolver);
         self
     }

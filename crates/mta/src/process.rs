@@ -456,11 +456,11 @@ async fn bounce_notice(
     if m.sender.is_empty() {
         return None;
     }
-    let failed: Vec<rampart_delivery::dsn::Failed> = m
+    let failed: Vec<rampart_dsn::Failed> = m
         .recipients
         .iter()
         .filter(|r| r.kind == QueueKind::Deliver)
-        .map(|r| rampart_delivery::dsn::Failed {
+        .map(|r| rampart_dsn::Failed {
             recipient: r.recipient.clone(),
             status: "5.7.1".into(),
             diagnostic: format!("550 5.7.1 {text}"),
@@ -474,7 +474,7 @@ async fn bounce_notice(
         arrival: chrono::Local::now(),
         body: &m.body,
     };
-    Some(rampart_delivery::dsn::notification(
+    Some(rampart_dsn::notification(
         dsn_mid,
         &mta.config.hostname,
         &original,

@@ -55,10 +55,9 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
     };
     let rdns = match &mta.resolver {
         Some(r) if !mta.config.reverse_dns_timeout.is_zero() => {
-            rampart_delivery::dns::reverse_name(r.as_ref(), peer_ip, mta.config.reverse_dns_timeout)
-                .await
+            rampart_dns::reverse_name(r.as_ref(), peer_ip, mta.config.reverse_dns_timeout).await
         }
-        _ => rampart_delivery::dns::ReverseName::default(),
+        _ => rampart_dns::ReverseName::default(),
     };
     let iface = &mta.config.interface;
     mta.log.info(format!(

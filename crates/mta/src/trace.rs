@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_delivery::dns::{Resolver, ReverseName};
+use rampart_dns::{Resolver, ReverseName};
 use rampart_policy::{Disposition, Facts};
 use rampart_settings::{FlowPolicy, SharedSettings};
 use rampart_smtp::Mailbox;
@@ -212,7 +212,7 @@ impl Tracer {
 
         let rdns = match &self.resolver {
             Some(r) if !self.reverse_dns_timeout.is_zero() => {
-                rampart_delivery::dns::reverse_name(r.as_ref(), ip, self.reverse_dns_timeout).await
+                rampart_dns::reverse_name(r.as_ref(), ip, self.reverse_dns_timeout).await
             }
             _ => ReverseName::default(),
         };

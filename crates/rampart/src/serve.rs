@@ -376,15 +376,12 @@ fn build_mta(
 ) -> Result<(
     Mta,
     Arc<rampart_scan::Engines>,
-    Arc<dyn rampart_delivery::dns::Resolver>,
+    Arc<dyn rampart_dns::Resolver>,
 )> {
     let engines = Arc::new(engines(config)?);
-    let resolver: Arc<dyn rampart_delivery::dns::Resolver> = Arc::new(
-        rampart_delivery::dns::HickoryResolver::new(
-            &config.dns.nameservers,
-            Duration::from_secs(10),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?,
+    let resolver: Arc<dyn rampart_dns::Resolver> = Arc::new(
+        rampart_dns::HickoryResolver::new(&config.dns.nameservers, Duration::from_secs(10))
+            .map_err(|e| anyhow::anyhow!("cannot set up DNS: {e}"))?,
     );
     let mta = Mta::new(
         MtaConfig {
@@ -411,7 +408,7 @@ fn build_mta(
     )
     .with_authenticator(
         rampart_emailauth::Authenticator::new(
-            rampart_delivery::dns::resolver_config(&config.dns.nameservers),
+            rampart_dns::resolver_config(&config.dns.nameservers),
             &config.hostname,
             Duration::from_secs(5),
         )

@@ -20,9 +20,9 @@ use rampart_store::{
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::client::{ClientError, Connection, Timeouts, TlsConfigs, TlsUse};
-use crate::dns::Resolver;
-use crate::dsn;
 use crate::route::{self, RouteError, Target};
+use rampart_dns::Resolver;
+use rampart_dsn as dsn;
 
 mod journal;
 pub use journal::{TdcConfig, TdcTls};

@@ -1,5 +1,6 @@
-//! DNS lookups for delivery, behind a small trait so route resolution can be tested with data.
-//! The real implementation is hickory-resolver with the configured nameservers (or the system's).
+//! DNS lookups for delivery and the listener, behind a small trait so route resolution can be
+//! tested with data. The real implementation is hickory-resolver with the configured nameservers
+//! (or the system's).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -254,16 +255,16 @@ impl Resolver for HickoryResolver {
     }
 }
 
-/// DNS answers from a table, for unit tests.
-#[cfg(test)]
-pub(crate) mod fake {
+/// DNS answers from a table, for unit tests (here, and elsewhere with the `fake` feature).
+#[cfg(any(test, feature = "fake"))]
+pub mod fake {
     use std::collections::HashMap;
     use std::net::IpAddr;
 
     use super::{DnsError, Lookup, Mx, Resolver};
 
     #[derive(Debug, Default)]
-    pub(crate) struct FakeDns {
+    pub struct FakeDns {
         pub mx: HashMap<String, Result<Vec<Mx>, DnsError>>,
         pub ips: HashMap<String, Result<Vec<IpAddr>, DnsError>>,
         pub ptr: HashMap<IpAddr, Result<Vec<String>, DnsError>>,
