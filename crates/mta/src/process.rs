@@ -49,21 +49,14 @@ pub(crate) async fn process(
     let table = settings.policies(outgoing);
     let direction = if outgoing { "outbound" } else { "inbound" };
     let groups = table.split(env.from, env.rcpts);
-    let needs_body = groups
-        .iter()
-        .any(|(p, _)| table.get(*p).is_some_and(|p| p.needs_body()));
-    let mut facts = if needs_body {
+    let wants = Wants::of(table, &groups);
+    let mut facts = if wants.body {
         Facts::from_message(&body, Some(env.peer))
     } else {
         Facts::from_headers(&body, Some(env.peer))
     };
     // Email authentication costs DNS lookups: only when a recipient's policy asks for it.
-    let wants_auth = groups.iter().any(|(p, _)| {
-        table
-            .get(*p)
-            .is_some_and(|p| p.email_authentication.enabled)
-    });
-    let auth_header = match (&mta.auth, wants_auth) {
+    let auth_header = match (&mta.auth, wants.auth) {
         (Some(auth), true) => {
             let sender = env.from.map(ToString::to_string).unwrap_or_default();
             let outcome = auth.check(&body, env.peer, env.helo, &sender).await;
@@ -74,29 +67,18 @@ pub(crate) async fn process(
                 outcome.dkim.as_str(),
                 outcome.dmarc.as_str()
             ));
-            facts.spf = Some(outcome.spf);
-            facts.dkim = Some(outcome.dkim);
-            facts.dmarc = Some(outcome.dmarc);
-            facts.dmarc_request = outcome.dmarc_policy;
-            facts.dmarc_domain = outcome.from_domain;
-            Some(outcome.header)
+            Some(note_auth(&mut facts, outcome))
         }
         _ => None,
     };
     // Each engine scans the message once, for every split whose policy enables it.
-    let want_spam = groups
-        .iter()
-        .any(|(p, _)| table.get(*p).is_some_and(|p| p.antispam.is_some()));
-    let want_virus = groups
-        .iter()
-        .any(|(p, _)| table.get(*p).is_some_and(|p| p.antivirus.is_some()));
     let (body, scanned) = crate::scan::scan(
         &mta.engines,
         Some(&mta.log),
         env,
         body,
-        want_spam,
-        want_virus,
+        wants.spam,
+        wants.virus,
     )
     .await;
     let scanned = scanned?;
@@ -350,6 +332,40 @@ pub(crate) async fn process(
         ),
         log_after,
     })
+}
+
+/// What the policies of a message's splits ask for.
+pub(crate) struct Wants {
+    /// A content filter looks at the body or attachments ([`Facts::from_message`]).
+    pub body: bool,
+    pub auth: bool,
+    pub spam: bool,
+    pub virus: bool,
+}
+
+impl Wants {
+    pub(crate) fn of(table: &rampart_policy::PolicyTable, groups: &[(usize, Vec<usize>)]) -> Wants {
+        let any = |f: &dyn Fn(&rampart_policy::CompiledPolicy) -> bool| {
+            groups.iter().any(|(p, _)| table.get(*p).is_some_and(f))
+        };
+        Wants {
+            body: any(&|p| p.needs_body()),
+            auth: any(&|p| p.email_authentication.enabled),
+            spam: any(&|p| p.antispam.is_some()),
+            virus: any(&|p| p.antivirus.is_some()),
+        }
+    }
+}
+
+/// Puts an email-authentication outcome into the facts the policies judge; gives back its
+/// `Authentication-Results:` field.
+pub(crate) fn note_auth(facts: &mut Facts, outcome: rampart_emailauth::Outcome) -> String {
+    facts.spf = Some(outcome.spf);
+    facts.dkim = Some(outcome.dkim);
+    facts.dmarc = Some(outcome.dmarc);
+    facts.dmarc_request = outcome.dmarc_policy;
+    facts.dmarc_domain = outcome.from_domain;
+    outcome.header
 }
 
 /// Who decided a verdict, as the mail log names it.

@@ -314,20 +314,13 @@ impl Tracer {
         };
 
         // The message, as at the end of DATA (`process`), with nothing logged or stored.
-        let needs_body = groups
-            .iter()
-            .any(|(p, _)| table.get(*p).is_some_and(|p| p.needs_body()));
-        let mut facts = if needs_body {
+        let wants = crate::process::Wants::of(table, &groups);
+        let mut facts = if wants.body {
             Facts::from_message(&body, Some(ip))
         } else {
             Facts::from_headers(&body, Some(ip))
         };
-        let wants_auth = groups.iter().any(|(p, _)| {
-            table
-                .get(*p)
-                .is_some_and(|p| p.email_authentication.enabled)
-        });
-        if wants_auth {
+        if wants.auth {
             match &self.auth {
                 Some(auth) => {
                     let sender = from.as_ref().map(ToString::to_string).unwrap_or_default();
@@ -337,23 +330,13 @@ impl Tracer {
                         dkim: outcome.dkim.as_str(),
                         dmarc: outcome.dmarc.as_str(),
                     });
-                    facts.spf = Some(outcome.spf);
-                    facts.dkim = Some(outcome.dkim);
-                    facts.dmarc = Some(outcome.dmarc);
-                    facts.dmarc_request = outcome.dmarc_policy;
-                    facts.dmarc_domain = outcome.from_domain;
+                    crate::process::note_auth(&mut facts, outcome);
                 }
                 None => report
                     .notes
                     .push("Email authentication is not available here: not evaluated.".into()),
             }
         }
-        let want_spam = groups
-            .iter()
-            .any(|(p, _)| table.get(*p).is_some_and(|p| p.antispam.is_some()));
-        let want_virus = groups
-            .iter()
-            .any(|(p, _)| table.get(*p).is_some_and(|p| p.antivirus.is_some()));
         let env = Envelope {
             mid: Mid(0),
             icid: Icid(0),
@@ -367,7 +350,7 @@ impl Tracer {
             subject: None,
         };
         let (_, scanned) =
-            crate::scan::scan(&self.engines, None, &env, body, want_spam, want_virus).await;
+            crate::scan::scan(&self.engines, None, &env, body, wants.spam, wants.virus).await;
         match scanned {
             Ok(s) => {
                 facts.spam = s.spam;
