@@ -358,6 +358,16 @@ pub enum SyslogFraming {
     OctetCounting,
 }
 
+impl SyslogFraming {
+    /// The name in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyslogFraming::Newline => "newline",
+            SyslogFraming::OctetCounting => "octet-counting",
+        }
+    }
+}
+
 /// The transport of `logs.syslog`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyslogScheme {

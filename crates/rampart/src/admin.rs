@@ -45,10 +45,7 @@ pub(crate) async fn logconfig(
             .filter(|s: &Value| s.get("target").and_then(Value::as_str) == target.as_deref()),
         None => None,
     };
-    let framing = match logs.syslog_framing {
-        rampart_config::SyslogFraming::Newline => "newline",
-        rampart_config::SyslogFraming::OctetCounting => "octet-counting",
-    };
+    let framing = logs.syslog_framing.as_str();
     let report = serde_json::json!({
         "file": {
             "path": path.display().to_string(),

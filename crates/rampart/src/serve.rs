@@ -152,10 +152,7 @@ pub(crate) async fn serve(
             retain_files: config.logs.retain_files,
             max_file_bytes: config.logs.max_file_bytes,
             syslog_facility: config.logs.syslog_facility.trim().to_ascii_lowercase(),
-            syslog_framing: match config.logs.syslog_framing {
-                rampart_config::SyslogFraming::Newline => "newline",
-                rampart_config::SyslogFraming::OctetCounting => "octet-counting",
-            },
+            syslog_framing: config.logs.syslog_framing.as_str(),
         },
     };
     let app = rampart_web::router(
