@@ -14,6 +14,7 @@ mod messages;
 mod queue;
 mod settings;
 mod users;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -62,7 +63,7 @@ const MAX_BATCH: usize = 256;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
-    writer: mpsc::Sender<messages::Job>,
+    writer: mpsc::Sender<writer::Job>,
     ids: std::sync::Arc<ids::Allocators>,
     /// Signalled after every commit of new messages, so the delivery scheduler wakes at once.
     queued: std::sync::Arc<tokio::sync::Notify>,
@@ -107,7 +108,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let queued = std::sync::Arc::new(tokio::sync::Notify::new());
         let recent = std::sync::Arc::new(messages::Recent::default());
-        tokio::spawn(messages::writer(conn, rx, queued.clone(), recent.clone()));
+        tokio::spawn(writer::writer(conn, rx, queued.clone(), recent.clone()));
         Ok(Store {
             ids: std::sync::Arc::new(ids::Allocators::default()),
             pool,
@@ -128,7 +129,7 @@ impl Store {
     pub async fn accept_all(&self, messages: Vec<NewMessage>) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(messages::Job::Accept { messages, reply })
+            .send(writer::Job::Accept { messages, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?

@@ -1,9 +1,9 @@
-//! Messages, their queue rows and tracking events, and the group-commit writer.
+//! Messages, their queue rows and tracking events as they are inserted and read; the
+//! group-commit writer that inserts them is in `writer.rs`.
 
-use sqlx::{Connection, Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{Row, SqliteConnection};
 
-use crate::{MAX_BATCH, Mid, Store, StoreError, unix_now, unix_now_ms};
+use crate::{Mid, Store, StoreError, unix_now_ms};
 
 /// What a queue row carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,19 @@ impl QueueKind {
         match self {
             QueueKind::Deliver => "deliver",
             QueueKind::Journal => "journal",
+        }
+    }
+
+    /// The kind of a row read back (the table's CHECK allows only these two).
+    pub(crate) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<QueueKind, StoreError> {
+        let text: String = row.try_get("kind")?;
+        match text.as_str() {
+            "deliver" => Ok(QueueKind::Deliver),
+            "journal" => Ok(QueueKind::Journal),
+            other => Err(StoreError::Db(sqlx::Error::ColumnDecode {
+                index: "kind".into(),
+                source: format!("unknown queue kind {other:?}").into(),
+            })),
         }
     }
 }
@@ -121,7 +134,7 @@ pub struct QueueRow {
     pub rcpt_idx: u32,
     pub recipient: String,
     pub queue_name: String,
-    pub kind: String,
+    pub kind: QueueKind,
     pub state: String,
     pub attempts: u32,
 }
@@ -131,239 +144,6 @@ pub struct TrackingEvent {
     /// Unix milliseconds.
     pub at: i64,
     pub text: String,
-}
-
-/// Work for the writer task. Every write to the queue goes through it, so that one connection
-/// holds SQLite's write lock and nothing waits in SQLite's busy handler.
-pub(crate) enum Job {
-    /// Accepted messages (the batch then commits with `synchronous = FULL`).
-    Accept {
-        messages: Vec<NewMessage>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    /// The outcome of a delivery attempt; answered with the MIDs it finished.
-    Attempt {
-        attempt: Box<crate::queue::Attempt>,
-        reply: oneshot::Sender<Result<Vec<Mid>, StoreError>>,
-    },
-    /// Lease due queue rows for delivery; answered after the lease is committed.
-    Claim {
-        lease_secs: i64,
-        limit: u32,
-        reply: oneshot::Sender<Result<Vec<crate::queue::Claimed>, StoreError>>,
-    },
-    /// A change of a host's connection count or down flag; nobody waits for it.
-    Host(crate::queue::HostChange),
-    /// Give back the lease of rows the scheduler claimed but could not take (see
-    /// [`Store::unlease`]); nobody waits for it.
-    Unlease(Vec<i64>),
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Job::Accept { messages, .. } => f
-                .debug_struct("Accept")
-                .field("mids", &messages.iter().map(|m| m.mid).collect::<Vec<_>>())
-                .finish(),
-            Job::Attempt { attempt, .. } => f
-                .debug_struct("Attempt")
-                .field("host", &attempt.host)
-                .field("rows", &attempt.outcomes.len())
-                .finish(),
-            Job::Claim { limit, .. } => f.debug_struct("Claim").field("limit", limit).finish(),
-            Job::Host(h) => h.fmt(f),
-            Job::Unlease(ids) => f.debug_tuple("Unlease").field(ids).finish(),
-        }
-    }
-}
-
-impl Job {
-    fn wakes_scheduler(&self) -> bool {
-        match self {
-            Job::Accept { .. } => true,
-            Job::Attempt { attempt, .. } => attempt.dsn.is_some(),
-            // Given-back rows are due at once, but waking the scheduler for them could spin while
-            // their worker still holds them: its next look (a quarter second on) finds them.
-            Job::Claim { .. } | Job::Host(_) | Job::Unlease(_) => false,
-        }
-    }
-}
-
-/// What the commit of one job produced.
-#[derive(Debug)]
-enum Done {
-    Nothing,
-    Finished(Vec<Mid>),
-    Claimed(Vec<crate::queue::Claimed>),
-}
-
-/// The writer task: takes whatever jobs are waiting (up to [`MAX_BATCH`]), commits them in
-/// one transaction, answers them all. One connection writes everything, so writers never wait
-/// for SQLite's write lock; a batch with accepted messages commits with `synchronous = FULL`
-/// (on disk before `250`), other batches only with `NORMAL` (see [`Store::open`]).
-pub(crate) async fn writer(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Job>,
-    queued: std::sync::Arc<tokio::sync::Notify>,
-    recent: std::sync::Arc<Recent>,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut full = true;
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let wake = batch.iter().any(Job::wakes_scheduler);
-        let needs_full = batch.iter().any(|j| matches!(j, Job::Accept { .. }));
-        if needs_full != full {
-            let pragma = if needs_full {
-                "PRAGMA synchronous = FULL"
-            } else {
-                "PRAGMA synchronous = NORMAL"
-            };
-            match sqlx::query(pragma).execute(&mut conn).await {
-                Ok(_) => full = needs_full,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set the synchronous mode");
-                    if needs_full {
-                        // Without FULL a commit may not be on disk when it returns, and a `250`
-                        // must mean durable: the messages are refused (451) instead, and the
-                        // rest of the batch goes ahead.
-                        let now = unix_now();
-                        let (accepts, rest): (Vec<Job>, Vec<Job>) = batch
-                            .drain(..)
-                            .partition(|j| matches!(j, Job::Accept { .. }));
-                        for job in accepts {
-                            let why = format!("cannot make the commit durable: {e}");
-                            answer(job, Err(StoreError::NotDurable(why)), &recent, now);
-                        }
-                        batch = rest;
-                        if batch.is_empty() {
-                            continue;
-                        }
-                    }
-                }
-            }
-        }
-        let now = unix_now();
-        match commit(&mut conn, &batch, now).await {
-            Ok(done) => {
-                for (job, done) in batch.drain(..).zip(done) {
-                    answer(job, Ok(done), &recent, now);
-                }
-            }
-            Err(e) => {
-                // One bad job must not fail its neighbours: retry each on its own.
-                tracing::warn!(error = %e, n = batch.len(), "group commit failed, committing one by one");
-                for job in batch.drain(..) {
-                    let one = commit(&mut conn, std::slice::from_ref(&job), now).await;
-                    answer(
-                        job,
-                        one.map(|mut d| d.pop().unwrap_or(Done::Nothing)),
-                        &recent,
-                        now,
-                    );
-                }
-            }
-        }
-        if wake {
-            queued.notify_one();
-        }
-    }
-    let _ = conn.close().await;
-}
-
-/// Answers a committed (or failed) job; committed messages go to the memory cache.
-fn answer(job: Job, done: Result<Done, StoreError>, recent: &Recent, now: i64) {
-    match job {
-        Job::Accept { messages, reply } => {
-            let ok = done.is_ok();
-            let _ = reply.send(done.map(drop));
-            if ok {
-                recent.remember(messages, now);
-            }
-        }
-        Job::Attempt { reply, .. } => {
-            let _ = reply.send(done.map(|d| match d {
-                Done::Finished(mids) => mids,
-                _ => Vec::new(),
-            }));
-        }
-        Job::Claim { reply, .. } => {
-            let _ = reply.send(done.map(|d| match d {
-                Done::Claimed(rows) => rows,
-                _ => Vec::new(),
-            }));
-        }
-        Job::Host(change) => {
-            if let Err(e) = done {
-                tracing::warn!(error = %e, host = %change.host, "cannot update the host counters");
-            }
-        }
-        Job::Unlease(ids) => {
-            if let Err(e) = done {
-                tracing::warn!(error = %e, rows = ids.len(), "cannot give back claimed rows; they come due when their lease ends");
-            }
-        }
-    }
-}
-
-/// Commits `jobs` in one transaction with as few statements as the batch allows (each
-/// statement is a round trip to the connection's thread); returns what each job produced.
-async fn commit(
-    conn: &mut SqliteConnection,
-    jobs: &[Job],
-    now: i64,
-) -> Result<Vec<Done>, StoreError> {
-    let mut tx = conn.begin().await?;
-    // Every accepted message and every bounce of the batch in one set of multi-row INSERTs.
-    let mut new: Vec<&NewMessage> = Vec::new();
-    let mut attempts: Vec<&crate::queue::Attempt> = Vec::new();
-    let mut hosts: Vec<&crate::queue::HostChange> = Vec::new();
-    let mut unlease: Vec<i64> = Vec::new();
-    for job in jobs {
-        match job {
-            Job::Accept { messages, .. } => new.extend(messages.iter()),
-            Job::Attempt { attempt, .. } => {
-                new.extend(attempt.dsn.iter());
-                attempts.push(attempt);
-            }
-            Job::Host(change) => hosts.push(change),
-            Job::Unlease(ids) => unlease.extend(ids),
-            Job::Claim { .. } => {}
-        }
-    }
-    if !new.is_empty() {
-        insert_messages(&mut tx, &new, now).await?;
-    }
-    crate::queue::unlease(&mut tx, &unlease, now).await?;
-    // Claims after this batch's new messages went in, so that those can be claimed at once, and
-    // before its outcomes: a row that an outcome makes due again is still held by its worker
-    // until the outcome is answered, so this batch must not hand it out a second time.
-    let mut done = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        done.push(match job {
-            Job::Claim {
-                lease_secs, limit, ..
-            } => Done::Claimed(crate::queue::claim(&mut tx, now, *lease_secs, *limit).await?),
-            _ => Done::Nothing,
-        });
-    }
-    let finished = crate::queue::apply_attempts(&mut tx, &attempts, now).await?;
-    let mut finished = finished.into_iter();
-    for (job, d) in jobs.iter().zip(done.iter_mut()) {
-        if let Job::Attempt { .. } = job {
-            *d = Done::Finished(finished.next().unwrap_or_default());
-        }
-    }
-    crate::queue::apply_host_changes(&mut tx, &hosts).await?;
-    tx.commit().await?;
-    Ok(done)
 }
 
 /// Bytes of message bodies kept in memory after acceptance.
@@ -389,7 +169,7 @@ struct RecentEntry {
 
 impl Recent {
     /// Keeps committed messages, taking them over from the writer (no copy of the bodies).
-    fn remember(&self, messages: Vec<NewMessage>, received_at: i64) {
+    pub(crate) fn remember(&self, messages: Vec<NewMessage>, received_at: i64) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (queue, bytes) = &mut *guard;
         for m in messages {
@@ -562,7 +342,7 @@ impl Store {
             .queue_rows(mid)
             .await?
             .into_iter()
-            .filter(|r| r.kind == QueueKind::Deliver.as_str())
+            .filter(|r| r.kind == QueueKind::Deliver)
             .map(|r| r.recipient)
             .collect();
         Ok(Some((message, recipients)))
@@ -618,7 +398,7 @@ impl Store {
                     rcpt_idx: r.try_get::<i64, _>("rcpt_idx")? as u32,
                     recipient: r.try_get("recipient")?,
                     queue_name: r.try_get("queue_name")?,
-                    kind: r.try_get("kind")?,
+                    kind: QueueKind::from_row(&r)?,
                     state: r.try_get("state")?,
                     attempts: r.try_get::<i64, _>("attempts")? as u32,
                 })

@@ -18,7 +18,7 @@ pub struct Claimed {
     pub rcpt_idx: u32,
     pub recipient: String,
     pub queue_name: String,
-    pub kind: String,
+    pub kind: crate::QueueKind,
     /// Attempts made before this one.
     pub attempts: u32,
     /// Unix seconds when the row was queued.
@@ -92,7 +92,7 @@ impl Store {
     pub async fn claim_due(&self, lease_secs: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.writer
-            .send(crate::messages::Job::Claim {
+            .send(crate::writer::Job::Claim {
                 lease_secs,
                 limit,
                 reply,
@@ -132,7 +132,7 @@ impl Store {
         });
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.writer
-            .send(crate::messages::Job::Attempt { attempt, reply })
+            .send(crate::writer::Job::Attempt { attempt, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -143,7 +143,7 @@ impl Store {
     /// Applied with the writer's next commit; the caller does not wait for it.
     pub async fn unlease(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.writer
-            .send(crate::messages::Job::Unlease(ids))
+            .send(crate::writer::Job::Unlease(ids))
             .await
             .map_err(|_| StoreError::Closed)
     }
@@ -172,7 +172,7 @@ impl Store {
 
     async fn host_change(&self, change: HostChange) -> Result<(), StoreError> {
         self.writer
-            .send(crate::messages::Job::Host(change))
+            .send(crate::writer::Job::Host(change))
             .await
             .map_err(|_| StoreError::Closed)
     }
@@ -938,7 +938,7 @@ pub(crate) async fn claim(
                 rcpt_idx: r.try_get::<i64, _>("rcpt_idx")? as u32,
                 recipient: r.try_get("recipient")?,
                 queue_name: r.try_get("queue_name")?,
-                kind: r.try_get("kind")?,
+                kind: crate::QueueKind::from_row(&r)?,
                 attempts: r.try_get::<i64, _>("attempts")? as u32,
                 created_at: r.try_get("created_at")?,
             })

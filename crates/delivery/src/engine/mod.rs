@@ -691,10 +691,7 @@ impl Inner {
                     .info(format!("MID {mid} RID {rids} Response {}", quote(&text)));
             }
         }
-        let is_journal = job
-            .rows
-            .iter()
-            .any(|r| r.kind == QueueKind::Journal.as_str());
+        let is_journal = job.rows.iter().any(|r| r.kind == QueueKind::Journal);
         let dsn = if !failed.is_empty()
             && !message.sender.is_empty()
             && profile.send_dsn
