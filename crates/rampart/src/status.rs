@@ -171,15 +171,11 @@ pub(crate) async fn ledger(
         .ledger(rampart_store::unix_now() - since, state, 10_000)
         .await?;
     if json {
+        // The API's form, so that a script reads either the same way.
         let list: Vec<_> = entries
             .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "mid": e.mid.0, "intake_address": e.intake, "state": e.state, "attempts": e.attempts,
-                    "last_reply": e.last_reply, "queued_at": e.queued_at, "done_at": e.done_at,
-                    "sender": e.sender, "subject": e.subject, "message_id": e.message_id,
-                })
-            })
+            .cloned()
+            .map(rampart_web::api::ledger_json)
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());

@@ -47,6 +47,8 @@ pub struct RowOutcome {
     pub outcome: Outcome,
     /// The reply or error text that explains the outcome.
     pub reply: String,
+    /// The TLS protocol of the session that delivered the row, if it used TLS.
+    pub tls: Option<String>,
 }
 
 /// One line of `tophosts`.
@@ -487,6 +489,7 @@ mod tests {
                 id: claimed[0].id,
                 outcome: Outcome::Delivered,
                 reply: "250 ok".into(),
+                tls: None,
             },
             RowOutcome {
                 id: claimed[1].id,
@@ -494,6 +497,7 @@ mod tests {
                     next_attempt_at: unix_now() + 60,
                 },
                 reply: "451 later".into(),
+                tls: None,
             },
         ];
         let delta = HostDelta {
@@ -529,6 +533,7 @@ mod tests {
             id: claimed[1].id,
             outcome: Outcome::Bounced,
             reply: "550 no".into(),
+            tls: None,
         }];
         let delta = HostDelta {
             hard_bounced: 1,
@@ -561,6 +566,7 @@ mod tests {
                 next_attempt_at: unix_now() - 1,
             },
             reply: "451 later".into(),
+            tls: None,
         };
         let delta = HostDelta::default();
         let outcomes = [retry];
@@ -605,6 +611,7 @@ mod tests {
                     Outcome::Delivered
                 },
                 reply: format!("250 row {i}"),
+                tls: None,
             };
             let delta = HostDelta {
                 delivered: u64::from(i != 2),
@@ -760,6 +767,8 @@ pub struct LedgerEntry {
     pub attempts: u32,
     /// The intake's last reply, or why it failed.
     pub last_reply: Option<String>,
+    /// The TLS protocol the copy was delivered over; `None` without TLS or not delivered.
+    pub tls: Option<String>,
     pub queued_at: i64,
     pub done_at: Option<i64>,
     pub sender: String,
@@ -833,7 +842,7 @@ impl Store {
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT q.mid, q.recipient, q.state, q.replayed_at IS NOT NULL AS replayed, q.attempts, \
-             q.last_reply, q.created_at, q.done_at, m.sender, m.subject, m.message_id \
+             q.last_reply, q.tls, q.created_at, q.done_at, m.sender, m.subject, m.message_id \
              FROM queue q JOIN messages m ON m.mid = q.mid \
              WHERE q.kind = 'journal' AND q.created_at >= ?1 AND (?2 IS NULL \
              OR (?2 = 'replayed' AND q.replayed_at IS NOT NULL) \
@@ -856,6 +865,7 @@ impl Store {
                     state: ledger_state(&state, replayed).to_owned(),
                     attempts: r.try_get::<i64, _>("attempts")? as u32,
                     last_reply: r.try_get("last_reply")?,
+                    tls: r.try_get("tls")?,
                     queued_at: r.try_get("created_at")?,
                     done_at: r.try_get("done_at")?,
                     sender: r.try_get("sender")?,
@@ -969,22 +979,23 @@ pub(crate) async fn apply_attempts(
     for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let b = i * 5;
+                let b = i * 6;
                 format!(
-                    "(?{}, ?{}, ?{}, ?{}, ?{})",
+                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
                     b + 1,
                     b + 2,
                     b + 3,
                     b + 4,
-                    b + 5
+                    b + 5,
+                    b + 6
                 )
             })
             .collect();
-        // VALUES columns are column1…column5: id, state, reply, next attempt, done at.
+        // VALUES columns are column1…column6: id, state, reply, next attempt, done at, TLS.
         let sql = format!(
             "UPDATE queue SET state = v.column2, attempts = attempts + 1, last_reply = v.column3, \
-             lease_until = 0, next_attempt_at = COALESCE(v.column4, queue.next_attempt_at), done_at = v.column5 \
-             FROM (VALUES {}) AS v WHERE queue.id = v.column1",
+             lease_until = 0, next_attempt_at = COALESCE(v.column4, queue.next_attempt_at), done_at = v.column5, \
+             tls = v.column6 FROM (VALUES {}) AS v WHERE queue.id = v.column1",
             values.join(", ")
         );
         // Only generated placeholders are formatted into the SQL; every value is bound.
@@ -1003,7 +1014,8 @@ pub(crate) async fn apply_attempts(
                 .bind(state)
                 .bind(&o.reply)
                 .bind(next)
-                .bind(done_at);
+                .bind(done_at)
+                .bind(o.tls.as_deref());
         }
         q.execute(&mut *tx).await?;
     }

@@ -324,6 +324,17 @@ async fn tls_with_a_trusted_ca_file() {
     let mid = send(&s.app, &["u@example.com"], "trusted-tls").await;
     let entry = final_entry(&s.app, mid).await;
     assert_eq!(entry["state"], "delivered", "{entry}");
+    // How it travelled is a field of its own, the reply is the intake's.
+    assert!(
+        entry["tls"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("TLSv1.")),
+        "{entry}"
+    );
+    assert!(
+        !entry["last_reply"].as_str().unwrap().contains("TLS"),
+        "{entry}"
+    );
     let got = intake.wait_messages(1).await;
     assert!(got[0].tls, "journaled over TLS");
     let logs = s.app.mail_logs();

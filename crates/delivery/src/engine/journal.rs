@@ -236,6 +236,7 @@ impl Inner {
                 hard_bounced: 1,
                 ..Default::default()
             },
+            None,
         )
         .await;
         true
@@ -293,18 +294,15 @@ impl Inner {
                         "TDC: MID {mid} successfully delivered for scanning with {SETD}"
                     ));
                     // The ledger keeps how the copy travelled, for the intake health view.
-                    let via = match &conn.tls {
-                        Some((protocol, _)) => format!("TLS {protocol}"),
-                        None => "no TLS".to_owned(),
-                    };
                     self.journal_record(
                         job,
                         Outcome::Delivered,
-                        &format!("{reply} ({via})"),
+                        &reply.to_string(),
                         HostDelta {
                             delivered: 1,
                             ..Default::default()
                         },
+                        conn.tls.as_ref().map(|(protocol, _)| protocol.clone()),
                     )
                     .await;
                 } else {
@@ -350,6 +348,7 @@ impl Inner {
                         soft_bounced: 1,
                         ..Default::default()
                     },
+                    None,
                 )
                 .await;
             }
@@ -365,19 +364,21 @@ impl Inner {
                     hard_bounced: 1,
                     ..Default::default()
                 };
-                self.journal_record(job, Outcome::Bounced, reason, delta)
+                self.journal_record(job, Outcome::Bounced, reason, delta, None)
                     .await;
             }
         }
     }
 
-    /// Stores the outcome of a journal attempt (never a DSN) and logs what became final.
+    /// Stores the outcome of a journal attempt (never a DSN) and logs what became final; `tls`
+    /// is the protocol of the session that delivered it, if TLS was used.
     async fn journal_record(
         self: &Arc<Self>,
         job: &Job,
         outcome: Outcome,
         reason: &str,
         delta: HostDelta,
+        tls: Option<String>,
     ) {
         let mid = job.mid;
         let event = match &outcome {
@@ -401,6 +402,7 @@ impl Inner {
                 id: r.id,
                 outcome: outcome.clone(),
                 reply: reason.to_owned(),
+                tls: tls.clone(),
             })
             .collect();
         if outcome == Outcome::Expired {

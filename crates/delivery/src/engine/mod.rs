@@ -673,6 +673,7 @@ impl Inner {
                 id: row.id,
                 outcome,
                 reply: text,
+                tls: None,
             });
         }
         if !delivered_rids.is_empty() {

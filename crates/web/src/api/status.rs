@@ -154,10 +154,11 @@ pub(crate) async fn ledger(
     )))
 }
 
+/// One journal copy as the API and `rampart ledger --json` show it.
 pub fn ledger_json(e: rampart_store::LedgerEntry) -> Value {
     json!({
         "mid": e.mid.0, "intake_address": e.intake, "state": e.state, "attempts": e.attempts,
-        "last_reply": e.last_reply, "queued_at": rfc3339(e.queued_at * 1000),
+        "last_reply": e.last_reply, "tls": e.tls, "queued_at": rfc3339(e.queued_at * 1000),
         "done_at": e.done_at.map(|t| rfc3339(t * 1000)), "sender": e.sender, "subject": e.subject,
         "message_id": e.message_id,
     })

@@ -81,9 +81,9 @@ pub(crate) async fn view(
     }
     if let Some(e) = recent.iter().find(|e| e.state == "delivered") {
         health.latency_secs = e.done_at.map(|d| d - e.queued_at);
-        health.tls = e.last_reply.as_deref().and_then(|r| {
-            r.rsplit_once(" (")
-                .map(|(_, via)| via.trim_end_matches(')').to_owned())
+        health.tls = Some(match &e.tls {
+            Some(protocol) => format!("TLS {protocol}"),
+            None => "no TLS".to_owned(),
         });
     }
     Ok(render(&View {
