@@ -29,16 +29,7 @@ pub(crate) async fn tophosts(store: &Store, sort: Sort, json: bool) -> Result<()
     };
     rows.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.host.cmp(&b.host)));
     if json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "host": r.host, "active_recipients": r.active_recipients, "connections_out": r.connections_out,
-                    "delivered_recipients": r.delivered, "soft_bounced": r.soft_bounced,
-                    "hard_bounced": r.hard_bounced, "down": r.down,
-                })
-            })
-            .collect();
+        let list: Vec<_> = rows.iter().map(rampart_web::api::tophost_json).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         print!("{}", tophosts_table(&rows, chrono::Utc::now()));

@@ -6,7 +6,7 @@ mod settings;
 mod status;
 mod users;
 
-pub use status::{audit_json, ledger_json, status_report, syslog_json};
+pub use status::{audit_json, ledger_json, status_report, syslog_json, tophost_json};
 
 use axum::Router;
 use axum::routing::get;

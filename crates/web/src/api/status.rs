@@ -14,21 +14,20 @@ pub(crate) async fn tophosts(
     _caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     let rows = state.store.tophosts().await?;
-    Ok(Json(Value::Array(
-        rows.into_iter()
-            .map(|r| {
-                json!({
-                    "host": r.host,
-                    "active_recipients": r.active_recipients,
-                    "connections_out": r.connections_out,
-                    "delivered_recipients": r.delivered,
-                    "soft_bounced": r.soft_bounced,
-                    "hard_bounced": r.hard_bounced,
-                    "down": r.down,
-                })
-            })
-            .collect(),
-    )))
+    Ok(Json(Value::Array(rows.iter().map(tophost_json).collect())))
+}
+
+/// One `tophosts` row as the API and `rampart tophosts --json` show it.
+pub fn tophost_json(r: &rampart_store::HostRow) -> Value {
+    json!({
+        "host": r.host,
+        "active_recipients": r.active_recipients,
+        "connections_out": r.connections_out,
+        "delivered_recipients": r.delivered,
+        "soft_bounced": r.soft_bounced,
+        "hard_bounced": r.hard_bounced,
+        "down": r.down,
+    })
 }
 
 /// `GET /api/v1/antispam`: the anti-spam engine, checked now, and its last hour.
