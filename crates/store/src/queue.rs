@@ -37,8 +37,6 @@ pub enum Outcome {
     Bounced,
     /// Gave up: too old or too many attempts.
     Expired,
-    /// Removed without delivery and without a bounce (journal copies that failed).
-    Dropped,
 }
 
 #[derive(Debug, Clone)]
@@ -1006,7 +1004,6 @@ pub(crate) async fn apply_attempts(
                 Outcome::Retry { next_attempt_at } => ("queued", Some(next_attempt_at)),
                 Outcome::Bounced => ("bounced", None),
                 Outcome::Expired => ("expired", None),
-                Outcome::Dropped => ("dropped", None),
             };
             let done_at = (state != "queued").then_some(now);
             q = q

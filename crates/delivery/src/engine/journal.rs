@@ -11,7 +11,7 @@ use rampart_store::{Dcid, HostDelta, Outcome, RowOutcome, unix_now};
 use rampart_tdc::rules::{self, Failure, Next};
 use rampart_tdc::{SETD, TDC_QUEUE};
 
-use super::{Dest, Inner, Job};
+use super::{Connected, Dest, Inner, Job};
 use crate::client::{ClientError, Connection, TlsUse};
 use crate::route::{self, RouteError};
 
@@ -202,7 +202,7 @@ impl Inner {
                     continue;
                 }
                 sent += 1;
-                if self.send_journal(&mut conn, dcid, &job).await.is_err() {
+                if self.send_journal(&mut conn, dcid, &job).await == Connected::Broken {
                     broken = true;
                     break;
                 }
@@ -242,22 +242,22 @@ impl Inner {
         true
     }
 
-    /// Sends one journal copy. `Err` when the connection is no longer usable.
+    /// Sends one journal copy; says whether the connection can carry the next one.
     async fn send_journal(
         self: &Arc<Self>,
         conn: &mut Connection,
         dcid: Dcid,
         job: &Job,
-    ) -> Result<(), ()> {
+    ) -> Connected {
         let Some(row) = job.rows.first() else {
-            return Ok(());
+            return Connected::Usable;
         };
         let mid = job.mid;
         let (message, recipients) = match self.store.message_with_recipients(mid).await {
             Ok(Some(m)) => m,
             _ => {
                 self.release(job);
-                return Ok(());
+                return Connected::Usable;
             }
         };
         let tdc = &self.config.tdc;
@@ -309,12 +309,12 @@ impl Inner {
                     self.journal_failed(job, Failure::Smtp(reply.code), &reply_line(&reply))
                         .await;
                 }
-                Ok(())
+                Connected::Usable
             }
             Err(e) => {
                 self.journal_failed(job, Failure::Network, &e.to_string())
                     .await;
-                Err(())
+                Connected::Broken
             }
         }
     }

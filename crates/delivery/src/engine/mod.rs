@@ -27,6 +27,15 @@ use rampart_dsn as dsn;
 mod journal;
 pub use journal::{TdcConfig, TdcTls};
 
+/// Whether a connection can carry the next job after one was sent over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+enum Connected {
+    Usable,
+    /// The session failed: close it and open a new one for the next job.
+    Broken,
+}
+
 /// How long a claimed row stays leased; only a crash leaves a lease to run out, and start-up
 /// releases those at once.
 const LEASE_SECS: i64 = 3600;
@@ -366,7 +375,7 @@ impl Inner {
                 if self
                     .deliver(&settings, &dest.name, &mut conn, dcid, job)
                     .await
-                    .is_err()
+                    == Connected::Broken
                 {
                     broken = true;
                     break;
@@ -446,8 +455,8 @@ impl Inner {
         None
     }
 
-    /// Delivers one job over an open connection and records the outcome. `Err` when the
-    /// connection is no longer usable.
+    /// Delivers one job over an open connection and records the outcome; says whether the
+    /// connection can carry the next job.
     async fn deliver(
         self: &Arc<Self>,
         settings: &Snapshot,
@@ -455,13 +464,13 @@ impl Inner {
         conn: &mut Connection,
         dcid: Dcid,
         job: Job,
-    ) -> Result<(), ()> {
+    ) -> Connected {
         let message = match self.store.message(job.mid).await {
             Ok(Some(m)) => m,
             Ok(None) | Err(_) => {
                 tracing::error!(mid = job.mid.0, "queued message is missing from the store");
                 self.release(&job);
-                return Ok(());
+                return Connected::Usable;
             }
         };
         let rids = rid_list(&job.rows);
@@ -484,7 +493,7 @@ impl Inner {
                     (0..job.rows.len()).map(|i| replies.for_rcpt(i)).collect();
                 self.record(settings, dest, dcid, &job, &message, per_rcpt, remote)
                     .await;
-                Ok(())
+                Connected::Usable
             }
             Ok(None) => {
                 let reply = Reply::new(
@@ -502,7 +511,7 @@ impl Inner {
                     remote,
                 )
                 .await;
-                Ok(())
+                Connected::Usable
             }
             Err(e) => {
                 let reply = Reply::owned(451, Some(rampart_smtp::Enhanced(4, 4, 2)), e.to_string());
@@ -516,7 +525,7 @@ impl Inner {
                     remote,
                 )
                 .await;
-                Err(())
+                Connected::Broken
             }
         }
     }
