@@ -31,15 +31,19 @@ pub enum Next {
 /// Retries a journal copy gets after its first attempt.
 pub const MAX_RETRIES: u32 = 1;
 
-/// Decides after attempt number `attempts` (1 = the first attempt) failed.
-pub fn after_failure(failure: &Failure, attempts: u32) -> Next {
-    let retryable = match failure {
+/// Whether Cisco's table retries this failure (a soft bounce) at all.
+pub fn retryable(failure: &Failure) -> bool {
+    match failure {
         Failure::Smtp(503 | 552) => true,
         Failure::Smtp(code) => (400..500).contains(code),
         Failure::Tls | Failure::NxDomain => false,
         Failure::Network | Failure::DnsTemporary => true,
-    };
-    if retryable && attempts <= MAX_RETRIES {
+    }
+}
+
+/// Decides after attempt number `attempts` (1 = the first attempt) failed.
+pub fn after_failure(failure: &Failure, attempts: u32) -> Next {
+    if retryable(failure) && attempts <= MAX_RETRIES {
         Next::Retry
     } else {
         Next::Fail

@@ -39,22 +39,6 @@ pub struct TdcConfig {
     pub envelope_sender: String,
 }
 
-impl Default for TdcConfig {
-    fn default() -> TdcConfig {
-        TdcConfig {
-            max_queue_age_secs: 120,
-            retry_delay_secs: 10,
-            min_connections: 3,
-            max_connections: 10,
-            max_messages_per_connection: 10,
-            tls: TdcTls::Preferred,
-            remote_ip_header: "X-IronPort-RemoteIP".into(),
-            copy_format: false,
-            envelope_sender: String::new(),
-        }
-    }
-}
-
 /// The intake's domain, from the row's recipient (the intake address).
 fn intake_domain(job: &Job) -> String {
     job.rows
@@ -356,11 +340,9 @@ impl Inner {
                 self.log.info(format!(
                     "TDC: MID {mid} delivery failed to {SETD}: {reason}"
                 ));
+                // A retryable failure that ran out of retries was a soft bounce first.
                 let delta = HostDelta {
-                    soft_bounced: u64::from(
-                        matches!(failure, Failure::Network | Failure::DnsTemporary)
-                            || matches!(failure, Failure::Smtp(c) if (400..500).contains(&c) || c == 503 || c == 552),
-                    ),
+                    soft_bounced: u64::from(rules::retryable(&failure)),
                     hard_bounced: 1,
                     ..Default::default()
                 };
