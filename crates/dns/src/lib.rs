@@ -53,6 +53,13 @@ pub struct ReverseName {
     pub verified: bool,
 }
 
+impl ReverseName {
+    /// The name, when it is confirmed: the only one that may be trusted (HAT host names).
+    pub fn verified_name(&self) -> Option<&str> {
+        self.host.as_deref().filter(|_| self.verified)
+    }
+}
+
 /// Most PTR names of one address tried for confirmation: a hostile zone can list many.
 const MAX_PTR_NAMES: usize = 4;
 
@@ -67,7 +74,7 @@ pub async fn reverse_name(resolver: &dyn Resolver, ip: IpAddr, budget: Duration)
             if resolver
                 .ips(name)
                 .await
-                .is_ok_and(|ips| ips.iter().any(|a| canonical(*a) == canonical(ip)))
+                .is_ok_and(|ips| ips.iter().any(|a| canonical_ip(*a) == canonical_ip(ip)))
             {
                 return ReverseName {
                     host: Some(name.clone()),
@@ -83,8 +90,9 @@ pub async fn reverse_name(resolver: &dyn Resolver, ip: IpAddr, budget: Duration)
     tokio::time::timeout(budget, work).await.unwrap_or_default()
 }
 
-/// An IPv4 address seen through a dual-stack socket compares as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
+/// An IPv4 client of a dual-stack socket appears as `::ffff:a.b.c.d`: it is logged, matched and
+/// compared as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,

@@ -90,25 +90,13 @@ impl Drop for Sender {
     }
 }
 
-/// Default size at which the log rolls over.
-pub const DEFAULT_ROLL_BYTES: u64 = 100 * 1024 * 1024;
-
 impl MailLog {
     /// Opens (appending) `<dir>/mail_logs` and starts the writer thread. The thread ends when the
-    /// last handle is dropped, after writing everything sent.
-    /// At most `retain_files` rolled files are kept; the oldest are deleted.
+    /// last handle is dropped, after writing everything sent. The file rolls over at
+    /// `roll_bytes`; at most `retain_files` rolled files are kept, the oldest are deleted. With
+    /// `syslog`, every event is also pushed to a syslog server (SPEC §5); the [`Syslog`] handle
+    /// tells how that goes.
     pub fn open(
-        dir: &Path,
-        roll_bytes: u64,
-        retain_files: usize,
-    ) -> io::Result<(MailLog, std::thread::JoinHandle<()>)> {
-        let (log, handle, _) = MailLog::open_with_syslog(dir, roll_bytes, retain_files, None)?;
-        Ok((log, handle))
-    }
-
-    /// [`MailLog::open`], and every event also pushed to a syslog server (SPEC §5); the
-    /// [`Syslog`] handle tells how that goes.
-    pub fn open_with_syslog(
         dir: &Path,
         roll_bytes: u64,
         retain_files: usize,
@@ -341,7 +329,7 @@ mod tests {
     #[test]
     fn every_line_of_every_clone_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, handle) = MailLog::open(dir.path(), DEFAULT_ROLL_BYTES, 10).unwrap();
+        let (log, handle, _) = MailLog::open(dir.path(), 100 << 20, 10, None).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let log = log.clone();
@@ -373,7 +361,7 @@ mod tests {
     #[test]
     fn lines_have_the_asyncos_layout_and_roll() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, handle) = MailLog::open(dir.path(), 200, 3).unwrap();
+        let (log, handle, _) = MailLog::open(dir.path(), 200, 3, None).unwrap();
         for i in 0..30 {
             log.info(format!(
                 "New SMTP ICID {i} interface Management (127.0.0.1) address 127.0.0.1"

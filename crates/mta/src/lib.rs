@@ -59,6 +59,19 @@ pub struct MtaConfig {
 /// remote-IP header.
 pub(crate) const OUR_HEADERS: [&str; 2] = ["X-Rampart-Spam", "X-Rampart-Virus"];
 
+/// A client's reverse DNS name within `budget`, as the banner and Trace need it: `unknown` when
+/// there is no resolver or the budget is zero (lookups switched off).
+pub(crate) async fn client_name(
+    resolver: Option<&dyn rampart_dns::Resolver>,
+    ip: std::net::IpAddr,
+    budget: Duration,
+) -> rampart_dns::ReverseName {
+    match resolver {
+        Some(r) if !budget.is_zero() => rampart_dns::reverse_name(r, ip, budget).await,
+        _ => rampart_dns::ReverseName::default(),
+    }
+}
+
 /// Everything sessions share.
 #[derive(Clone)]
 pub struct Mta {

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use rampart_dns::canonical_ip;
 use rampart_settings::{FlowPolicy, HatMatch};
 use rampart_smtp::reply::{code, replies};
 use rampart_smtp::{
@@ -53,12 +54,12 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
             return;
         }
     };
-    let rdns = match &mta.resolver {
-        Some(r) if !mta.config.reverse_dns_timeout.is_zero() => {
-            rampart_dns::reverse_name(r.as_ref(), peer_ip, mta.config.reverse_dns_timeout).await
-        }
-        _ => rampart_dns::ReverseName::default(),
-    };
+    let rdns = crate::client_name(
+        mta.resolver.as_deref(),
+        peer_ip,
+        mta.config.reverse_dns_timeout,
+    )
+    .await;
     let iface = &mta.config.interface;
     mta.log.info(format!(
         "New SMTP ICID {icid} interface {iface} ({}) address {peer_ip} reverse dns host {} verified {}",
@@ -66,8 +67,7 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
         rdns.host.as_deref().unwrap_or("unknown"),
         if rdns.verified { "yes" } else { "no" },
     ));
-    let verified = rdns.host.as_deref().filter(|_| rdns.verified);
-    let hat = mta.settings.load().classify(peer_ip, verified);
+    let hat = mta.settings.load().classify(peer_ip, rdns.verified_name());
     mta.log.info(format!(
         "ICID {icid} {} SG {} match {} SBRS None country not applicable",
         hat.policy.as_str(),
@@ -136,14 +136,6 @@ impl Drop for PerIp {
                 counts.remove(&self.ip);
             }
         }
-    }
-}
-
-/// IPv4 clients of a dual-stack socket appear as `::ffff:a.b.c.d`; log and match them as IPv4.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
     }
 }
 

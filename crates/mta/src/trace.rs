@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_dns::{Resolver, ReverseName};
+use rampart_dns::Resolver;
 use rampart_policy::{Disposition, Facts};
 use rampart_settings::{FlowPolicy, SharedSettings};
 use rampart_smtp::Mailbox;
@@ -163,10 +163,7 @@ impl Tracer {
                 req.client_ip
             ))
         })?;
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
+        let ip = rampart_dns::canonical_ip(ip);
         let helo = req.helo.trim();
         if helo.len() > 255 || helo.chars().any(char::is_control) {
             return Err(bad("helo: at most 255 characters on one line"));
@@ -210,14 +207,9 @@ impl Tracer {
             _ => None,
         };
 
-        let rdns = match &self.resolver {
-            Some(r) if !self.reverse_dns_timeout.is_zero() => {
-                rampart_dns::reverse_name(r.as_ref(), ip, self.reverse_dns_timeout).await
-            }
-            _ => ReverseName::default(),
-        };
+        let rdns = crate::client_name(self.resolver.as_deref(), ip, self.reverse_dns_timeout).await;
         let settings = self.settings.load_full();
-        let hat = settings.classify(ip, rdns.host.as_deref().filter(|_| rdns.verified));
+        let hat = settings.classify(ip, rdns.verified_name());
         let outgoing = hat.policy == FlowPolicy::Relay;
         let mut report = TraceReport {
             client_ip: ip.to_string(),

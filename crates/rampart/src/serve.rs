@@ -41,7 +41,7 @@ pub(crate) async fn serve(
     store
         .set_meta("started_at", &rampart_store::unix_now().to_string())
         .await?;
-    let (log, log_thread, syslog) = MailLog::open_with_syslog(
+    let (log, log_thread, syslog) = MailLog::open(
         &config.data_dir.join("logs"),
         config.logs.max_file_bytes,
         config.logs.retain_files as usize,

@@ -164,8 +164,7 @@ pub(crate) async fn ledger(
     if json {
         // The API's form, so that a script reads either the same way.
         let list: Vec<_> = entries
-            .iter()
-            .cloned()
+            .into_iter()
             .map(rampart_web::api::ledger_json)
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);

@@ -744,4 +744,28 @@ async fn failed_journal_copies_can_be_replayed_once() {
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer, json!({"replayed": 1, "mids": [cli_failed]}));
     intake.wait_messages(3).await;
+
+    // With the connector switched off, a replay is refused, through the API and the CLI alike.
+    put(
+        &s.app,
+        "/tdc",
+        json!({"enabled": false, "intake_address": "journal@intake.test"}),
+    )
+    .await;
+    let (status, body) = s
+        .app
+        .api(
+            Method::POST,
+            "/tdc/replay",
+            Some(json!({"since": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("disabled"),
+        "{body}"
+    );
+    let out = s.app.cli(&["ledger", "--replay", "--since", "1h"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is disabled"));
 }

@@ -93,6 +93,14 @@ pub(crate) fn json_body(body: Result<Json<Value>, JsonRejection>) -> Result<Valu
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))
 }
 
+/// A request body as the typed request it must be, or a `400` saying what is wrong with it.
+pub(crate) fn typed_body<T: serde::de::DeserializeOwned>(
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(json_body(body)?)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
 /// Applies `change` to the stored settings, validates the whole result, stores it with its
 /// audit record (`what`, by the API user) as a compare-and-swap on the generation it read, and
 /// swaps it into the running appliance. A change made meanwhile by another process (the CLI's

@@ -244,9 +244,7 @@ pub(crate) async fn deliver_now(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_operator()?;
-    let body = super::settings::json_body(body)?;
-    let req: DeliverNow = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let req: DeliverNow = super::settings::typed_body(body)?;
     let host = req.host.as_deref().map(str::trim).filter(|h| !h.is_empty());
     let n = state.store.deliver_now(host).await?;
     tracing::info!(user = %caller.name, host = host.unwrap_or("all"), rows = n, "deliverynow through the API");
@@ -268,9 +266,7 @@ pub(crate) async fn replay(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_operator()?;
-    let body = super::settings::json_body(body)?;
-    let req: Replay = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let req: Replay = super::settings::typed_body(body)?;
     let since = chrono::DateTime::parse_from_rfc3339(req.since.trim())
         .map_err(|e| {
             ApiError::bad_request(format!(
@@ -325,9 +321,7 @@ pub(crate) async fn trace(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<rampart_mta::TraceReport>, ApiError> {
     caller.require_operator()?;
-    let body = super::settings::json_body(body)?;
-    let req: rampart_mta::TraceRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
+    let req: rampart_mta::TraceRequest = super::settings::typed_body(body)?;
     let tracer = state.tracer.as_ref().ok_or_else(|| {
         ApiError::conflict("Trace needs the SMTP listener of a running appliance")
     })?;

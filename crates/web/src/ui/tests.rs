@@ -1394,7 +1394,7 @@ async fn log_subscriptions_page_shows_the_file_and_the_push() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let (log, _thread, syslog) = rampart_maillog::MailLog::open_with_syslog(
+    let (log, _thread, syslog) = rampart_maillog::MailLog::open(
         dir.path(),
         1 << 20,
         10,
