@@ -14,7 +14,7 @@ use rampart_store::{Icid, Mid, NewMessage, NewRecipient, QueueKind, RowState};
 
 use crate::Mta;
 
-use rampart_tdc::TDC_QUEUE;
+use rampart_tdc::{TDC_QUEUE, text as tdc};
 
 /// Everything known about the transaction besides the message bytes.
 pub(crate) struct Envelope<'a> {
@@ -263,9 +263,7 @@ pub(crate) async fn process(
             }
             _ => {}
         }
-        // The Threat Defense Connector journals clean messages of incoming policies only.
-        if !outgoing
-            && verdict.is_clean()
+        if rampart_tdc::choice::selects(!outgoing, verdict.is_clean())
             && let Some(intake) = settings.journal_address(pidx)
         {
             recipients.push(NewRecipient {
@@ -275,14 +273,8 @@ pub(crate) async fn process(
                 kind: QueueKind::Journal,
                 state: RowState::Queued,
             });
-            let id = env.message_id.unwrap_or("");
-            log_after.push(format!(
-                "TDC: MID {mid} with Message-ID {} enqueued for delivery to Cisco Secure Email Threat Defense",
-                quote(id)
-            ));
-            tracking.push(format!(
-                "Message {mid} enqueued for delivery to Cisco Secure Email Threat Defense"
-            ));
+            log_after.push(tdc::enqueued(mid, env.message_id.unwrap_or("")));
+            tracking.push(tdc::enqueued_event(mid));
         }
         messages.push(NewMessage {
             mid,

@@ -23,6 +23,5 @@ pub use services::{
 };
 pub use table::{
     CompiledPolicy, DEFAULT_POLICY, DmarcAction, EmailAuthentication, MailPolicy, PolicyTable,
-    TdcChoice, TdcMode,
 };
 pub use verdict::{Disposition, Verdict};

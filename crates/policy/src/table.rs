@@ -1,6 +1,7 @@
 //! The ordered table of mail policies and recipient splitting (SPEC §3).
 
 use rampart_smtp::Mailbox;
+use rampart_tdc::{TdcChoice, TdcMode};
 use serde::{Deserialize, Serialize};
 
 use crate::filters::{self, CompiledFilter, ContentFilter};
@@ -98,38 +99,6 @@ pub enum DmarcAction {
     None,
     Quarantine,
     Reject,
-}
-
-/// The per-policy Threat Defense Connector setting (SPEC §3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TdcChoice {
-    pub mode: TdcMode,
-    /// Required for `custom`, ignored otherwise.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub intake_address: String,
-}
-
-impl Default for TdcChoice {
-    fn default() -> TdcChoice {
-        TdcChoice {
-            mode: TdcMode::Default,
-            intake_address: String::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TdcMode {
-    /// Use Default Settings: inherit the DEFAULT policy's choice (not for DEFAULT itself).
-    Default,
-    /// Use Global Settings: the global Message Intake Address.
-    Global,
-    /// Use custom Message Intake Address.
-    Custom,
-    /// No journaling.
-    No,
 }
 
 impl MailPolicy {
@@ -247,18 +216,9 @@ impl PolicyTable {
             };
             let senders = parse(&p.senders, "sender");
             let recipients = parse(&p.recipients, "recipient");
-            match (p.tdc.mode, is_default) {
-                (TdcMode::Default, true) => {
-                    errors.push(format!("{at}: DEFAULT cannot use the default settings; choose global, custom or no"))
-                }
-                (TdcMode::Custom, _) if Mailbox::parse(p.tdc.intake_address.trim()).is_err() => errors.push(format!(
-                    "{at}: a custom Message Intake Address must be a valid address like journal@beta.cmd.cisco.com, got {:?}",
-                    p.tdc.intake_address
-                )),
-                (mode, _) if !incoming && mode != TdcMode::Default && mode != TdcMode::No => errors.push(format!(
-                    "{at}: the Threat Defense Connector journals incoming mail only; outgoing policies take mode \"no\""
-                )),
-                _ => {}
+            if let Some(e) = rampart_tdc::choice::validate_choice(&p.tdc, is_default, incoming, &at)
+            {
+                errors.push(e);
             }
             if is_default {
                 for (mode, service) in [

@@ -87,16 +87,16 @@ pub(crate) async fn serve(
                 command: Duration::from_secs(config.delivery.command_timeout_secs),
                 data: Duration::from_secs(config.delivery.data_timeout_secs),
             },
-            tdc: rampart_delivery::TdcConfig {
+            tdc: rampart_tdc::TdcConfig {
                 max_queue_age_secs: config.tdc.max_queue_age_secs,
                 retry_delay_secs: config.tdc.retry_delay_secs,
                 min_connections: config.tdc.min_connections,
                 max_connections: config.tdc.max_connections,
                 max_messages_per_connection: config.tdc.max_messages_per_connection,
                 tls: match config.tdc.tls {
-                    rampart_config::TlsMode::Off => rampart_delivery::TdcTls::Off,
-                    rampart_config::TlsMode::Preferred => rampart_delivery::TdcTls::Preferred,
-                    rampart_config::TlsMode::Required => rampart_delivery::TdcTls::Required,
+                    rampart_config::TlsMode::Off => rampart_tdc::TdcTls::Off,
+                    rampart_config::TlsMode::Preferred => rampart_tdc::TdcTls::Preferred,
+                    rampart_config::TlsMode::Required => rampart_tdc::TdcTls::Required,
                 },
                 remote_ip_header: config.tdc.remote_ip_header.clone(),
                 copy_format: config.tdc.format == rampart_config::JournalFormat::Copy,

@@ -18,14 +18,13 @@ mod domains;
 pub mod hat;
 pub mod rat;
 pub mod routes;
-pub mod tdc;
 
 pub use delivery::{BounceProfile, DestinationControl, TlsPolicy};
 pub use hat::{FlowPolicy, HatMatch, SenderGroup};
-pub use rampart_policy::{MailPolicy, PolicyTable, TdcChoice, TdcMode};
+pub use rampart_policy::{MailPolicy, PolicyTable};
+pub use rampart_tdc::{TdcChoice, TdcMode, TdcSettings};
 pub use rat::{RatAction, RatEntry};
 pub use routes::{RouteHost, SmtpRoute};
-pub use tdc::TdcSettings;
 
 /// Validation problems, each naming the entry and saying what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +103,7 @@ impl Settings {
             false,
             &mut errors,
         );
-        tdc::validate(&self.tdc, &mut errors);
+        errors.extend(rampart_tdc::choice::validate_settings(&self.tdc));
         if errors.is_empty() {
             Ok(Snapshot {
                 settings: self,
@@ -279,17 +278,31 @@ impl Snapshot {
 
     /// The intake address an incoming policy's clean messages are journaled to, if any.
     pub fn journal_address(&self, incoming_policy: usize) -> Option<String> {
-        tdc::resolve(&self.settings.tdc, &self.incoming, incoming_policy)
+        let policy = self.incoming.get(incoming_policy)?;
+        let default = self.incoming.policies().last()?;
+        rampart_tdc::choice::resolve(&self.settings.tdc, &policy.tdc, &default.tdc)
     }
 
     /// [`Snapshot::journal_address`] with the reason, for Trace.
     pub fn explain_journal(&self, incoming_policy: usize) -> (Option<String>, String) {
-        tdc::explain(&self.settings.tdc, &self.incoming, incoming_policy)
+        use rampart_tdc::choice::{Named, explain};
+        let policies = self.incoming.policies();
+        let (Some(policy), Some(default)) = (policies.get(incoming_policy), policies.last()) else {
+            return (None, "no such policy".into());
+        };
+        fn named(p: &rampart_policy::CompiledPolicy) -> Named<'_> {
+            Named {
+                name: &p.name,
+                choice: &p.tdc,
+            }
+        }
+        let own = (incoming_policy + 1 != policies.len()).then(|| named(policy));
+        explain(&self.settings.tdc, own, named(default))
     }
 
     /// The Threat Defense Connector column label of a policy's mode.
     pub fn tdc_label(&self, mode: TdcMode) -> &'static str {
-        tdc::label(&self.settings.tdc, mode)
+        rampart_tdc::choice::label(&self.settings.tdc, mode)
     }
 }
 
@@ -330,7 +343,7 @@ mod tests {
 
     #[test]
     fn journal_address_resolution() {
-        use rampart_policy::TdcChoice;
+        use rampart_tdc::TdcChoice;
         let policy = |name: &str, mode: TdcMode, addr: &str| MailPolicy {
             tdc: TdcChoice {
                 mode,

@@ -25,6 +25,17 @@ pub fn with_remote_ip(original: &[u8], header: &str, remote_ip: &str) -> Vec<u8>
     )
 }
 
+/// What goes to `env.intake` for a stored message: the journal message around the original, or
+/// with `copy_format` the original itself; either way with the remote-IP header SETD reads.
+pub fn body(config: &crate::TdcConfig, env: &Envelope<'_>, stored: &[u8]) -> Vec<u8> {
+    let original = with_remote_ip(stored, &config.remote_ip_header, env.remote_ip);
+    if config.copy_format {
+        original
+    } else {
+        build(env, &original)
+    }
+}
+
 /// Builds the journal message around `original` (the stored message, CRLF line ends).
 pub fn build(env: &Envelope<'_>, original_with_ip: &[u8]) -> Vec<u8> {
     let boundary = boundary_for(original_with_ip);

@@ -1,11 +1,18 @@
-//! The Threat Defense Connector (SPEC §4): what a journal copy looks like and how the.tdc.queue
-//! treats failures. Pure code; the delivery engine sends the copies as one more destination.
+//! The Threat Defense Connector (SPEC §4): its configuration, what a journal copy looks like,
+//! how the.tdc.queue treats failures, and what it logs. Pure code; the delivery engine sends the
+//! copies as one more destination, with rules built from [`TdcConfig`] and [`rules`].
 //!
-//! Selection (which messages get a copy) happens where the policy verdict is made, before `250`:
-//! see `rampart-mta`'s `process` module and `Snapshot::journal_address`.
+//! Which messages get a copy is decided where the policy verdict is made, before `250`
+//! (`rampart-mta`'s `process` module), by the rule and the per-policy choice in [`choice`].
 
+pub mod choice;
+mod config;
 pub mod journal;
 pub mod rules;
+pub mod text;
+
+pub use choice::{TdcChoice, TdcMode, TdcSettings};
+pub use config::{TdcConfig, TdcTls};
 
 /// The pseudo destination under which journal copies are queued and counted.
 pub const TDC_QUEUE: &str = "the.tdc.queue";

@@ -11,21 +11,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rampart_maillog::{MailLog, quote};
-use rampart_settings::{SharedSettings, Snapshot, TlsPolicy};
-use rampart_smtp::Reply;
-use rampart_store::{
-    Claimed, Dcid, HostDelta, Mid, NewMessage, Outcome, QueueKind, RowOutcome, Store, unix_now,
-};
+use rampart_dns::Resolver;
+use rampart_maillog::MailLog;
+use rampart_settings::SharedSettings;
+use rampart_store::{Claimed, Mid, QueueKind, Store, unix_now};
+use rampart_tdc::TdcConfig;
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::client::{ClientError, Connection, Timeouts, TlsConfigs, TlsUse};
-use crate::route::{self, RouteError, Target};
-use rampart_dns::Resolver;
-use rampart_dsn as dsn;
+use crate::client::{Timeouts, TlsConfigs};
+use crate::route::Target;
 
-mod journal;
-pub use journal::{TdcConfig, TdcTls};
+mod decide;
+mod rules;
+mod worker;
 
 /// Whether a connection can carry the next job after one was sent over it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +64,8 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     config: EngineConfig,
+    /// `config.tdc`, shared with the.tdc.queue's rules.
+    tdc: Arc<TdcConfig>,
     store: Store,
     settings: SharedSettings,
     log: MailLog,
@@ -92,9 +92,6 @@ struct Dest {
     routing: Mutex<Option<(std::time::Instant, String, Vec<Target>)>>,
 }
 
-/// How long a successful route resolution is reused by a destination's workers.
-const ROUTE_REUSE: Duration = Duration::from_secs(5);
-
 /// The rows of one message for one destination: delivered in one transaction.
 #[derive(Debug, Clone)]
 struct Job {
@@ -114,6 +111,7 @@ impl Engine {
     ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
+                tdc: Arc::new(config.tdc.clone()),
                 config,
                 store,
                 settings,
@@ -217,7 +215,7 @@ impl Inner {
                 }
             };
             let n = claimed.len();
-            let mut jobs: Vec<((Mid, String), Job)> = Vec::new();
+            let mut jobs: Vec<((Mid, String, Option<i64>), Job)> = Vec::new();
             // Rows whose last attempt's outcome is committed but not yet answered to its worker
             // (a retry already due): still in flight here, so they are given back, not dropped —
             // else they would wait for the whole lease.
@@ -229,7 +227,13 @@ impl Inner {
                         busy.push(row.id);
                         continue;
                     }
-                    let key = (row.mid, row.queue_name.clone());
+                    // A message's rows for one destination go in one transaction; a journal
+                    // copy is its own job (its intake address is its own route).
+                    let key = (
+                        row.mid,
+                        row.queue_name.clone(),
+                        (row.kind == QueueKind::Journal).then_some(row.id),
+                    );
                     match jobs.iter_mut().find(|(k, _)| *k == key) {
                         Some((_, job)) => job.rows.push(row),
                         None => jobs.push((
@@ -248,7 +252,7 @@ impl Inner {
                 tracing::error!(error = %e, "cannot give back claimed rows");
             }
             let mut dests = self.dests.lock().await;
-            for ((_, queue), job) in jobs {
+            for ((_, queue, _), job) in jobs {
                 let dest = dests.entry(queue.clone()).or_insert_with(|| {
                     Arc::new(Dest {
                         name: queue,
@@ -272,30 +276,10 @@ impl Inner {
     async fn spawn_workers(self: &Arc<Self>, exit: &mpsc::UnboundedSender<()>) {
         let settings = self.settings.load_full();
         let mut dests = self.dests.lock().await;
-        dests.retain(|_, d| d.active.load(Ordering::SeqCst) > 0 || !d.pending_is_empty());
+        dests.retain(|_, d| d.active.load(Ordering::SeqCst) > 0 || d.pending_len() > 0);
         for dest in dests.values() {
-            let pending = dest.pending_len();
-            let (per_conn, min, max) = if dest.name == rampart_tdc::TDC_QUEUE {
-                // Cisco opens at least three connections to the intake while it has entries.
-                let t = &self.config.tdc;
-                (
-                    t.max_messages_per_connection,
-                    t.min_connections,
-                    t.max_connections,
-                )
-            } else {
-                let control = settings.destination(&dest.name);
-                (
-                    control.max_messages_per_connection,
-                    1,
-                    control.max_connections,
-                )
-            };
-            let per_conn = per_conn.max(1) as usize;
-            let min = if pending > 0 { min as usize } else { 0 };
-            let desired = pending
-                .div_ceil(per_conn)
-                .clamp(min.min(max as usize), max as usize);
+            let rules = rules::Rules::for_destination(&dest.name, &settings, &self.tdc, &self.tls);
+            let desired = rules.workers(dest.pending_len());
             while dest.active.load(Ordering::SeqCst) < desired {
                 dest.active.fetch_add(1, Ordering::SeqCst);
                 let inner = self.clone();
@@ -309,465 +293,6 @@ impl Inner {
                 });
             }
         }
-    }
-
-    /// One connection's worth of work at a time, until the destination queue is empty.
-    async fn worker(self: &Arc<Self>, dest: &Dest) {
-        if dest.name == rampart_tdc::TDC_QUEUE {
-            return self.journal_worker(dest).await;
-        }
-        loop {
-            if dest.pending_is_empty() || *self.shutdown.borrow() {
-                return;
-            }
-            let settings = self.settings.load_full();
-            let control = settings.destination(&dest.name).clone();
-            let targets = match route::targets(
-                &dest.name,
-                &settings,
-                self.resolver.as_ref(),
-                self.config.port,
-            )
-            .await
-            {
-                Ok(t) => t,
-                Err(e) => {
-                    for job in dest.take_all() {
-                        self.fail_without_connection(&settings, &dest.name, job, &e)
-                            .await;
-                    }
-                    return;
-                }
-            };
-            let tls = match control.tls {
-                TlsPolicy::Off => TlsUse::Off,
-                TlsPolicy::Preferred if control.verify_tls => {
-                    TlsUse::Opportunistic(self.tls.verified.clone())
-                }
-                TlsPolicy::Preferred => TlsUse::Opportunistic(self.tls.unverified.clone()),
-                TlsPolicy::Required if control.verify_tls => {
-                    TlsUse::Required(self.tls.verified.clone())
-                }
-                TlsPolicy::Required => TlsUse::Required(self.tls.unverified.clone()),
-            };
-            let Some((mut conn, dcid)) = self.connect(&dest.name, &targets, &tls).await else {
-                let _ = self.store.host_down(&dest.name, true).await;
-                let reason = RouteError::Temporary(format!(
-                    "Unable to connect to any host for {}",
-                    dest.name
-                ));
-                for job in dest.take_all() {
-                    self.fail_without_connection(&settings, &dest.name, job, &reason)
-                        .await;
-                }
-                return;
-            };
-            let _ = self.store.host_down(&dest.name, false).await;
-            let _ = self.store.host_connection(&dest.name, 1).await;
-            let mut sent = 0;
-            let mut broken = false;
-            while sent < control.max_messages_per_connection {
-                if *self.shutdown.borrow() {
-                    break;
-                }
-                let Some(job) = dest.take_one() else { break };
-                sent += 1;
-                if self
-                    .deliver(&settings, &dest.name, &mut conn, dcid, job)
-                    .await
-                    == Connected::Broken
-                {
-                    broken = true;
-                    break;
-                }
-            }
-            if !broken {
-                conn.quit().await;
-            }
-            let _ = self.store.host_connection(&dest.name, -1).await;
-            self.log.info(format!("DCID {dcid} close"));
-        }
-    }
-
-    /// Tries the targets in order; logs each failure as AsyncOS does.
-    async fn connect(
-        &self,
-        dest: &str,
-        targets: &[Target],
-        tls: &TlsUse,
-    ) -> Option<(Connection, Dcid)> {
-        for t in targets {
-            let dcid = self.store.next_dcid().await.ok()?;
-            let mut attempt = Connection::open(
-                t.addr,
-                &t.name,
-                &self.config.hostname,
-                tls,
-                &self.config.timeouts,
-            )
-            .await;
-            // "Preferred" TLS falls back to plain text on this host when the handshake fails.
-            if let (Err(ClientError::Tls(_)), TlsUse::Opportunistic(_)) = (&attempt, tls) {
-                self.log.info(format!(
-                    "DCID {dcid} TLS failed with {}, retrying without TLS",
-                    t.addr.ip()
-                ));
-                attempt = Connection::open(
-                    t.addr,
-                    &t.name,
-                    &self.config.hostname,
-                    &TlsUse::Off,
-                    &self.config.timeouts,
-                )
-                .await;
-            }
-            match attempt {
-                Ok(conn) => {
-                    self.log.info(format!(
-                        "New SMTP DCID {dcid} interface {} address {} port {}",
-                        conn.local.ip(),
-                        t.addr.ip(),
-                        t.addr.port()
-                    ));
-                    if let Some((protocol, cipher)) = &conn.tls {
-                        self.log.info(format!(
-                            "DCID {dcid} TLS success protocol {protocol} cipher {cipher}"
-                        ));
-                    }
-                    return Some((conn, dcid));
-                }
-                Err(e) => {
-                    let reason = match &e {
-                        ClientError::Connect(_) => "connection refused or unreachable",
-                        ClientError::Network(_) => "connection lost",
-                        ClientError::Tls(_) => "TLS failure",
-                        ClientError::Refused(_) => "server refused the session",
-                        ClientError::Protocol(_) => "protocol error",
-                    };
-                    self.log.info(format!(
-                        "Connection Error: DCID {dcid} domain: {dest} IP: {} port: {} details: {e} interface: 0.0.0.0 reason: {reason}",
-                        t.addr.ip(),
-                        t.addr.port()
-                    ));
-                }
-            }
-        }
-        None
-    }
-
-    /// Delivers one job over an open connection and records the outcome; says whether the
-    /// connection can carry the next job.
-    async fn deliver(
-        self: &Arc<Self>,
-        settings: &Snapshot,
-        dest: &str,
-        conn: &mut Connection,
-        dcid: Dcid,
-        job: Job,
-    ) -> Connected {
-        let message = match self.store.message(job.mid).await {
-            Ok(Some(m)) => m,
-            Ok(None) | Err(_) => {
-                tracing::error!(mid = job.mid.0, "queued message is missing from the store");
-                self.release(&job);
-                return Connected::Usable;
-            }
-        };
-        let rids = rid_list(&job.rows);
-        self.log.info(format!(
-            "Delivery start DCID {dcid} MID {} to RID {rids}",
-            job.mid
-        ));
-        let rcpts: Vec<&str> = job.rows.iter().map(|r| r.recipient.as_str()).collect();
-        let result = if conn.size_ok(message.body.len()) {
-            conn.send(&message.sender, &rcpts, &message.body)
-                .await
-                .map(Some)
-        } else {
-            Ok(None)
-        };
-        let remote = Some(conn.peer.ip().to_string());
-        match result {
-            Ok(Some(replies)) => {
-                let per_rcpt: Vec<Reply> =
-                    (0..job.rows.len()).map(|i| replies.for_rcpt(i)).collect();
-                self.record(settings, dest, dcid, &job, &message, per_rcpt, remote)
-                    .await;
-                Connected::Usable
-            }
-            Ok(None) => {
-                let reply = Reply::new(
-                    552,
-                    Some(rampart_smtp::Enhanced(5, 3, 4)),
-                    "Message too big for the destination (SIZE)",
-                );
-                self.record(
-                    settings,
-                    dest,
-                    dcid,
-                    &job,
-                    &message,
-                    vec![reply; job.rows.len()],
-                    remote,
-                )
-                .await;
-                Connected::Usable
-            }
-            Err(e) => {
-                let reply = Reply::owned(451, Some(rampart_smtp::Enhanced(4, 4, 2)), e.to_string());
-                self.record(
-                    settings,
-                    dest,
-                    dcid,
-                    &job,
-                    &message,
-                    vec![reply; job.rows.len()],
-                    remote,
-                )
-                .await;
-                Connected::Broken
-            }
-        }
-    }
-
-    /// Fails a job that never reached a server: DNS said no, or no host answered.
-    async fn fail_without_connection(
-        self: &Arc<Self>,
-        settings: &Snapshot,
-        dest: &str,
-        job: Job,
-        why: &RouteError,
-    ) {
-        let Ok(Some(message)) = self.store.message(job.mid).await else {
-            self.release(&job);
-            return;
-        };
-        let reply = match why {
-            RouteError::Hard { status, text } => {
-                let e = parse_status(status).unwrap_or(rampart_smtp::Enhanced(5, 1, 2));
-                Reply::owned(550, Some(e), text.clone())
-            }
-            RouteError::Temporary(text) => {
-                Reply::owned(451, Some(rampart_smtp::Enhanced(4, 4, 1)), text.clone())
-            }
-        };
-        self.record(
-            settings,
-            dest,
-            Dcid(0),
-            &job,
-            &message,
-            vec![reply; job.rows.len()],
-            None,
-        )
-        .await;
-    }
-
-    /// Turns replies into row outcomes, logs them, and stores them with counters, tracking and
-    /// any DSN in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    async fn record(
-        self: &Arc<Self>,
-        settings: &Snapshot,
-        dest: &str,
-        dcid: Dcid,
-        job: &Job,
-        message: &rampart_store::StoredMessage,
-        replies: Vec<Reply>,
-        remote: Option<String>,
-    ) {
-        let profile = settings.bounce_profile();
-        let now = unix_now();
-        let mid = job.mid;
-        let mut outcomes = Vec::with_capacity(job.rows.len());
-        let mut tracking = Vec::new();
-        let mut delta = HostDelta::default();
-        let mut delivered_rids = Vec::new();
-        let mut failed: Vec<dsn::Failed> = Vec::new();
-        let mut delivered_reply = None;
-        for (row, reply) in job.rows.iter().zip(replies) {
-            let rid = row.rcpt_idx;
-            let text = reply.to_string();
-            let smtp_text = reply_text(&reply);
-            let outcome = if reply.is_positive() {
-                delivered_rids.push(rid);
-                delta.delivered += 1;
-                tracking.push((
-                    mid,
-                    format!(
-                        "Message {mid} to <{}> delivered (DCID {dcid}): {text}",
-                        row.recipient
-                    ),
-                ));
-                delivered_reply = Some(smtp_text.clone());
-                Outcome::Delivered
-            } else if reply.is_transient() {
-                delta.soft_bounced += 1;
-                let attempts = row.attempts + 1;
-                let expired = attempts > profile.max_retries
-                    || now - row.created_at >= profile.max_queue_secs as i64;
-                if expired {
-                    delta.hard_bounced += 1;
-                    self.log.info(format!(
-                        "Bounced: DCID {dcid} MID {mid} to RID {rid} - 5.4.7 - Delivery expired (message too old) ('000', [{}])",
-                        quote(&text)
-                    ));
-                    tracking.push((
-                        mid,
-                        format!(
-                            "Message {mid} to <{}> expired after {attempts} attempts: {text}",
-                            row.recipient
-                        ),
-                    ));
-                    failed.push(dsn::Failed {
-                        recipient: row.recipient.clone(),
-                        status: "5.4.7".into(),
-                        diagnostic: format!(
-                            "delivery expired after {attempts} attempts; last error: {text}"
-                        ),
-                        remote_mta: remote.clone(),
-                    });
-                    Outcome::Expired
-                } else {
-                    let wait = profile.backoff_secs(attempts);
-                    let jitter = rand::random_range(0..=wait / 10);
-                    let next = now + (wait + jitter) as i64;
-                    let status = reply
-                        .enhanced
-                        .map(|e| e.to_string())
-                        .unwrap_or_else(|| "4.0.0".into());
-                    self.log.info(format!(
-                        "Delayed: DCID {dcid} MID {mid} to RID {rid} - {status} - {} ('{}', [{}])",
-                        smtp_text,
-                        reply.code,
-                        quote(&smtp_text)
-                    ));
-                    tracking.push((
-                        mid,
-                        format!(
-                            "Message {mid} to <{}> soft bounced, retry in {}s: {text}",
-                            row.recipient,
-                            wait + jitter
-                        ),
-                    ));
-                    Outcome::Retry {
-                        next_attempt_at: next,
-                    }
-                }
-            } else {
-                delta.hard_bounced += 1;
-                let status = reply
-                    .enhanced
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "5.0.0".into());
-                self.log.info(format!(
-                    "Bounced: DCID {dcid} MID {mid} to RID {rid} - Bounced by destination server with response: {status} - {} ('{}', [{}])",
-                    smtp_text,
-                    reply.code,
-                    quote(&smtp_text)
-                ));
-                tracking.push((
-                    mid,
-                    format!("Message {mid} to <{}> hard bounced: {text}", row.recipient),
-                ));
-                failed.push(dsn::Failed {
-                    recipient: row.recipient.clone(),
-                    status,
-                    diagnostic: text.clone(),
-                    remote_mta: remote.clone(),
-                });
-                Outcome::Bounced
-            };
-            outcomes.push(RowOutcome {
-                id: row.id,
-                outcome,
-                reply: text,
-                tls: None,
-            });
-        }
-        if !delivered_rids.is_empty() {
-            let rids = format!(
-                "[{}]",
-                delivered_rids
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            self.log
-                .info(format!("Message done DCID {dcid} MID {mid} to RID {rids}"));
-            if let Some(text) = delivered_reply {
-                self.log
-                    .info(format!("MID {mid} RID {rids} Response {}", quote(&text)));
-            }
-        }
-        let is_journal = job.rows.iter().any(|r| r.kind == QueueKind::Journal);
-        let dsn = if !failed.is_empty()
-            && !message.sender.is_empty()
-            && profile.send_dsn
-            && !is_journal
-        {
-            self.build_dsn(message, &failed).await
-        } else {
-            None
-        };
-        if let Some(d) = &dsn {
-            tracking.push((
-                mid,
-                format!(
-                    "Message {mid} bounce notification MID {} queued to <{}>",
-                    d.mid, message.sender
-                ),
-            ));
-        }
-        let inner = self.clone();
-        let (dest, job) = (dest.to_owned(), job.clone());
-        self.commit_in_background(async move {
-            match inner
-                .store
-                .record_attempt(&dest, &outcomes, &delta, &tracking, dsn.as_ref())
-                .await
-            {
-                Ok(finished) => {
-                    if let Some(d) = &dsn {
-                        inner.log.info(format!(
-                            "MID {} was generated for bounce of MID {mid}",
-                            d.mid
-                        ));
-                    }
-                    for m in finished {
-                        inner.log.info(format!("Message finished MID {m} done"));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, mid = mid.0, "cannot record delivery outcome; rows will be retried")
-                }
-            }
-            inner.release(&job);
-        });
-    }
-
-    async fn build_dsn(
-        &self,
-        message: &rampart_store::StoredMessage,
-        failed: &[dsn::Failed],
-    ) -> Option<NewMessage> {
-        let mid = self.store.next_mid().await.ok()?;
-        let arrival = chrono::DateTime::from_timestamp(message.received_at, 0)
-            .map(|t| t.with_timezone(&chrono::Local))
-            .unwrap_or_else(chrono::Local::now);
-        let original = rampart_store::NewMessageRef {
-            mid: message.mid,
-            sender: &message.sender,
-            arrival,
-            body: &message.body,
-        };
-        Some(dsn::notification(
-            mid,
-            &self.config.hostname,
-            &original,
-            failed,
-        ))
     }
 
     /// Forgets a job's rows once their outcome is stored (or when they go back to the queue).
@@ -797,21 +322,6 @@ impl Dest {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
 
-    fn pending_is_empty(&self) -> bool {
-        self.pending_len() == 0
-    }
-
-    fn take_one(&self) -> Option<Job> {
-        self.pending.lock().ok()?.pop_front()
-    }
-
-    fn take_all(&self) -> Vec<Job> {
-        self.pending
-            .lock()
-            .map(|mut p| p.drain(..).collect())
-            .unwrap_or_default()
-    }
-
     /// The first pending job that satisfies `pred`.
     fn take_where(&self, pred: impl Fn(&Job) -> bool) -> Option<Job> {
         let mut pending = self.pending.lock().ok()?;
@@ -832,33 +342,4 @@ impl Dest {
     fn peek<T>(&self, f: impl FnOnce(&Job) -> T) -> Option<T> {
         self.pending.lock().ok()?.front().map(f)
     }
-}
-
-/// `[0, 1]`, as AsyncOS lists recipient indexes.
-fn rid_list(rows: &[Claimed]) -> String {
-    format!(
-        "[{}]",
-        rows.iter()
-            .map(|r| r.rcpt_idx.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
-/// The reply without its code, as AsyncOS quotes responses: `2.0.0 Ok: queued as 12`.
-fn reply_text(reply: &Reply) -> String {
-    let text = reply.text.replace('\n', " ");
-    match reply.enhanced {
-        Some(e) => format!("{e} {text}"),
-        None => text,
-    }
-}
-
-fn parse_status(s: &str) -> Option<rampart_smtp::Enhanced> {
-    let mut p = s.split('.');
-    Some(rampart_smtp::Enhanced(
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-    ))
 }

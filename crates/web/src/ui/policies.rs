@@ -5,8 +5,9 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use rampart_policy::patterns::Pattern;
-use rampart_policy::{DEFAULT_POLICY, DmarcAction, EmailAuthentication, TdcChoice, TdcMode};
+use rampart_policy::{DEFAULT_POLICY, DmarcAction, EmailAuthentication};
 use rampart_settings::{MailPolicy, Settings};
+use rampart_settings::{TdcChoice, TdcMode};
 use rampart_store::Role;
 use serde::Deserialize;
 
