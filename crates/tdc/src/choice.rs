@@ -194,35 +194,12 @@ mod tests {
             choice: c,
         };
         // (policy, DEFAULT's choice) → address, Trace's words
+        #[rustfmt::skip]
         let cases = [
-            (
-                &on,
-                None,
-                &global,
-                Some("journal@global.test"),
-                "DEFAULT: global → journal@global.test",
-            ),
-            (
-                &on,
-                Some(&custom),
-                &global,
-                Some("c@custom.test"),
-                "policy sales: custom → c@custom.test",
-            ),
-            (
-                &on,
-                Some(&inherit),
-                &custom,
-                Some("c@custom.test"),
-                "policy sales: use default → DEFAULT: custom → c@custom.test",
-            ),
-            (
-                &on,
-                Some(&inherit),
-                &no,
-                None,
-                "policy sales: use default → DEFAULT: No",
-            ),
+            (&on, None, &global, Some("journal@global.test"), "DEFAULT: global → journal@global.test"),
+            (&on, Some(&custom), &global, Some("c@custom.test"), "policy sales: custom → c@custom.test"),
+            (&on, Some(&inherit), &custom, Some("c@custom.test"), "policy sales: use default → DEFAULT: custom → c@custom.test"),
+            (&on, Some(&inherit), &no, None, "policy sales: use default → DEFAULT: No"),
             (&on, Some(&no), &global, None, "policy sales: No"),
             (&off, Some(&custom), &global, None, "connector disabled"),
         ];

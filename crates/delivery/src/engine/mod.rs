@@ -92,6 +92,9 @@ struct Dest {
     routing: Mutex<Option<(std::time::Instant, String, Vec<Target>)>>,
 }
 
+/// What makes rows one job: the message, the destination, and for a journal copy its row.
+type JobKey = (Mid, String, Option<i64>);
+
 /// The rows of one message for one destination: delivered in one transaction.
 #[derive(Debug, Clone)]
 struct Job {
@@ -215,7 +218,7 @@ impl Inner {
                 }
             };
             let n = claimed.len();
-            let mut jobs: Vec<((Mid, String, Option<i64>), Job)> = Vec::new();
+            let mut jobs: Vec<(JobKey, Job)> = Vec::new();
             // Rows whose last attempt's outcome is committed but not yet answered to its worker
             // (a retry already due): still in flight here, so they are given back, not dropped —
             // else they would wait for the whole lease.
