@@ -78,7 +78,9 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = crate::status::parse_age)]
         since: i64,
         /// Only copies in this state.
-        #[arg(long, value_parser = ["queued", "delivered", "failed", "expired", "replayed"])]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+            rampart_tdc::LedgerState::ALL.map(rampart_tdc::LedgerState::as_str)
+        ))]
         state: Option<String>,
         /// Queue the copies that failed or expired in the window again (journal replay): once
         /// each, never for a message whose copy was delivered; a running appliance sends them
@@ -272,7 +274,8 @@ pub(crate) fn main() -> ExitCode {
                 if replay {
                     crate::status::replay(&store, since, json).await
                 } else {
-                    crate::status::ledger(&store, since, state.as_deref(), json).await
+                    let state = state.as_deref().and_then(rampart_tdc::LedgerState::parse);
+                    crate::status::ledger(&store, since, state, json).await
                 }
             }
             Command::Tdcconfig {

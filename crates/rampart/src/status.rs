@@ -155,7 +155,7 @@ pub(crate) fn parse_age(s: &str) -> Result<i64, String> {
 pub(crate) async fn ledger(
     store: &Store,
     since: i64,
-    state: Option<&str>,
+    state: Option<rampart_tdc::LedgerState>,
     json: bool,
 ) -> Result<()> {
     let entries = store

@@ -7,6 +7,8 @@
 
 use sqlx::{Connection, Row};
 
+use rampart_tdc::LedgerState;
+
 use crate::messages::NewMessage;
 use crate::{Mid, Store, StoreError, unix_now, unix_now_ms};
 
@@ -760,8 +762,7 @@ impl Store {
 pub struct LedgerEntry {
     pub mid: Mid,
     pub intake: String,
-    /// queued | delivered | failed | expired
-    pub state: String,
+    pub state: LedgerState,
     pub attempts: u32,
     /// The intake's last reply, or why it failed.
     pub last_reply: Option<String>,
@@ -787,12 +788,15 @@ pub struct LedgerCounts {
 
 /// The ledger's name for a journal row's state: a bounced or dropped copy has `failed`, one
 /// that was queued again `replayed`.
-fn ledger_state(db_state: &str, replayed: bool) -> &str {
-    match db_state {
-        _ if replayed => "replayed",
-        "bounced" | "dropped" => "failed",
-        other => other,
-    }
+fn ledger_state(db_state: &str, replayed: bool) -> Option<LedgerState> {
+    Some(match db_state {
+        _ if replayed => LedgerState::Replayed,
+        "bounced" | "dropped" => LedgerState::Failed,
+        "queued" => LedgerState::Queued,
+        "delivered" => LedgerState::Delivered,
+        "expired" => LedgerState::Expired,
+        _ => return None,
+    })
 }
 
 /// Journal rows a replay may queue again: failed or expired, not replayed yet, queued since
@@ -819,23 +823,23 @@ impl Store {
             let replayed: bool = r.try_get("replayed")?;
             let n = r.try_get::<i64, _>("n")? as u64;
             match ledger_state(&state, replayed) {
-                "queued" => c.queued += n,
-                "delivered" => c.delivered += n,
-                "expired" => c.expired += n,
-                "failed" => c.failed += n,
-                "replayed" => c.replayed += n,
-                _ => {}
+                Some(LedgerState::Queued) => c.queued += n,
+                Some(LedgerState::Delivered) => c.delivered += n,
+                Some(LedgerState::Expired) => c.expired += n,
+                Some(LedgerState::Failed) => c.failed += n,
+                Some(LedgerState::Replayed) => c.replayed += n,
+                None => {}
             }
         }
         Ok(c)
     }
 
     /// Journal copies queued since `since` (unix seconds), newest first, optionally of one
-    /// state (`queued`, `delivered`, `failed`, `expired`).
+    /// state.
     pub async fn ledger(
         &self,
         since: i64,
-        state: Option<&str>,
+        state: Option<LedgerState>,
         limit: u32,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let rows = sqlx::query(
@@ -849,7 +853,7 @@ impl Store {
              ORDER BY q.id DESC LIMIT ?3",
         )
         .bind(since)
-        .bind(state)
+        .bind(state.map(LedgerState::as_str))
         .bind(limit.max(1))
         .fetch_all(self.pool())
         .await?;
@@ -860,7 +864,13 @@ impl Store {
                 Ok(LedgerEntry {
                     mid: Mid(r.try_get::<i64, _>("mid")? as u64),
                     intake: r.try_get("recipient")?,
-                    state: ledger_state(&state, replayed).to_owned(),
+                    state: ledger_state(&state, replayed).ok_or_else(|| {
+                        StoreError::Db(sqlx::Error::ColumnDecode {
+                            index: "state".into(),
+                            source: format!("no ledger state for a journal row in {state:?}")
+                                .into(),
+                        })
+                    })?,
                     attempts: r.try_get::<i64, _>("attempts")? as u32,
                     last_reply: r.try_get("last_reply")?,
                     tls: r.try_get("tls")?,
@@ -1173,7 +1183,7 @@ mod ledger_tests {
             }
         );
         let listed = store
-            .ledger(unix_now() - 60, Some("failed"), 10)
+            .ledger(unix_now() - 60, Some(rampart_tdc::LedgerState::Failed), 10)
             .await
             .unwrap();
         assert_eq!(

@@ -1,5 +1,5 @@
 //! The Threat Defense Connector (SPEC §4): its configuration, what a journal copy looks like,
-//! how the.tdc.queue treats failures, and what it logs. Pure code; the delivery engine sends the
+//! how the.tdc.queue treats failures, what it logs, and the ledger's words for a copy's fate. Pure code; the delivery engine sends the
 //! copies as one more destination, with rules built from [`TdcConfig`] and [`rules`].
 //!
 //! Which messages get a copy is decided where the policy verdict is made, before `250`
@@ -8,11 +8,13 @@
 pub mod choice;
 mod config;
 pub mod journal;
+mod ledger;
 pub mod rules;
 pub mod text;
 
 pub use choice::{TdcChoice, TdcMode, TdcSettings};
 pub use config::{TdcConfig, TdcTls};
+pub use ledger::LedgerState;
 
 /// The pseudo destination under which journal copies are queued and counted.
 pub const TDC_QUEUE: &str = "the.tdc.queue";

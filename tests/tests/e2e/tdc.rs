@@ -720,6 +720,21 @@ async fn failed_journal_copies_can_be_replayed_once() {
     };
     assert_eq!(states(failed), ["delivered", "replayed"]);
     assert_eq!(states(delivered), ["delivered"]);
+    // The ledger filters by every state it shows, `replayed` included.
+    let (code, replayed) = s.app.api(Method::GET, "/ledger?state=replayed", None).await;
+    assert_eq!(code, 200, "{replayed}");
+    let mids: Vec<u64> = replayed
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["mid"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(mids, [failed], "{replayed}");
+    let (code, bad) = s.app.api(Method::GET, "/ledger?state=bounced", None).await;
+    assert_eq!(code, 400);
+    assert!(
+        bad.to_string()
+            .contains("queued, delivered, failed, expired or replayed"),
+        "{bad}"
+    );
     s.app
         .wait_log(&format!(
             "TDC: MID {failed} successfully delivered for scanning with Cisco Secure Email Threat Defense"

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
+use rampart_tdc::LedgerState;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -118,7 +119,7 @@ pub(crate) struct LedgerQuery {
     limit: Option<u32>,
 }
 
-/// `GET /api/v1/ledger?since=SECONDS&state=queued|delivered|failed|expired`: the fate of every
+/// `GET /api/v1/ledger?since=SECONDS&state=queued|delivered|failed|expired|replayed`: the fate of every
 /// journal copy — "which clean messages of the last hour never reached Threat Defense?".
 pub(crate) async fn ledger(
     State(state): State<AppState>,
@@ -127,13 +128,15 @@ pub(crate) async fn ledger(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
-    if let Some(s) = q.state.as_deref()
-        && !matches!(s, "queued" | "delivered" | "failed" | "expired")
-    {
-        return Err(ApiError::bad_request(format!(
-            "state must be queued, delivered, failed or expired, got {s:?}"
-        )));
-    }
+    let filter = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(LedgerState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "state must be {}, got {s:?}",
+                LedgerState::choices()
+            ))
+        })?),
+    };
     let since = q.since.unwrap_or(3600);
     if since < 0 {
         return Err(ApiError::bad_request(
@@ -144,7 +147,7 @@ pub(crate) async fn ledger(
         .store
         .ledger(
             rampart_store::unix_now() - since,
-            q.state.as_deref(),
+            filter,
             q.limit.unwrap_or(1000),
         )
         .await?;
@@ -156,7 +159,7 @@ pub(crate) async fn ledger(
 /// One journal copy as the API and `rampart ledger --json` show it.
 pub fn ledger_json(e: rampart_store::LedgerEntry) -> Value {
     json!({
-        "mid": e.mid.0, "intake_address": e.intake, "state": e.state, "attempts": e.attempts,
+        "mid": e.mid.0, "intake_address": e.intake, "state": e.state.as_str(), "attempts": e.attempts,
         "last_reply": e.last_reply, "tls": e.tls, "queued_at": rfc3339(e.queued_at * 1000),
         "done_at": e.done_at.map(|t| rfc3339(t * 1000)), "sender": e.sender, "subject": e.subject,
         "message_id": e.message_id,

@@ -5,6 +5,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use rampart_store::{Role, unix_now};
+use rampart_tdc::LedgerState;
 use serde::Deserialize;
 
 use super::{Done, Layout, Posted, Ui, UiError, done, render, stage, time, working};
@@ -74,12 +75,12 @@ pub(crate) async fn view(
     let recent = state.store.ledger(0, None, 50).await?;
     if let Some(e) = recent.iter().find(|e| e.done_at.is_some()) {
         health.last = Some((
-            e.state.clone(),
+            e.state.to_string(),
             e.last_reply.clone().unwrap_or_default(),
             time(e.done_at.unwrap_or_default()),
         ));
     }
-    if let Some(e) = recent.iter().find(|e| e.state == "delivered") {
+    if let Some(e) = recent.iter().find(|e| e.state == LedgerState::Delivered) {
         health.latency_secs = e.done_at.map(|d| d - e.queued_at);
         health.tls = Some(match &e.tls {
             Some(protocol) => format!("TLS {protocol}"),
@@ -211,7 +212,7 @@ struct LedgerPage {
 #[derive(Debug)]
 struct LedgerRow {
     mid: u64,
-    state: String,
+    state: &'static str,
     intake: String,
     attempts: u32,
     reply: String,
@@ -236,23 +237,24 @@ pub(crate) async fn ledger(
 ) -> Result<Response, UiError> {
     let Query(q) =
         q.map_err(|e| UiError::BadRequest(format!("Invalid search: {}", e.body_text())))?;
-    let state_filter = q.state.filter(|s| !s.is_empty());
-    if let Some(s) = &state_filter
-        && !["queued", "delivered", "failed", "expired", "replayed"].contains(&s.as_str())
-    {
-        return Err(UiError::BadRequest(format!(
-            "Unknown state {s:?}: use queued, delivered, failed, expired or replayed."
-        )));
-    }
+    let state_filter = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(LedgerState::parse(s).ok_or_else(|| {
+            UiError::BadRequest(format!(
+                "Unknown state {s:?}: use {}.",
+                LedgerState::choices()
+            ))
+        })?),
+    };
     let hours = q.hours.unwrap_or(24).clamp(1, 24 * 90);
     let entries = state
         .store
-        .ledger(unix_now() - hours * 3600, state_filter.as_deref(), 500)
+        .ledger(unix_now() - hours * 3600, state_filter, 500)
         .await?
         .into_iter()
         .map(|e| LedgerRow {
             mid: e.mid.0,
-            state: e.state,
+            state: e.state.as_str(),
             intake: e.intake,
             attempts: e.attempts,
             reply: e.last_reply.unwrap_or_default(),
@@ -264,7 +266,7 @@ pub(crate) async fn ledger(
     Ok(render(&LedgerPage {
         l: Layout::new(&state, &ui, "security", "Threat Defense Journal Ledger"),
         entries,
-        state_filter: state_filter.unwrap_or_default(),
+        state_filter: state_filter.map_or("", LedgerState::as_str).to_owned(),
         hours,
     }))
 }
