@@ -390,14 +390,12 @@ async fn loadconfig(config: &Config, file: &Path, partial: bool) -> Result<()> {
     };
     let store = open_store(config).await?;
     // A read-modify-write of the stored settings, saved only if nobody saved meanwhile (the
-    // web UI or the API of the running appliance); then read again and re-applied.
-    for _ in 0..5 {
-        let (current, generation) = store.load_settings_at().await?;
-        let mut settings = if partial {
-            current
-        } else {
-            Settings::default()
-        };
+    // web UI or the API of the running appliance); else applied again to the new settings.
+    let changes = rampart_changes::Changes::new(store, None);
+    let edit = |settings: &mut Settings| -> Result<Vec<String>> {
+        if !partial {
+            *settings = Settings::default();
+        }
         let named = settings.apply_toml(&text).map_err(|e| {
             anyhow::anyhow!("{} is invalid, nothing was changed:\n{e}", file.display())
         })?;
@@ -415,27 +413,28 @@ async fn loadconfig(config: &Config, file: &Path, partial: bool) -> Result<()> {
                 missing.join(", ")
             );
         }
-        match store
-            .save_settings_if(&settings, &cli_audit(), generation)
-            .await
-        {
-            Ok(_) => {
-                let which = if partial {
-                    format!(" (tables {})", named.join(", "))
-                } else {
-                    String::new()
-                };
-                eprintln!(
-                    "runtime settings loaded from {}{which}; a running appliance applies them within a second",
-                    file.display()
-                );
-                return Ok(());
-            }
-            Err(rampart_store::StoreError::Stale { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("the settings kept changing while they were loaded; nothing was changed, try again")
+        Ok(named)
+    };
+    let named = match changes.apply(&cli_audit(), None, edit).await {
+        Ok(saved) => saved.value,
+        Err(rampart_changes::ChangeError::Edit(e)) => return Err(e),
+        Err(rampart_changes::ChangeError::Invalid(problems)) => bail!(
+            "{} is invalid, nothing was changed:\n{}",
+            file.display(),
+            problems.join("\n")
+        ),
+        Err(e) => bail!("{e}"),
+    };
+    let which = if partial {
+        format!(" (tables {})", named.join(", "))
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "runtime settings loaded from {}{which}; a running appliance applies them within a second",
+        file.display()
+    );
+    Ok(())
 }
 
 /// The audit record of a change made from the command line: the OS account and the exact command.

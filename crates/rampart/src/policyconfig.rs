@@ -114,15 +114,22 @@ fn scan_action(s: &str) -> ScanAction {
 /// Validates and saves changed settings, read at `generation`; every problem is reported. A
 /// save by someone else in between (the web UI, the API) is not overwritten: nothing is saved.
 async fn save(store: &Store, settings: Settings, generation: i64) -> Result<()> {
-    settings
-        .clone()
-        .compile()
-        .map_err(|e| anyhow!("the change is invalid, nothing was saved:\n{e}"))?;
-    store
-        .save_settings_if(&settings, &crate::cli::cli_audit(), generation)
+    let changes = rampart_changes::Changes::new(store.clone(), None);
+    let edit = |s: &mut Settings| {
+        *s = settings.clone();
+        Ok::<_, String>(())
+    };
+    match changes
+        .apply(&crate::cli::cli_audit(), Some(generation), edit)
         .await
-        .map_err(|e| anyhow!("nothing was saved: {e}"))?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(rampart_changes::ChangeError::Invalid(problems)) => Err(anyhow!(
+            "the change is invalid, nothing was saved:\n{}",
+            problems.join("\n")
+        )),
+        Err(e) => Err(anyhow!("nothing was saved: {e}")),
+    }
 }
 
 pub(crate) async fn tdcconfig(

@@ -81,6 +81,21 @@ pub const TABLES: &[&str] = &[
     "tdc",
 ];
 
+/// A table as the menus name it, for messages about it.
+pub fn table_title(table: &str) -> &str {
+    match table {
+        "hat" => "The HAT",
+        "rat" => "The Recipient Access Table",
+        "smtp_routes" => "SMTP Routes",
+        "destination_controls" => "Destination Controls",
+        "bounce_profile" => "The bounce profile",
+        "tdc" => "The Threat Defense Connector settings",
+        "incoming_policies" => "Incoming Mail Policies",
+        "outgoing_policies" => "Outgoing Mail Policies",
+        other => other,
+    }
+}
+
 impl Settings {
     /// Validates every table and builds the snapshot the mail path uses.
     pub fn compile(self) -> Result<Snapshot, SettingsErrors> {

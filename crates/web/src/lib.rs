@@ -17,7 +17,6 @@ use std::sync::Arc;
 use axum::Router;
 use rampart_settings::SharedSettings;
 use rampart_store::Store;
-use tokio::sync::Mutex;
 
 pub use error::ApiError;
 
@@ -26,8 +25,8 @@ pub use error::ApiError;
 pub struct AppState {
     pub store: Store,
     pub settings: SharedSettings,
-    /// Serialises settings edits, so two concurrent changes cannot overwrite each other.
-    pub(crate) settings_edit: Arc<Mutex<()>>,
+    /// The one way settings change: API edits, staging and Commit Changes.
+    pub(crate) changes: rampart_changes::Changes,
     /// The login throttle, verification slots and remembered logins (API and UI alike).
     pub(crate) auth: Arc<auth::Guard>,
     pub(crate) options: Arc<WebOptions>,
@@ -104,9 +103,9 @@ impl AppState {
         // twice as long as the others (which would tell that the name is unknown).
         auth::warm_up();
         AppState {
+            changes: rampart_changes::Changes::new(store.clone(), Some(settings.clone())),
             store,
             settings,
-            settings_edit: Arc::default(),
             auth: Arc::new(auth::Guard::new(auth::Options {
                 max_failed_logins: options.max_failed_logins,
                 lockout: options.lockout,

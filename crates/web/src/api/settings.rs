@@ -3,12 +3,12 @@
 //! A PUT replaces the table, validated with every other table as one snapshot; on success it is
 //! stored in one transaction and swapped into the running appliance at once.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use serde_json::Value;
+
+use rampart_changes::ChangeError;
 
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
@@ -83,10 +83,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfMatch {
     }
 }
 
-/// How often a change is re-applied when another writer saved settings between its read and
-/// its write (only without `If-Match`: the change is then re-applied to what they saved).
-const EDIT_TRIES: usize = 5;
-
 /// The JSON body, or a 400 that says what is wrong with it.
 pub(crate) fn json_body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, ApiError> {
     body.map(|Json(v)| v)
@@ -114,39 +110,17 @@ pub(crate) async fn edit_settings<T>(
     mut change: impl FnMut(&mut rampart_settings::Settings) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
     caller.require_admin()?;
-    let _guard = state.settings_edit.lock().await;
-    for _ in 0..EDIT_TRIES {
-        let (mut settings, generation) = state.store.load_settings_at().await?;
-        if let Some(expected) = if_match.0
-            && expected != generation
-        {
-            return Err(stale(expected, generation));
-        }
-        let out = change(&mut settings)?;
-        let snapshot = settings
-            .clone()
-            .compile()
-            .map_err(|e| ApiError::bad_request(e.0.join("; ")))?;
-        let audit = rampart_store::Audit::new(&caller.name, "api", what.clone());
-        match state
-            .store
-            .save_settings_if(&settings, &audit, generation)
-            .await
-        {
-            Ok(_) => {
-                state.settings.store(Arc::new(snapshot));
-                return Ok(out);
-            }
-            Err(rampart_store::StoreError::Stale { expected, current }) if if_match.0.is_some() => {
-                return Err(stale(expected, current));
-            }
-            Err(rampart_store::StoreError::Stale { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    let audit = rampart_store::Audit::new(&caller.name, "api", what);
+    match state.changes.apply(&audit, if_match.0, &mut change).await {
+        Ok(saved) => Ok(saved.value),
+        Err(ChangeError::Edit(e)) => Err(e),
+        Err(ChangeError::Invalid(problems)) => Err(ApiError::bad_request(problems.join("; "))),
+        Err(ChangeError::Stale { expected, current }) => Err(stale(expected, current)),
+        Err(ChangeError::Busy) => Err(ApiError::conflict(
+            "the settings kept changing while this change was applied; try again",
+        )),
+        Err(ChangeError::Store(e)) => Err(e.into()),
     }
-    Err(ApiError::conflict(
-        "the settings kept changing while this change was applied; try again",
-    ))
 }
 
 fn stale(expected: i64, current: i64) -> ApiError {

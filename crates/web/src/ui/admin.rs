@@ -3,11 +3,10 @@
 //! Account changes take effect at once (and are audited): a locked-out administrator must not
 //! depend on a pending commit to get back in. Settings changes wait for Commit Changes.
 
-use std::sync::Arc;
-
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use rampart_changes::{ChangeError, Conflicts};
 use rampart_store::{Audit, AuditEntry, Role};
 use serde::Deserialize;
 
@@ -66,93 +65,29 @@ pub(crate) async fn commit(
             "The comment is limited to 1000 characters.".into(),
         ));
     }
-    let _guard = state.settings_edit.lock().await;
+    let errors = match state.changes.commit(&ui.user, &comment).await {
+        Ok(saved) => {
+            if saved.value > 0 {
+                tracing::info!(user = %ui.user, changes = saved.value, "changes committed from the web UI");
+            }
+            return Ok(done("/commit", "committed"));
+        }
+        // Someone else's commit conflicts with these changes, or together they are invalid.
+        Err(ChangeError::Edit(Conflicts(errors)) | ChangeError::Invalid(errors)) => errors,
+        Err(ChangeError::Store(e)) => return Err(e.into()),
+        Err(e @ (ChangeError::Busy | ChangeError::Stale { .. })) => {
+            return Err(UiError::BadRequest(format!("{e}")));
+        }
+    };
     let changes = pending(&state, &ui).await?;
-    if changes.is_empty() {
-        return Ok(done("/commit", "committed"));
-    }
-    // The stored settings (not the running snapshot, which follows a CLI change only within a
-    // second) with this administrator's tables applied, saved only if nobody saved meanwhile.
-    for _ in 0..COMMIT_TRIES {
-        let (mut settings, generation) = state.store.load_settings_at().await?;
-        let mut errors = Vec::new();
-        for (table, base) in state.store.pending_bases(&ui.user).await? {
-            let live = settings.table_json(&table).map(|v| v.to_string());
-            if base.is_some() && live != base {
-                errors.push(format!(
-                    "{} was changed by someone else since you staged your change. Abandon your changes and make them again on the current settings.",
-                    table_title(&table)
-                ));
-            }
-        }
-        for (table, value) in state.store.pending_tables(&ui.user).await? {
-            let json: serde_json::Value =
-                serde_json::from_str(&value).map_err(UiError::internal)?;
-            settings
-                .set_table_json(&table, &json)
-                .map_err(UiError::internal)?;
-        }
-        let snapshot = match settings.clone().compile() {
-            Ok(s) if errors.is_empty() => Some(s),
-            Ok(_) => None,
-            Err(e) => {
-                errors.extend(e.0);
-                None
-            }
-        };
-        let Some(snapshot) = snapshot else {
-            // Someone else's commit conflicts with these changes.
-            let mut r = render(&CommitPage {
-                l: Layout::new(&state, &ui, "admin", "Uncommitted Changes"),
-                changes,
-                errors,
-                comment,
-            });
-            *r.status_mut() = axum::http::StatusCode::CONFLICT;
-            return Ok(r);
-        };
-        let audit = Audit {
-            user: ui.user.clone(),
-            source: "ui".into(),
-            comment: comment.clone(),
-            changes: changes.iter().map(|(_, d)| d.clone()).collect(),
-        };
-        match state
-            .store
-            .commit_pending(&settings, &audit, generation)
-            .await
-        {
-            Ok(_) => {
-                state.settings.store(Arc::new(snapshot));
-                tracing::info!(user = %ui.user, changes = audit.changes.len(), "changes committed from the web UI");
-                return Ok(done("/commit", "committed"));
-            }
-            // Saved by another process between the read and the write: check again.
-            Err(rampart_store::StoreError::Stale { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(UiError::BadRequest(
-        "The settings kept changing while your changes were committed. Try again.".into(),
-    ))
-}
-
-/// How often a commit is checked again when the settings were saved between its read and write.
-const COMMIT_TRIES: usize = 5;
-
-/// A settings table as the menus name it.
-fn table_title(table: &str) -> &str {
-    match table {
-        "hat" => "The HAT",
-        "rat" => "The Recipient Access Table",
-        "smtp_routes" => "SMTP Routes",
-        "destination_controls" => "Destination Controls",
-        "bounce_profile" => "The bounce profile",
-        "tdc" => "The Threat Defense Connector settings",
-        "incoming_policies" => "Incoming Mail Policies",
-        "outgoing_policies" => "Outgoing Mail Policies",
-        other => other,
-    }
+    let mut r = render(&CommitPage {
+        l: Layout::new(&state, &ui, "admin", "Uncommitted Changes"),
+        changes,
+        errors,
+        comment,
+    });
+    *r.status_mut() = axum::http::StatusCode::CONFLICT;
+    Ok(r)
 }
 
 pub(crate) async fn abandon(
@@ -160,7 +95,7 @@ pub(crate) async fn abandon(
     Posted { ui, form: _ }: Posted<super::session::Empty>,
 ) -> Result<Response, UiError> {
     ui.require(Role::Admin)?;
-    state.store.abandon_pending(&ui.user).await?;
+    state.changes.abandon(&ui.user).await?;
     Ok(done("/commit", "abandoned"))
 }
 

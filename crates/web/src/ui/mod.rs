@@ -452,14 +452,7 @@ struct ErrorPage {
 
 /// The settings as this user sees them: the live settings with their staged changes applied.
 pub(crate) async fn working(state: &AppState, ui: &Ui) -> Result<Settings, UiError> {
-    let mut settings = state.settings.load().settings().clone();
-    for (table, value) in state.store.pending_tables(&ui.user).await? {
-        let json: serde_json::Value = serde_json::from_str(&value).map_err(UiError::internal)?;
-        settings
-            .set_table_json(&table, &json)
-            .map_err(UiError::internal)?;
-    }
-    Ok(settings)
+    Ok(state.changes.working(&ui.user).await?)
 }
 
 /// Stages a change: validates the whole working settings and records the touched tables and a
@@ -472,26 +465,10 @@ pub(crate) async fn stage(
     description: String,
 ) -> Result<Result<(), Vec<String>>, UiError> {
     ui.require(Role::Admin)?;
-    if let Err(e) = settings.clone().compile() {
-        return Ok(Err(e.0));
-    }
-    let live = state.settings.load();
-    let mut docs = Vec::with_capacity(tables.len());
-    for table in tables {
-        let json = settings
-            .table_json(table)
-            .ok_or_else(|| UiError::internal(format!("cannot serialise {table}")))?;
-        let base = live
-            .settings()
-            .table_json(table)
-            .ok_or_else(|| UiError::internal(format!("cannot serialise {table}")))?;
-        docs.push((*table, json.to_string(), base.to_string()));
-    }
-    state
-        .store
-        .put_pending(&ui.user, &docs, &description)
-        .await?;
-    Ok(Ok(()))
+    Ok(state
+        .changes
+        .stage(&ui.user, settings, tables, &description)
+        .await?)
 }
 
 /// Splits a text area or comma list into trimmed, non-empty items.
