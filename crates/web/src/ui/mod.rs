@@ -51,11 +51,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/monitor/quarantine/{mid}/delete", post(quarantine::delete))
         .route(
             "/mail-policies/hat",
-            get(network::hat).post(network::hat_post),
+            get(network::view::<network::HatPage>).post(network::post::<network::HatPage>),
         )
         .route(
             "/mail-policies/rat",
-            get(network::rat).post(network::rat_post),
+            get(network::view::<network::RatPage>).post(network::post::<network::RatPage>),
         )
         .route("/mail-policies/{direction}", get(policies::table))
         .route(
@@ -98,11 +98,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/security/tdc/resend", post(tdc::resend))
         .route(
             "/network/smtp-routes",
-            get(network::routes).post(network::routes_post),
+            get(network::view::<network::RoutesPage>).post(network::post::<network::RoutesPage>),
         )
         .route(
             "/network/destination-controls",
-            get(network::destinations).post(network::destinations_post),
+            get(network::view::<network::DestinationsPage>)
+                .post(network::post::<network::DestinationsPage>),
         )
         .route(
             "/network/bounce-profiles",

@@ -1,9 +1,10 @@
 //! The table pages: *Mail Policies > HAT Overview* and *Recipient Access Table*, *Network > SMTP
 //! Routes*, *Destination Controls* and *Bounce Profiles*.
 //!
-//! Each page shows its table and one form that adds (or replaces) an entry; every row has its
-//! own small forms (delete, and move for ordered tables). All of them post an `op` to the page's
-//! URL; changes are staged until *Commit Changes*.
+//! Each table page shows its table and one form that adds (or replaces) an entry; every row has
+//! its own small forms (delete, and move for ordered tables). All of them post an `op` to the
+//! page's URL; changes are staged until *Commit Changes*. The four tables share one [`view`] and
+//! one [`post`]: a [`TablePage`] says what differs. The bounce profile is one record, not a table.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -113,297 +114,303 @@ fn number<T: std::str::FromStr>(value: &str, what: &str) -> Result<T, String> {
         .map_err(|_| format!("{what} must be a whole number, not {:?}", value.trim()))
 }
 
+// --- The generic table page ------------------------------------------------------------------
+
+/// A table page: which settings table it shows, where it sits in the menus, and how its add
+/// form becomes an entry. [`view`] and [`post`] do the rest for every table alike.
+pub(crate) trait TablePage {
+    type Row: Clone;
+    /// The settings table, as staged.
+    const TABLE: &'static str;
+    /// The menu it sits under, its title and its URL.
+    const MENU: &'static str;
+    const TITLE: &'static str;
+    const PATH: &'static str;
+    /// How a change's description starts: `HAT`, `RAT`, ...
+    const LABEL: &'static str;
+
+    fn rows(settings: &mut Settings) -> &mut Vec<Self::Row>;
+    /// The add form's starting values.
+    fn blank() -> TableForm {
+        TableForm::default()
+    }
+    /// Refuses a delete or move the table does not allow.
+    fn check_op(_rows: &[Self::Row], _form: &TableForm) -> Result<(), UiError> {
+        Ok(())
+    }
+    /// The entry the add form describes with the words for the change, or what to fix.
+    fn parse(form: &TableForm, rows: &[Self::Row]) -> Result<(Self::Row, String), String>;
+    /// Puts a new entry in (appended unless the table says otherwise).
+    fn insert(rows: &mut Vec<Self::Row>, row: Self::Row) {
+        rows.push(row);
+    }
+    fn page(l: Layout, rows: Vec<Self::Row>, form: TableForm, error: Option<String>) -> Response;
+}
+
+/// Shows a table page with the administrator's pending changes.
+pub(crate) async fn view<P: TablePage>(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<Done>,
+) -> Result<Response, UiError> {
+    let mut settings = working(&state, &ui).await?;
+    let rows = std::mem::take(P::rows(&mut settings));
+    let l = Layout::new(&state, &ui, P::MENU, P::TITLE).flash(q.done.as_deref());
+    Ok(P::page(l, rows, P::blank(), None))
+}
+
+/// Stages a delete, a move or an added entry, or shows the page again with what to fix.
+pub(crate) async fn post<P: TablePage>(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<TableForm>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Admin)?;
+    let mut settings = working(&state, &ui).await?;
+    P::check_op(P::rows(&mut settings), &form)?;
+    let description = match row_op(P::rows(&mut settings), &form) {
+        Some(r) => format!("{}: {}", P::LABEL, r?),
+        None => match P::parse(&form, P::rows(&mut settings)) {
+            Ok((row, words)) => {
+                P::insert(P::rows(&mut settings), row);
+                format!("{}: {words}", P::LABEL)
+            }
+            Err(error) => {
+                let rows = std::mem::take(P::rows(&mut settings));
+                let l = Layout::new(&state, &ui, P::MENU, P::TITLE);
+                return Ok(invalid(P::page(l, rows, form, Some(error))));
+            }
+        },
+    };
+    let rows = P::rows(&mut settings).clone();
+    commit_or_show(
+        &state,
+        &ui,
+        &settings,
+        P::TABLE,
+        description,
+        P::PATH,
+        |e| {
+            P::page(
+                Layout::new(&state, &ui, P::MENU, P::TITLE),
+                rows,
+                form,
+                Some(e),
+            )
+        },
+    )
+    .await
+}
+
+/// Replaces the entry for the same domain, or appends: one entry per domain.
+fn replace_by_domain<T>(rows: &mut Vec<T>, row: T, domain: impl Fn(&T) -> &str) {
+    match rows
+        .iter_mut()
+        .find(|r| domain(r).eq_ignore_ascii_case(domain(&row)))
+    {
+        Some(existing) => *existing = row,
+        None => rows.push(row),
+    }
+}
+
 // --- HAT -----------------------------------------------------------------------------------
 
 #[derive(Template)]
 #[template(path = "hat.html")]
-struct HatPage {
+pub(crate) struct HatPage {
     l: Layout,
     rows: Vec<SenderGroup>,
     form: TableForm,
     error: Option<String>,
 }
 
-pub(crate) async fn hat(
-    State(state): State<AppState>,
-    ui: Ui,
-    Query(q): Query<Done>,
-) -> Result<Response, UiError> {
-    let settings = working(&state, &ui).await?;
-    Ok(render(&HatPage {
-        l: Layout::new(&state, &ui, "policies", "HAT Overview").flash(q.done.as_deref()),
-        rows: settings.hat,
-        form: TableForm::default(),
-        error: None,
-    }))
-}
+impl TablePage for HatPage {
+    type Row = SenderGroup;
+    const TABLE: &'static str = "hat";
+    const MENU: &'static str = "policies";
+    const TITLE: &'static str = "HAT Overview";
+    const PATH: &'static str = "/mail-policies/hat";
+    const LABEL: &'static str = "HAT";
 
-pub(crate) async fn hat_post(
-    State(state): State<AppState>,
-    Posted { ui, form }: Posted<TableForm>,
-) -> Result<Response, UiError> {
-    ui.require(Role::Admin)?;
-    let mut settings = working(&state, &ui).await?;
-    let description = match row_op(&mut settings.hat, &form) {
-        Some(r) => format!("HAT: {}", r?),
-        None => {
-            let policy = match form.policy.as_str() {
-                "ACCEPT" => FlowPolicy::Accept,
-                "RELAY" => FlowPolicy::Relay,
-                "REJECT" => FlowPolicy::Reject,
-                "TCPREFUSE" => FlowPolicy::Tcprefuse,
-                _ => FlowPolicy::Accept,
-            };
-            let group = SenderGroup {
-                name: form.name.trim().to_owned(),
-                hosts: items(&form.hosts),
-                policy,
-            };
-            let error = if group.name.is_empty() {
-                Some("Enter a sender group name.".to_owned())
-            } else if group.hosts.is_empty() {
-                Some(
-                    "Enter at least one host: an IP address, a CIDR range, a host name, or ALL."
-                        .to_owned(),
-                )
-            } else if settings
-                .hat
-                .iter()
-                .any(|g| g.name.eq_ignore_ascii_case(&group.name))
-            {
-                Some(format!(
-                    "A sender group named {:?} exists already.",
-                    group.name
-                ))
-            } else {
-                None
-            };
-            if let Some(error) = error {
-                let rows = settings.hat;
-                return Ok(invalid(render(&HatPage {
-                    l: Layout::new(&state, &ui, "policies", "HAT Overview"),
-                    rows,
-                    form,
-                    error: Some(error),
-                })));
-            }
-            let d = format!(
-                "HAT: added sender group {} ({}) with policy {}",
-                group.name,
-                group.hosts.join(", "),
-                policy.as_str()
-            );
-            // New groups go above a final catch-all, as on an appliance.
-            let at = match settings.hat.last() {
-                Some(g) if g.hosts.iter().any(|h| h.eq_ignore_ascii_case("ALL")) => {
-                    settings.hat.len() - 1
-                }
-                _ => settings.hat.len(),
-            };
-            settings.hat.insert(at, group);
-            d
+    fn rows(settings: &mut Settings) -> &mut Vec<SenderGroup> {
+        &mut settings.hat
+    }
+
+    fn parse(form: &TableForm, rows: &[SenderGroup]) -> Result<(SenderGroup, String), String> {
+        let policy = match form.policy.as_str() {
+            "RELAY" => FlowPolicy::Relay,
+            "REJECT" => FlowPolicy::Reject,
+            "TCPREFUSE" => FlowPolicy::Tcprefuse,
+            _ => FlowPolicy::Accept,
+        };
+        let group = SenderGroup {
+            name: form.name.trim().to_owned(),
+            hosts: items(&form.hosts),
+            policy,
+        };
+        if group.name.is_empty() {
+            return Err("Enter a sender group name.".to_owned());
         }
-    };
-    let rows = settings.hat.clone();
-    commit_or_show(
-        &state,
-        &ui,
-        &settings,
-        "hat",
-        description,
-        "/mail-policies/hat",
-        |e| {
-            render(&HatPage {
-                l: Layout::new(&state, &ui, "policies", "HAT Overview"),
-                rows,
-                form,
-                error: Some(e),
-            })
-        },
-    )
-    .await
+        if group.hosts.is_empty() {
+            return Err(
+                "Enter at least one host: an IP address, a CIDR range, a host name, or ALL."
+                    .to_owned(),
+            );
+        }
+        if rows
+            .iter()
+            .any(|g| g.name.eq_ignore_ascii_case(&group.name))
+        {
+            return Err(format!(
+                "A sender group named {:?} exists already.",
+                group.name
+            ));
+        }
+        let words = format!(
+            "added sender group {} ({}) with policy {}",
+            group.name,
+            group.hosts.join(", "),
+            policy.as_str()
+        );
+        Ok((group, words))
+    }
+
+    /// New groups go above a final catch-all, as on an appliance.
+    fn insert(rows: &mut Vec<SenderGroup>, group: SenderGroup) {
+        let at = match rows.last() {
+            Some(g) if g.hosts.iter().any(|h| h.eq_ignore_ascii_case("ALL")) => rows.len() - 1,
+            _ => rows.len(),
+        };
+        rows.insert(at, group);
+    }
+
+    fn page(l: Layout, rows: Vec<SenderGroup>, form: TableForm, error: Option<String>) -> Response {
+        render(&HatPage {
+            l,
+            rows,
+            form,
+            error,
+        })
+    }
 }
 
 // --- RAT -----------------------------------------------------------------------------------
 
 #[derive(Template)]
 #[template(path = "rat.html")]
-struct RatPage {
+pub(crate) struct RatPage {
     l: Layout,
     rows: Vec<RatEntry>,
     form: TableForm,
     error: Option<String>,
 }
 
-pub(crate) async fn rat(
-    State(state): State<AppState>,
-    ui: Ui,
-    Query(q): Query<Done>,
-) -> Result<Response, UiError> {
-    let settings = working(&state, &ui).await?;
-    Ok(render(&RatPage {
-        l: Layout::new(&state, &ui, "policies", "Recipient Access Table (RAT)")
-            .flash(q.done.as_deref()),
-        rows: settings.rat,
-        form: TableForm::default(),
-        error: None,
-    }))
-}
+impl TablePage for RatPage {
+    type Row = RatEntry;
+    const TABLE: &'static str = "rat";
+    const MENU: &'static str = "policies";
+    const TITLE: &'static str = "Recipient Access Table (RAT)";
+    const PATH: &'static str = "/mail-policies/rat";
+    const LABEL: &'static str = "RAT";
 
-pub(crate) async fn rat_post(
-    State(state): State<AppState>,
-    Posted { ui, form }: Posted<TableForm>,
-) -> Result<Response, UiError> {
-    ui.require(Role::Admin)?;
-    let mut settings = working(&state, &ui).await?;
-    let description = match row_op(&mut settings.rat, &form) {
-        Some(r) => format!("RAT: {}", r?),
-        None => {
-            let action = if form.action == "reject" {
-                RatAction::Reject
-            } else {
-                RatAction::Accept
-            };
-            let domain = form.domain.trim().to_owned();
-            if domain.is_empty() {
-                let rows = settings.rat;
-                return Ok(invalid(render(&RatPage {
-                    l: Layout::new(&state, &ui, "policies", "Recipient Access Table (RAT)"),
-                    rows,
-                    form,
-                    error: Some(
-                        "Enter a domain: example.com, .example.com for its subdomains, or ALL."
-                            .into(),
-                    ),
-                })));
-            }
-            let d = format!(
-                "RAT: added {domain} ({})",
-                if action == RatAction::Accept {
-                    "accept"
-                } else {
-                    "reject"
-                }
+    fn rows(settings: &mut Settings) -> &mut Vec<RatEntry> {
+        &mut settings.rat
+    }
+
+    fn parse(form: &TableForm, _rows: &[RatEntry]) -> Result<(RatEntry, String), String> {
+        let action = if form.action == "reject" {
+            RatAction::Reject
+        } else {
+            RatAction::Accept
+        };
+        let domain = form.domain.trim().to_owned();
+        if domain.is_empty() {
+            return Err(
+                "Enter a domain: example.com, .example.com for its subdomains, or ALL.".into(),
             );
-            settings.rat.push(RatEntry { domain, action });
-            d
         }
-    };
-    let rows = settings.rat.clone();
-    commit_or_show(
-        &state,
-        &ui,
-        &settings,
-        "rat",
-        description,
-        "/mail-policies/rat",
-        |e| {
-            render(&RatPage {
-                l: Layout::new(&state, &ui, "policies", "Recipient Access Table (RAT)"),
-                rows,
-                form,
-                error: Some(e),
-            })
-        },
-    )
-    .await
+        let words = format!(
+            "added {domain} ({})",
+            if action == RatAction::Accept {
+                "accept"
+            } else {
+                "reject"
+            }
+        );
+        Ok((RatEntry { domain, action }, words))
+    }
+
+    fn page(l: Layout, rows: Vec<RatEntry>, form: TableForm, error: Option<String>) -> Response {
+        render(&RatPage {
+            l,
+            rows,
+            form,
+            error,
+        })
+    }
 }
 
 // --- SMTP routes ---------------------------------------------------------------------------
 
 #[derive(Template)]
 #[template(path = "routes.html")]
-struct RoutesPage {
+pub(crate) struct RoutesPage {
     l: Layout,
     rows: Vec<SmtpRoute>,
     form: TableForm,
     error: Option<String>,
 }
 
-pub(crate) async fn routes(
-    State(state): State<AppState>,
-    ui: Ui,
-    Query(q): Query<Done>,
-) -> Result<Response, UiError> {
-    let settings = working(&state, &ui).await?;
-    Ok(render(&RoutesPage {
-        l: Layout::new(&state, &ui, "network", "SMTP Routes").flash(q.done.as_deref()),
-        rows: settings.smtp_routes,
-        form: TableForm::default(),
-        error: None,
-    }))
-}
+impl TablePage for RoutesPage {
+    type Row = SmtpRoute;
+    const TABLE: &'static str = "smtp_routes";
+    const MENU: &'static str = "network";
+    const TITLE: &'static str = "SMTP Routes";
+    const PATH: &'static str = "/network/smtp-routes";
+    const LABEL: &'static str = "SMTP Routes";
 
-pub(crate) async fn routes_post(
-    State(state): State<AppState>,
-    Posted { ui, form }: Posted<TableForm>,
-) -> Result<Response, UiError> {
-    ui.require(Role::Admin)?;
-    let mut settings = working(&state, &ui).await?;
-    let description = match row_op(&mut settings.smtp_routes, &form) {
-        Some(r) => format!("SMTP Routes: {}", r?),
-        None => {
-            let route = SmtpRoute {
-                domain: form.domain.trim().to_owned(),
-                hosts: items(&form.hosts),
-            };
-            let error = if route.domain.is_empty() {
-                Some("Enter the receiving domain (example.com, .example.com or ALL).".to_owned())
-            } else if route.hosts.is_empty() {
-                Some(
-                    "Enter at least one destination host (host, host:port or [ip]:port)."
-                        .to_owned(),
-                )
-            } else {
-                None
-            };
-            if let Some(error) = error {
-                let rows = settings.smtp_routes;
-                return Ok(invalid(render(&RoutesPage {
-                    l: Layout::new(&state, &ui, "network", "SMTP Routes"),
-                    rows,
-                    form,
-                    error: Some(error),
-                })));
-            }
-            let d = format!("SMTP Routes: {} → {}", route.domain, route.hosts.join(", "));
-            // One route per domain: a new route for a known domain replaces it.
-            match settings
-                .smtp_routes
-                .iter_mut()
-                .find(|r| r.domain.eq_ignore_ascii_case(&route.domain))
-            {
-                Some(existing) => *existing = route,
-                None => settings.smtp_routes.push(route),
-            }
-            d
+    fn rows(settings: &mut Settings) -> &mut Vec<SmtpRoute> {
+        &mut settings.smtp_routes
+    }
+
+    fn parse(form: &TableForm, _rows: &[SmtpRoute]) -> Result<(SmtpRoute, String), String> {
+        let route = SmtpRoute {
+            domain: form.domain.trim().to_owned(),
+            hosts: items(&form.hosts),
+        };
+        if route.domain.is_empty() {
+            return Err(
+                "Enter the receiving domain (example.com, .example.com or ALL).".to_owned(),
+            );
         }
-    };
-    let rows = settings.smtp_routes.clone();
-    commit_or_show(
-        &state,
-        &ui,
-        &settings,
-        "smtp_routes",
-        description,
-        "/network/smtp-routes",
-        |e| {
-            render(&RoutesPage {
-                l: Layout::new(&state, &ui, "network", "SMTP Routes"),
-                rows,
-                form,
-                error: Some(e),
-            })
-        },
-    )
-    .await
+        if route.hosts.is_empty() {
+            return Err(
+                "Enter at least one destination host (host, host:port or [ip]:port).".to_owned(),
+            );
+        }
+        let words = format!("{} → {}", route.domain, route.hosts.join(", "));
+        Ok((route, words))
+    }
+
+    /// One route per domain: a new route for a known domain replaces it.
+    fn insert(rows: &mut Vec<SmtpRoute>, route: SmtpRoute) {
+        replace_by_domain(rows, route, |r| &r.domain);
+    }
+
+    fn page(l: Layout, rows: Vec<SmtpRoute>, form: TableForm, error: Option<String>) -> Response {
+        render(&RoutesPage {
+            l,
+            rows,
+            form,
+            error,
+        })
+    }
 }
 
 // --- Destination controls ------------------------------------------------------------------
 
 #[derive(Template)]
 #[template(path = "destinations.html")]
-struct DestinationsPage {
+pub(crate) struct DestinationsPage {
     l: Layout,
     rows: Vec<DestinationControl>,
     form: TableForm,
@@ -418,118 +425,92 @@ fn tls_label(t: &TlsPolicy) -> &'static str {
     }
 }
 
-pub(crate) async fn destinations(
-    State(state): State<AppState>,
-    ui: Ui,
-    Query(q): Query<Done>,
-) -> Result<Response, UiError> {
-    let settings = working(&state, &ui).await?;
-    Ok(render(&DestinationsPage {
-        l: Layout::new(&state, &ui, "network", "Destination Controls").flash(q.done.as_deref()),
-        rows: settings.destination_controls,
-        form: TableForm {
+impl TablePage for DestinationsPage {
+    type Row = DestinationControl;
+    const TABLE: &'static str = "destination_controls";
+    const MENU: &'static str = "network";
+    const TITLE: &'static str = "Destination Controls";
+    const PATH: &'static str = "/network/destination-controls";
+    const LABEL: &'static str = "Destination Controls";
+
+    fn rows(settings: &mut Settings) -> &mut Vec<DestinationControl> {
+        &mut settings.destination_controls
+    }
+
+    fn blank() -> TableForm {
+        TableForm {
             max_connections: "20".into(),
             max_messages_per_connection: "50".into(),
             tls: "preferred".into(),
             ..TableForm::default()
-        },
-        error: None,
-    }))
-}
-
-pub(crate) async fn destinations_post(
-    State(state): State<AppState>,
-    Posted { ui, form }: Posted<TableForm>,
-) -> Result<Response, UiError> {
-    ui.require(Role::Admin)?;
-    let mut settings = working(&state, &ui).await?;
-    if form.op == "delete"
-        && form
-            .index
-            .and_then(|i| settings.destination_controls.get(i))
-            .map(|d| d.domain.as_str())
-            == Some("default")
-    {
-        return Err(UiError::BadRequest(
-            "The default destination control cannot be deleted; edit it instead.".into(),
-        ));
-    }
-    let description = match row_op(&mut settings.destination_controls, &form) {
-        Some(r) => format!("Destination Controls: {}", r?),
-        None => {
-            let parsed = (|| {
-                let domain = form.domain.trim().to_owned();
-                if domain.is_empty() {
-                    return Err("Enter a destination domain, or default.".to_owned());
-                }
-                Ok(DestinationControl {
-                    domain,
-                    max_connections: number(&form.max_connections, "Maximum connections")?,
-                    max_messages_per_connection: number(
-                        &form.max_messages_per_connection,
-                        "Messages per connection",
-                    )?,
-                    tls: match form.tls.as_str() {
-                        "off" => TlsPolicy::Off,
-                        "required" => TlsPolicy::Required,
-                        _ => TlsPolicy::Preferred,
-                    },
-                    verify_tls: form.verify_tls.is_some(),
-                })
-            })();
-            let control = match parsed {
-                Ok(c) => c,
-                Err(error) => {
-                    let rows = settings.destination_controls;
-                    return Ok(invalid(render(&DestinationsPage {
-                        l: Layout::new(&state, &ui, "network", "Destination Controls"),
-                        rows,
-                        form,
-                        error: Some(error),
-                    })));
-                }
-            };
-            let d = format!(
-                "Destination Controls: {} at most {} connections, {} messages per connection, TLS {}{}",
-                control.domain,
-                control.max_connections,
-                control.max_messages_per_connection,
-                tls_label(&control.tls),
-                if control.verify_tls {
-                    " (verified)"
-                } else {
-                    ""
-                }
-            );
-            match settings
-                .destination_controls
-                .iter_mut()
-                .find(|c| c.domain.eq_ignore_ascii_case(&control.domain))
-            {
-                Some(existing) => *existing = control,
-                None => settings.destination_controls.push(control),
-            }
-            d
         }
-    };
-    let rows = settings.destination_controls.clone();
-    commit_or_show(
-        &state,
-        &ui,
-        &settings,
-        "destination_controls",
-        description,
-        "/network/destination-controls",
-        |e| {
-            render(&DestinationsPage {
-                l: Layout::new(&state, &ui, "network", "Destination Controls"),
-                rows,
-                form,
-                error: Some(e),
-            })
-        },
-    )
-    .await
+    }
+
+    fn check_op(rows: &[DestinationControl], form: &TableForm) -> Result<(), UiError> {
+        let target = form.index.and_then(|i| rows.get(i));
+        if form.op == "delete" && target.is_some_and(|d| d.domain == "default") {
+            return Err(UiError::BadRequest(
+                "The default destination control cannot be deleted; edit it instead.".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn parse(
+        form: &TableForm,
+        _rows: &[DestinationControl],
+    ) -> Result<(DestinationControl, String), String> {
+        let domain = form.domain.trim().to_owned();
+        if domain.is_empty() {
+            return Err("Enter a destination domain, or default.".to_owned());
+        }
+        let control = DestinationControl {
+            domain,
+            max_connections: number(&form.max_connections, "Maximum connections")?,
+            max_messages_per_connection: number(
+                &form.max_messages_per_connection,
+                "Messages per connection",
+            )?,
+            tls: match form.tls.as_str() {
+                "off" => TlsPolicy::Off,
+                "required" => TlsPolicy::Required,
+                _ => TlsPolicy::Preferred,
+            },
+            verify_tls: form.verify_tls.is_some(),
+        };
+        let words = format!(
+            "{} at most {} connections, {} messages per connection, TLS {}{}",
+            control.domain,
+            control.max_connections,
+            control.max_messages_per_connection,
+            tls_label(&control.tls),
+            if control.verify_tls {
+                " (verified)"
+            } else {
+                ""
+            }
+        );
+        Ok((control, words))
+    }
+
+    /// One control per domain: a new one for a known domain replaces it.
+    fn insert(rows: &mut Vec<DestinationControl>, control: DestinationControl) {
+        replace_by_domain(rows, control, |c| &c.domain);
+    }
+
+    fn page(
+        l: Layout,
+        rows: Vec<DestinationControl>,
+        form: TableForm,
+        error: Option<String>,
+    ) -> Response {
+        render(&DestinationsPage {
+            l,
+            rows,
+            form,
+            error,
+        })
+    }
 }
 
 // --- Bounce profile ------------------------------------------------------------------------
