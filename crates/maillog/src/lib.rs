@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub mod line;
 mod syslog;
 
 pub use syslog::{Framing, Syslog, SyslogConfig, SyslogStatus, Transport};

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use rampart_maillog::quote;
+use rampart_maillog::line;
 use rampart_policy::{Disposition, Facts};
 use rampart_settings::{FlowPolicy, HatMatch};
 use rampart_smtp::reply::{code, replies};
@@ -108,7 +108,7 @@ pub(crate) async fn process(
                 decider(v)
             ));
         }
-        log_before.push(format!("Message finished MID {} done", env.mid));
+        log_before.push(line::finished(env.mid));
         return Ok(Processed {
             messages: vec![],
             reply: Reply::owned(code::MAILBOX_UNAVAILABLE, Some(Enhanced(5, 7, 1)), text),
@@ -122,10 +122,7 @@ pub(crate) async fn process(
     let mut body = Some(body);
     for (i, (pidx, name, rcpt_idxs, verdict)) in judged.into_iter().enumerate() {
         let mid = if i == 0 {
-            log_before.push(format!(
-                "MID {} matched all recipients for per-recipient policy {name} in the {direction} table",
-                env.mid
-            ));
+            log_before.push(line::matched_policy(env.mid, &name, direction));
             env.mid
         } else {
             let new = mta
@@ -133,10 +130,7 @@ pub(crate) async fn process(
                 .next_mid()
                 .await
                 .map_err(|_| replies::STORAGE_FAILED)?;
-            log_before.push(format!(
-                "MID {} was split creating MID {new} due to a per-recipient policy {name} in the {direction} table",
-                env.mid
-            ));
+            log_before.push(line::split(env.mid, new, &name, direction));
             new
         };
         mids.push(mid);
@@ -224,7 +218,7 @@ pub(crate) async fn process(
             let Some(r) = env.rcpts.get(ri) else { continue };
             tracking.push(format!("Message {mid} to: <{r}>"));
             if i > 0 {
-                log_before.push(format!("MID {mid} ICID {} RID {rid} To: <{r}>", env.icid));
+                log_before.push(line::to(mid, env.icid, rid as u32, &r.to_string()));
             }
             recipients.push(NewRecipient {
                 rcpt_idx: rid as u32,
@@ -252,12 +246,12 @@ pub(crate) async fn process(
         match (&verdict.disposition, &finding_line) {
             (Disposition::Deliver, _) => {
                 tracking.push(format!("Message {mid} queued for delivery"));
-                log_after.push(format!("MID {mid} queued for delivery"));
+                log_after.push(line::queued_for_delivery(mid));
             }
             (_, Some(line)) => {
                 log_after.push(line.clone());
                 if !matches!(verdict.disposition, Disposition::Quarantine) {
-                    log_after.push(format!("Message finished MID {mid} done"));
+                    log_after.push(line::finished(mid));
                 }
                 tracking.push(line.replacen("MID", "Message", 1));
             }
@@ -299,10 +293,7 @@ pub(crate) async fn process(
         if let Disposition::Bounce(text) = &verdict.disposition {
             // Part of the message was refused by policy: tell the sender with a DSN.
             if let Some(dsn) = bounce_notice(mta, &messages, mid, text).await {
-                log_after.push(format!(
-                    "MID {} was generated for bounce of MID {mid}",
-                    dsn.mid
-                ));
+                log_after.push(line::generated_for_bounce(dsn.mid, mid));
                 messages.push(dsn);
             }
         }
@@ -411,26 +402,14 @@ fn scan_lines(
 ) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(word) = spam {
-        lines.push(format!(
-            "MID {mid} interim verdict using engine: RSPAMD spam {word}"
-        ));
-        lines.push(format!("MID {mid} using engine: RSPAMD spam {word}"));
+        lines.extend(line::spam_verdict(mid, word));
     }
     match (virus, &facts.virus) {
         (Some(_), Some(rampart_policy::VirusResult::Infected(name))) => {
-            lines.push(format!("MID {mid} interim AV verdict using CLAMAV VIRAL"));
-            lines.push(format!("MID {mid} antivirus positive {}", quote(name)));
+            lines.extend(line::virus_positive(mid, name));
         }
-        (Some("negative"), _) => {
-            lines.push(format!("MID {mid} interim AV verdict using CLAMAV CLEAN"));
-            lines.push(format!("MID {mid} antivirus negative"));
-        }
-        (Some(_), _) => {
-            lines.push(format!(
-                "MID {mid} interim AV verdict using CLAMAV UNSCANNABLE"
-            ));
-            lines.push(format!("MID {mid} antivirus unscannable"));
-        }
+        (Some("negative"), _) => lines.extend(line::virus_negative(mid)),
+        (Some(_), _) => lines.extend(line::virus_unscannable(mid)),
         (None, _) => {}
     }
     lines

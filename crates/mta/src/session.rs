@@ -7,6 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use rampart_dns::canonical_ip;
+use rampart_maillog::line;
 use rampart_settings::{FlowPolicy, HatMatch};
 use rampart_smtp::reply::{code, replies};
 use rampart_smtp::{
@@ -61,18 +62,20 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
     )
     .await;
     let iface = &mta.config.interface;
-    mta.log.info(format!(
-        "New SMTP ICID {icid} interface {iface} ({}) address {peer_ip} reverse dns host {} verified {}",
+    mta.log.info(line::new_icid(
+        icid,
+        iface,
         canonical_ip(local.ip()),
-        rdns.host.as_deref().unwrap_or("unknown"),
-        if rdns.verified { "yes" } else { "no" },
+        peer_ip,
+        rdns.host.as_deref(),
+        rdns.verified,
     ));
     let hat = mta.settings.load().classify(peer_ip, rdns.verified_name());
-    mta.log.info(format!(
-        "ICID {icid} {} SG {} match {} SBRS None country not applicable",
+    mta.log.info(line::sender_group(
+        icid,
         hat.policy.as_str(),
-        hat.group,
-        hat.matched
+        &hat.group,
+        &hat.matched,
     ));
     // The span goes with the task (`instrument`), never entered across an await: a task moves
     // between worker threads, and a guard held over an await left the span on one thread's stack
@@ -82,7 +85,7 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
     async move {
         if hat.policy == FlowPolicy::Tcprefuse {
             drop(stream);
-            mta.log.info(format!("ICID {icid} close"));
+            mta.log.info(line::icid_close(icid));
             return;
         }
         let mut session = Session {
@@ -100,7 +103,7 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
         };
         session.serve().await;
         session.io.shutdown().await;
-        mta.log.info(format!("ICID {icid} close"));
+        mta.log.info(line::icid_close(icid));
     }
     .instrument(span)
     .await
@@ -446,10 +449,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         })?;
         let icid = self.icid;
         let sender = from.as_ref().map(ToString::to_string).unwrap_or_default();
-        self.mta.log.info(format!("Start MID {mid} ICID {icid}"));
-        self.mta
-            .log
-            .info(format!("MID {mid} ICID {icid} From: <{sender}>"));
+        self.mta.log.info(line::start_mid(mid, icid));
+        self.mta.log.info(line::from(mid, icid, &sender));
         self.tx = Some(Transaction {
             mid,
             from,
@@ -487,7 +488,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let rid = tx.rcpts.len();
         self.mta
             .log
-            .info(format!("MID {mid} ICID {icid} RID {rid} To: <{to}>"));
+            .info(line::to(mid, icid, rid as u32, &to.to_string()));
         tx.rcpts.push(to);
         self.io.reply(&replies::RECIPIENT_OK);
         Ok(Next::Continue)
@@ -628,23 +629,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let (message_id, subject) = header_fields(&body);
         let log = &self.mta.log;
         if let Some(id) = &message_id {
-            log.info(format!(
-                "MID {mid} Message-ID {}",
-                rampart_maillog::quote(id)
-            ));
+            log.info(line::message_id(mid, id));
         }
         if let Some(s) = &subject {
-            log.info(format!("MID {mid} Subject {}", rampart_maillog::quote(s)));
+            log.info(line::subject(mid, s));
         }
         let sender = tx
             .from
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default();
-        log.info(format!(
-            "MID {mid} ready {} bytes from <{sender}>",
-            body.len()
-        ));
+        log.info(line::ready(mid, body.len(), &sender));
         let envelope = crate::process::Envelope {
             mid,
             icid,
@@ -715,10 +710,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .negotiated_cipher_suite()
                     .map(|c| tls_names::cipher_name(&format!("{:?}", c.suite())))
                     .unwrap_or_default();
-                self.mta.log.info(format!(
-                    "ICID {} TLS success protocol {protocol} cipher {cipher}",
-                    self.icid
-                ));
+                self.mta
+                    .log
+                    .info(line::icid_tls(self.icid, &protocol, &cipher));
                 self.io.stream = Stream::Tls(Box::new(tls));
                 self.tls = Some((protocol, cipher));
                 self.helo = None;

@@ -4,7 +4,7 @@
 //! tests pins the rules for mail (the bounce profile) and journal copies (Cisco's table, SPEC §4).
 
 use rampart_dsn as dsn;
-use rampart_maillog::quote;
+use rampart_maillog::line;
 use rampart_settings::BounceProfile;
 use rampart_smtp::{Enhanced, Reply};
 use rampart_store::{Claimed, Dcid, HostDelta, Mid, Outcome, RowOutcome};
@@ -155,10 +155,7 @@ fn mail(
                 || cx.now - row.created_at >= profile.max_queue_secs as i64;
             if expired {
                 d.delta.hard_bounced += 1;
-                d.log.push(format!(
-                    "Bounced: DCID {dcid} MID {mid} to RID {rid} - 5.4.7 - Delivery expired (message too old) ('000', [{}])",
-                    quote(&text)
-                ));
+                d.log.push(line::expired(dcid, mid, rid, &text));
                 d.tracking.push(format!(
                     "Message {mid} to <{}> expired after {attempts} attempts: {text}",
                     row.recipient
@@ -179,10 +176,8 @@ fn mail(
                     .enhanced
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "4.0.0".into());
-                d.log.push(format!(
-                    "Delayed: DCID {dcid} MID {mid} to RID {rid} - {status} - {smtp_text} ('{}', [{}])",
-                    reply.code,
-                    quote(&smtp_text)
+                d.log.push(line::delayed(
+                    dcid, mid, rid, &status, reply.code, &smtp_text,
                 ));
                 d.tracking.push(format!(
                     "Message {mid} to <{}> soft bounced, retry in {wait}s: {text}",
@@ -198,10 +193,8 @@ fn mail(
                 .enhanced
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "5.0.0".into());
-            d.log.push(format!(
-                "Bounced: DCID {dcid} MID {mid} to RID {rid} - Bounced by destination server with response: {status} - {smtp_text} ('{}', [{}])",
-                reply.code,
-                quote(&smtp_text)
+            d.log.push(line::bounced(
+                dcid, mid, rid, &status, reply.code, &smtp_text,
             ));
             d.tracking.push(format!(
                 "Message {mid} to <{}> hard bounced: {text}",
@@ -226,19 +219,9 @@ fn mail(
         });
     }
     if !delivered_rids.is_empty() {
-        let rids = format!(
-            "[{}]",
-            delivered_rids
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        d.log
-            .push(format!("Message done DCID {dcid} MID {mid} to RID {rids}"));
+        d.log.push(line::message_done(dcid, mid, &delivered_rids));
         if let Some(text) = delivered_reply {
-            d.log
-                .push(format!("MID {mid} RID {rids} Response {}", quote(&text)));
+            d.log.push(line::response(mid, &delivered_rids, &text));
         }
     }
     if !profile.send_dsn || cx.sender.is_empty() {

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use rampart_dsn as dsn;
+use rampart_maillog::line;
 use rampart_settings::Snapshot;
 use rampart_smtp::{Enhanced, Reply};
 use rampart_store::{Dcid, Mid, NewMessage, StoredMessage, unix_now};
@@ -88,7 +89,7 @@ impl Inner {
                 conn.quit().await;
             }
             let _ = self.store.host_connection(&dest.name, -1).await;
-            self.log.info(format!("DCID {dcid} close"));
+            self.log.info(line::dcid_close(dcid));
         }
     }
 
@@ -158,12 +159,10 @@ impl Inner {
                     self.log.info(if journal {
                         tdc::new_smtp(dcid, local, ip, port)
                     } else {
-                        format!("New SMTP DCID {dcid} interface {local} address {ip} port {port}")
+                        line::new_dcid(dcid, local, ip, port)
                     });
                     if let Some((protocol, cipher)) = &conn.tls {
-                        self.log.info(format!(
-                            "DCID {dcid} TLS success protocol {protocol} cipher {cipher}"
-                        ));
+                        self.log.info(line::dcid_tls(dcid, protocol, cipher));
                     }
                     return Ok((conn, dcid));
                 }
@@ -185,9 +184,7 @@ impl Inner {
                             ClientError::Refused(_) => "server refused the session",
                             ClientError::Protocol(_) => "protocol error",
                         };
-                        format!(
-                            "Connection Error: DCID {dcid} domain: {dest} IP: {ip} port: {port} details: {e} interface: 0.0.0.0 reason: {reason}"
-                        )
+                        line::connection_error(dcid, dest, ip, port, &e, reason)
                     });
                     last = Some(HostFailure {
                         kind,
@@ -235,11 +232,8 @@ impl Inner {
         let rcpts: Vec<&str> = job.rows.iter().map(|r| r.recipient.as_str()).collect();
         let (sender, body) = match &rules.kind {
             Kind::Mail(_) => {
-                self.log.info(format!(
-                    "Delivery start DCID {dcid} MID {} to RID {}",
-                    job.mid,
-                    rid_list(&job)
-                ));
+                let rids: Vec<u32> = job.rows.iter().map(|r| r.rcpt_idx).collect();
+                self.log.info(line::delivery_start(dcid, job.mid, &rids));
                 (message.sender.as_str(), Cow::Borrowed(&message.body[..]))
             }
             Kind::Journal(config) => {
@@ -355,13 +349,10 @@ impl Inner {
             {
                 Ok(finished) => {
                     if let Some(d) = &dsn {
-                        inner.log.info(format!(
-                            "MID {} was generated for bounce of MID {mid}",
-                            d.mid
-                        ));
+                        inner.log.info(line::generated_for_bounce(d.mid, mid));
                     }
                     for m in finished {
-                        inner.log.info(format!("Message finished MID {m} done"));
+                        inner.log.info(line::finished(m));
                     }
                 }
                 Err(e) => {
@@ -394,16 +385,4 @@ impl Inner {
             failed,
         ))
     }
-}
-
-/// `[0, 1]`, as AsyncOS lists recipient indexes.
-fn rid_list(job: &Job) -> String {
-    format!(
-        "[{}]",
-        job.rows
-            .iter()
-            .map(|r| r.rcpt_idx.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
 }
