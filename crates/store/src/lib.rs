@@ -9,9 +9,13 @@
 //! write lock. `accept` returns only after that commit, which is when the session may answer `250`.
 
 mod admin;
+mod hosts;
 mod ids;
+mod ledger;
 mod messages;
+mod quarantine;
 mod queue;
+mod retention;
 mod settings;
 mod users;
 mod writer;
@@ -25,15 +29,16 @@ use sqlx::{ConnectOptions, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{Audit, AuditEntry, Bucket, Session, Totals};
+pub use hosts::{HostDelta, HostRow};
 pub use ids::{Dcid, Icid, Mid};
+pub use ledger::{LedgerCounts, LedgerEntry};
 pub use messages::{
     NewMessage, NewMessageRef, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage,
     TrackFilter, Tracked, TrackingEvent,
 };
-pub use queue::{
-    Claimed, HostDelta, HostRow, LedgerCounts, LedgerEntry, Outcome, Pruned, Quarantined,
-    RowOutcome,
-};
+pub use quarantine::Quarantined;
+pub use queue::{Claimed, Outcome, RowOutcome};
+pub use retention::Pruned;
 pub use users::{Role, User};
 
 #[derive(Debug, thiserror::Error)]

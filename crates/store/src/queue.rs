@@ -1,14 +1,14 @@
-//! The delivery queue: claiming due rows with a lease, recording attempt outcomes, and the
-//! per-host counters behind `tophosts`.
+//! The delivery queue: claiming due rows with a lease and recording attempt outcomes. The
+//! counters behind `tophosts` are in `hosts.rs`, the journal ledger in `ledger.rs`, the
+//! quarantine in `quarantine.rs`, retention in `retention.rs`.
 //!
 //! Claiming moves `next_attempt_at` (and `lease_until`) forward *before* the attempt, so a row
 //! whose attempt never reports back — the process died — comes due again by itself. At start-up
 //! [`Store::release_leases`] makes such rows due at once.
 
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
-use rampart_tdc::LedgerState;
-
+use crate::hosts::HostDelta;
 use crate::messages::NewMessage;
 use crate::{Mid, Store, StoreError, unix_now, unix_now_ms};
 
@@ -49,26 +49,6 @@ pub struct RowOutcome {
     pub reply: String,
     /// The TLS protocol of the session that delivered the row, if it used TLS.
     pub tls: Option<String>,
-}
-
-/// One line of `tophosts`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostRow {
-    pub host: String,
-    pub active_recipients: u64,
-    pub connections_out: u64,
-    pub delivered: u64,
-    pub soft_bounced: u64,
-    pub hard_bounced: u64,
-    pub down: bool,
-}
-
-/// Counter changes for one host, applied with an outcome.
-#[derive(Debug, Clone, Default)]
-pub struct HostDelta {
-    pub delivered: u64,
-    pub soft_bounced: u64,
-    pub hard_bounced: u64,
 }
 
 impl Store {
@@ -149,212 +129,218 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)
     }
-
-    /// Adjusts the open-connection count of a host (+1 on connect, -1 on close). Applied with
-    /// the writer's next commit; the caller does not wait for it.
-    pub async fn host_connection(&self, host: &str, delta: i64) -> Result<(), StoreError> {
-        self.host_change(HostChange {
-            host: host.to_owned(),
-            connections: delta,
-            down: None,
-        })
-        .await
-    }
-
-    /// Marks a host down (its last connection attempt failed) or up; like
-    /// [`Store::host_connection`], applied with the writer's next commit.
-    pub async fn host_down(&self, host: &str, down: bool) -> Result<(), StoreError> {
-        self.host_change(HostChange {
-            host: host.to_owned(),
-            connections: 0,
-            down: Some(down),
-        })
-        .await
-    }
-
-    async fn host_change(&self, change: HostChange) -> Result<(), StoreError> {
-        self.writer
-            .send(crate::writer::Job::Host(change))
-            .await
-            .map_err(|_| StoreError::Closed)
-    }
-
-    /// The `tophosts` table: every host with counters or queued recipients.
-    pub async fn tophosts(&self) -> Result<Vec<HostRow>, StoreError> {
-        let rows = sqlx::query(
-            "WITH active AS (SELECT queue_name AS host, COUNT(*) AS n FROM queue WHERE state = 'queued' GROUP BY queue_name), \
-             hosts AS (SELECT host FROM host_counters UNION SELECT host FROM active) \
-             SELECT hosts.host AS host, COALESCE(active.n, 0) AS active, COALESCE(c.connections_out, 0) AS conns, \
-             COALESCE(c.delivered, 0) AS delivered, COALESCE(c.soft_bounced, 0) AS soft, \
-             COALESCE(c.hard_bounced, 0) AS hard, COALESCE(c.down, 0) AS down \
-             FROM hosts LEFT JOIN active ON active.host = hosts.host LEFT JOIN host_counters c ON c.host = hosts.host \
-             ORDER BY active DESC, hosts.host",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(HostRow {
-                    host: r.try_get("host")?,
-                    active_recipients: r.try_get::<i64, _>("active")? as u64,
-                    connections_out: r.try_get::<i64, _>("conns")? as u64,
-                    delivered: r.try_get::<i64, _>("delivered")? as u64,
-                    soft_bounced: r.try_get::<i64, _>("soft")? as u64,
-                    hard_bounced: r.try_get::<i64, _>("hard")? as u64,
-                    down: r.try_get::<i64, _>("down")? != 0,
-                })
-            })
-            .collect()
-    }
 }
 
-impl Store {
-    /// Journal copies queued since `since` (unix seconds) that a replay would send again.
-    pub async fn replayable(&self, since: i64) -> Result<u64, StoreError> {
-        let sql = format!("SELECT COUNT(DISTINCT q.mid) FROM queue q WHERE {REPLAYABLE}");
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(since)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(n as u64)
-    }
+/// The outcome of one attempt, as the writer task applies it.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    pub(crate) host: String,
+    pub(crate) outcomes: Vec<RowOutcome>,
+    pub(crate) delta: HostDelta,
+    pub(crate) tracking: Vec<(Mid, String)>,
+    pub(crate) dsn: Option<NewMessage>,
+}
 
-    /// Journal replay: every MID whose journal copy failed or expired since `since` gets one new
-    /// copy to its intake, queued now (so Cisco's expiry counts from now); the old rows become
-    /// `replayed`. Never a MID whose copy was delivered or is still queued. Returns the MIDs.
-    pub async fn replay_journal(&self, since: i64) -> Result<Vec<Mid>, StoreError> {
-        let now = unix_now();
-        let mut tx = self.pool().begin().await?;
+/// Rows per multi-row statement (SQLite allows 32,766 bound parameters in one statement).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Makes leased rows due now (see [`Store::unlease`]); rows that were finished meanwhile keep
+/// their state.
+pub(crate) async fn unlease(
+    tx: &mut sqlx::SqliteConnection,
+    ids: &[i64],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
         let sql = format!(
-            "SELECT q.mid, q.recipient, q.queue_name FROM queue q WHERE {REPLAYABLE} \
-             AND q.id = (SELECT MAX(o.id) FROM queue o WHERE o.mid = q.mid AND o.kind = 'journal') \
-             ORDER BY q.mid"
+            "UPDATE queue SET next_attempt_at = ?1, lease_until = 0 WHERE state = 'queued' AND id IN ({})",
+            list.join(", ")
         );
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(since)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut mids = Vec::with_capacity(rows.len());
-        for (mid, intake, queue_name) in rows {
-            sqlx::query(
-                "UPDATE queue SET replayed_at = ?2 WHERE mid = ?1 AND kind = 'journal' \
-                 AND state IN ('bounced', 'expired', 'dropped') AND replayed_at IS NULL",
-            )
-            .bind(mid)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, state, created_at, \
-                 next_attempt_at) SELECT ?1, MAX(rcpt_idx) + 1, ?2, ?3, 'journal', 'queued', ?4, ?4 \
-                 FROM queue WHERE mid = ?1",
-            )
-            .bind(mid)
-            .bind(&intake)
-            .bind(&queue_name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            mids.push(Mid(mid as u64));
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            q = q.bind(id);
         }
-        let texts: Vec<String> = mids
-            .iter()
-            .map(|m| {
-                format!("Message {m} journal copy queued again for Cisco Secure Email Threat Defense (replay)")
-            })
-            .collect();
-        let events: Vec<(Mid, &str)> = mids
-            .iter()
-            .zip(&texts)
-            .map(|(m, t)| (*m, t.as_str()))
-            .collect();
-        crate::messages::insert_tracking(&mut tx, &events, unix_now_ms()).await?;
-        tx.commit().await?;
-        if !mids.is_empty() {
-            self.queued.notify_one();
-        }
-        Ok(mids)
+        q.execute(&mut *tx).await?;
     }
-
-    /// Retention: empties the bodies of finished messages received before `bodies_before`, and
-    /// deletes finished messages received before `records_before` with their queue rows and
-    /// tracking (unix seconds). A message with a recipient still queued or in quarantine is
-    /// never touched. Works in small transactions, so mail is never held up for long.
-    pub async fn prune(
-        &self,
-        bodies_before: i64,
-        records_before: i64,
-    ) -> Result<Pruned, StoreError> {
-        const BATCH: i64 = 500;
-        const FINISHED: &str = "NOT EXISTS (SELECT 1 FROM queue q WHERE q.mid = m.mid \
-                                AND q.state IN ('queued', 'quarantined'))";
-        let mut pruned = Pruned::default();
-        loop {
-            let sql = format!(
-                "SELECT m.mid FROM messages m WHERE m.body_pruned IN (0, 1) AND m.received_at < ?1 \
-                 AND {FINISHED} ORDER BY m.received_at LIMIT ?2"
-            );
-            let mids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(records_before)
-                .bind(BATCH)
-                .fetch_all(self.pool())
-                .await?;
-            if mids.is_empty() {
-                break;
-            }
-            let list = mids
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let mut tx = self.pool().begin().await?;
-            for table in ["queue", "tracking", "messages"] {
-                // The MIDs are integers read from the database just now: nothing to bind.
-                let sql = format!("DELETE FROM {table} WHERE mid IN ({list})");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            pruned.records += mids.len() as u64;
-            if (mids.len() as i64) < BATCH {
-                break;
-            }
-        }
-        loop {
-            let sql = format!(
-                "UPDATE messages SET body = x'', body_pruned = 1 WHERE mid IN \
-                 (SELECT m.mid FROM messages m WHERE m.body_pruned = 0 AND m.received_at < ?1 \
-                  AND {FINISHED} ORDER BY m.received_at LIMIT ?2)"
-            );
-            let n = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(bodies_before)
-                .bind(BATCH)
-                .execute(self.pool())
-                .await?
-                .rows_affected();
-            pruned.bodies += n;
-            if (n as i64) < BATCH {
-                break;
-            }
-        }
-        Ok(pruned)
-    }
+    Ok(())
 }
 
-/// What one retention pass removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pruned {
-    /// Message bodies emptied.
-    pub bodies: u64,
-    /// Messages deleted with their queue rows and tracking.
-    pub records: u64,
+/// Leases up to `limit` due rows inside an open transaction.
+pub(crate) async fn claim(
+    tx: &mut sqlx::SqliteConnection,
+    now: i64,
+    lease_secs: i64,
+    limit: u32,
+) -> Result<Vec<Claimed>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE queue SET next_attempt_at = ?1 + ?2, lease_until = ?1 + ?2 \
+         WHERE id IN (SELECT id FROM queue WHERE state = 'queued' AND next_attempt_at <= ?1 \
+                      ORDER BY next_attempt_at, id LIMIT ?3) \
+         RETURNING id, mid, rcpt_idx, recipient, queue_name, kind, attempts, created_at",
+    )
+    .bind(now)
+    .bind(lease_secs)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = rows
+        .into_iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                mid: Mid(r.try_get::<i64, _>("mid")? as u64),
+                rcpt_idx: r.try_get::<i64, _>("rcpt_idx")? as u32,
+                recipient: r.try_get("recipient")?,
+                queue_name: r.try_get("queue_name")?,
+                kind: crate::QueueKind::from_row(&r)?,
+                attempts: r.try_get::<i64, _>("attempts")? as u32,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.sort_by_key(|c| (c.mid, c.rcpt_idx));
+    Ok(out)
+}
+
+/// Applies the outcomes of a batch of attempts inside an open transaction, with one statement
+/// per kind of change for the whole batch; returns, for each attempt, the MIDs it finished (a
+/// MID whose rows became final in several attempts of the batch goes to the last of them, as if
+/// they had been committed one after another).
+pub(crate) async fn apply_attempts(
+    tx: &mut sqlx::SqliteConnection,
+    attempts: &[&Attempt],
+    now: i64,
+) -> Result<Vec<Vec<Mid>>, StoreError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now_ms = unix_now_ms();
+    let outcomes: Vec<(usize, &RowOutcome)> = attempts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| a.outcomes.iter().map(move |o| (i, o)))
+        .collect();
+    for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 6;
+                format!(
+                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect();
+        // VALUES columns are column1…column6: id, state, reply, next attempt, done at, TLS.
+        let sql = format!(
+            "UPDATE queue SET state = v.column2, attempts = attempts + 1, last_reply = v.column3, \
+             lease_until = 0, next_attempt_at = COALESCE(v.column4, queue.next_attempt_at), done_at = v.column5, \
+             tls = v.column6 FROM (VALUES {}) AS v WHERE queue.id = v.column1",
+            values.join(", ")
+        );
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (_, o) in chunk {
+            let (state, next) = match o.outcome {
+                Outcome::Delivered => ("delivered", None),
+                Outcome::Retry { next_attempt_at } => ("queued", Some(next_attempt_at)),
+                Outcome::Bounced => ("bounced", None),
+                Outcome::Expired => ("expired", None),
+            };
+            let done_at = (state != "queued").then_some(now);
+            q = q
+                .bind(o.id)
+                .bind(state)
+                .bind(&o.reply)
+                .bind(next)
+                .bind(done_at)
+                .bind(o.tls.as_deref());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let events: Vec<(Mid, &str)> = attempts
+        .iter()
+        .flat_map(|a| a.tracking.iter().map(|(m, t)| (*m, t.as_str())))
+        .collect();
+    crate::messages::insert_tracking(&mut *tx, &events, now_ms).await?;
+    // One counter update per host, however many attempts the batch holds for it.
+    let mut hosts: Vec<(&str, HostDelta)> = Vec::new();
+    for a in attempts {
+        if !hosts.iter().any(|(h, _)| *h == a.host) {
+            hosts.push((&a.host, HostDelta::default()));
+        }
+        if let Some((_, d)) = hosts.iter_mut().find(|(h, _)| *h == a.host) {
+            d.delivered += a.delta.delivered;
+            d.soft_bounced += a.delta.soft_bounced;
+            d.hard_bounced += a.delta.hard_bounced;
+        }
+    }
+    for (host, delta) in hosts {
+        sqlx::query(
+            "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
+             delivered = delivered + excluded.delivered, soft_bounced = soft_bounced + excluded.soft_bounced, \
+             hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at",
+        )
+        .bind(host)
+        .bind(delta.delivered as i64)
+        .bind(delta.soft_bounced as i64)
+        .bind(delta.hard_bounced as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // The MIDs of the rows that became final and now have no queued row left, in one query per
+    // few hundred rows.
+    let done: Vec<(usize, i64)> = outcomes
+        .iter()
+        .filter(|(_, o)| !matches!(o.outcome, Outcome::Retry { .. }))
+        .map(|(i, o)| (*i, o.id))
+        .collect();
+    let mut finished: Vec<Vec<Mid>> = vec![Vec::new(); attempts.len()];
+    let mut last_attempt: std::collections::HashMap<i64, usize> = Default::default();
+    for chunk in done.chunks(ROWS_PER_STATEMENT) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "SELECT q.id, q.mid FROM queue q WHERE q.id IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.mid = q.mid AND o.state = 'queued')",
+            list.join(", ")
+        );
+        // Only generated placeholders are formatted into the SQL; every value is bound.
+        let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
+        for (_, id) in chunk {
+            q = q.bind(id);
+        }
+        let attempt_of: std::collections::HashMap<i64, usize> =
+            chunk.iter().map(|(i, id)| (*id, *i)).collect();
+        for (id, mid) in q.fetch_all(&mut *tx).await? {
+            if let Some(&i) = attempt_of.get(&id) {
+                let last = last_attempt.entry(mid).or_insert(i);
+                *last = (*last).max(i);
+            }
+        }
+    }
+    let mut by_attempt: Vec<(usize, i64)> = last_attempt.into_iter().map(|(m, i)| (i, m)).collect();
+    by_attempt.sort_unstable();
+    for (i, mid) in by_attempt {
+        if let Some(f) = finished.get_mut(i) {
+            f.push(Mid(mid as u64));
+        }
+    }
+    Ok(finished)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tests::temp_store;
+    use crate::{HostRow, Pruned};
     use crate::{NewRecipient, QueueKind};
 
     async fn queue_one(store: &Store, n_rcpts: u32) -> Mid {
@@ -666,534 +652,5 @@ mod tests {
         );
         let other = hosts.iter().find(|h| h.host == "other.example");
         assert!(other.is_none_or(|h| h.connections_out == 0));
-    }
-}
-
-/// A quarantined message.
-#[derive(Debug, Clone)]
-pub struct Quarantined {
-    pub mid: Mid,
-    pub sender: String,
-    pub recipients: Vec<String>,
-    pub subject: Option<String>,
-    pub policy: String,
-    pub findings: String,
-    pub received_at: i64,
-}
-
-impl Store {
-    /// Messages held in the quarantine, newest first.
-    pub async fn quarantine(&self) -> Result<Vec<Quarantined>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.mid, m.sender, m.subject, m.policy, m.findings, m.received_at, \
-             group_concat(q.recipient, char(10)) AS rcpts FROM messages m JOIN queue q ON q.mid = m.mid \
-             WHERE q.state = 'quarantined' GROUP BY m.mid ORDER BY m.mid DESC",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                let rcpts: String = r.try_get("rcpts")?;
-                Ok(Quarantined {
-                    mid: Mid(r.try_get::<i64, _>("mid")? as u64),
-                    sender: r.try_get("sender")?,
-                    recipients: rcpts.lines().map(str::to_owned).collect(),
-                    subject: r.try_get("subject")?,
-                    policy: r.try_get("policy")?,
-                    findings: r.try_get("findings")?,
-                    received_at: r.try_get("received_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Releases a quarantined message for delivery; returns how many recipients were released.
-    pub async fn quarantine_release(&self, mid: Mid, by: &str) -> Result<u64, StoreError> {
-        self.quarantine_move(
-            mid,
-            "queued",
-            &format!("Message {mid} released from the quarantine by {by}"),
-        )
-        .await
-    }
-
-    /// Deletes a quarantined message (its rows become `dropped`).
-    pub async fn quarantine_delete(&self, mid: Mid, by: &str) -> Result<u64, StoreError> {
-        self.quarantine_move(
-            mid,
-            "dropped",
-            &format!("Message {mid} deleted from the quarantine by {by}"),
-        )
-        .await
-    }
-
-    async fn quarantine_move(&self, mid: Mid, state: &str, event: &str) -> Result<u64, StoreError> {
-        let now = unix_now();
-        let mut conn = self.pool().acquire().await?;
-        let mut tx = conn.begin().await?;
-        let n = sqlx::query(
-            "UPDATE queue SET state = ?2, next_attempt_at = ?3, done_at = CASE WHEN ?2 = 'dropped' THEN ?3 END \
-             WHERE mid = ?1 AND state = 'quarantined'",
-        )
-        .bind(mid.0 as i64)
-        .bind(state)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n > 0 {
-            sqlx::query("INSERT INTO tracking (mid, at, text) VALUES (?1, ?2, ?3)")
-                .bind(mid.0 as i64)
-                .bind(unix_now_ms())
-                .bind(event)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        if n > 0 && state == "queued" {
-            self.queued.notify_one();
-        }
-        Ok(n)
-    }
-}
-
-/// One journal copy's fate: the Threat Defense journal ledger.
-#[derive(Debug, Clone)]
-pub struct LedgerEntry {
-    pub mid: Mid,
-    pub intake: String,
-    pub state: LedgerState,
-    pub attempts: u32,
-    /// The intake's last reply, or why it failed.
-    pub last_reply: Option<String>,
-    /// The TLS protocol the copy was delivered over; `None` without TLS or not delivered.
-    pub tls: Option<String>,
-    pub queued_at: i64,
-    pub done_at: Option<i64>,
-    pub sender: String,
-    pub subject: Option<String>,
-    pub message_id: Option<String>,
-}
-
-/// Journal copies by ledger state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LedgerCounts {
-    pub queued: u64,
-    pub delivered: u64,
-    pub failed: u64,
-    pub expired: u64,
-    /// Failed or expired copies that were queued again by a replay.
-    pub replayed: u64,
-}
-
-/// The ledger's name for a journal row's state: a bounced or dropped copy has `failed`, one
-/// that was queued again `replayed`.
-fn ledger_state(db_state: &str, replayed: bool) -> Option<LedgerState> {
-    Some(match db_state {
-        _ if replayed => LedgerState::Replayed,
-        "bounced" | "dropped" => LedgerState::Failed,
-        "queued" => LedgerState::Queued,
-        "delivered" => LedgerState::Delivered,
-        "expired" => LedgerState::Expired,
-        _ => return None,
-    })
-}
-
-/// Journal rows a replay may queue again: failed or expired, not replayed yet, queued since
-/// `?1`, of a MID whose body is still kept (retention) and with no copy delivered or on its way.
-const REPLAYABLE: &str = "q.kind = 'journal' AND q.state IN ('bounced', 'expired', 'dropped') \
-     AND q.replayed_at IS NULL AND q.created_at >= ?1 \
-     AND EXISTS (SELECT 1 FROM messages k WHERE k.mid = q.mid AND k.body_pruned = 0) \
-     AND NOT EXISTS (SELECT 1 FROM queue d WHERE d.mid = q.mid AND d.kind = 'journal' \
-                     AND d.state IN ('delivered', 'queued'))";
-
-impl Store {
-    /// Journal copies queued since `since` (unix seconds), counted by ledger state.
-    pub async fn ledger_counts(&self, since: i64) -> Result<LedgerCounts, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state, replayed_at IS NOT NULL AS replayed, COUNT(*) AS n FROM queue \
-             WHERE kind = 'journal' AND created_at >= ?1 GROUP BY state, replayed",
-        )
-        .bind(since)
-        .fetch_all(self.pool())
-        .await?;
-        let mut c = LedgerCounts::default();
-        for r in rows {
-            let state: String = r.try_get("state")?;
-            let replayed: bool = r.try_get("replayed")?;
-            let n = r.try_get::<i64, _>("n")? as u64;
-            match ledger_state(&state, replayed) {
-                Some(LedgerState::Queued) => c.queued += n,
-                Some(LedgerState::Delivered) => c.delivered += n,
-                Some(LedgerState::Expired) => c.expired += n,
-                Some(LedgerState::Failed) => c.failed += n,
-                Some(LedgerState::Replayed) => c.replayed += n,
-                None => {}
-            }
-        }
-        Ok(c)
-    }
-
-    /// Journal copies queued since `since` (unix seconds), newest first, optionally of one
-    /// state.
-    pub async fn ledger(
-        &self,
-        since: i64,
-        state: Option<LedgerState>,
-        limit: u32,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT q.mid, q.recipient, q.state, q.replayed_at IS NOT NULL AS replayed, q.attempts, \
-             q.last_reply, q.tls, q.created_at, q.done_at, m.sender, m.subject, m.message_id \
-             FROM queue q JOIN messages m ON m.mid = q.mid \
-             WHERE q.kind = 'journal' AND q.created_at >= ?1 AND (?2 IS NULL \
-             OR (?2 = 'replayed' AND q.replayed_at IS NOT NULL) \
-             OR (q.replayed_at IS NULL AND (q.state = ?2 \
-                 OR (?2 = 'failed' AND q.state IN ('bounced', 'dropped'))))) \
-             ORDER BY q.id DESC LIMIT ?3",
-        )
-        .bind(since)
-        .bind(state.map(LedgerState::as_str))
-        .bind(limit.max(1))
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                let state: String = r.try_get("state")?;
-                let replayed: bool = r.try_get("replayed")?;
-                Ok(LedgerEntry {
-                    mid: Mid(r.try_get::<i64, _>("mid")? as u64),
-                    intake: r.try_get("recipient")?,
-                    state: ledger_state(&state, replayed).ok_or_else(|| {
-                        StoreError::Db(sqlx::Error::ColumnDecode {
-                            index: "state".into(),
-                            source: format!("no ledger state for a journal row in {state:?}")
-                                .into(),
-                        })
-                    })?,
-                    attempts: r.try_get::<i64, _>("attempts")? as u32,
-                    last_reply: r.try_get("last_reply")?,
-                    tls: r.try_get("tls")?,
-                    queued_at: r.try_get("created_at")?,
-                    done_at: r.try_get("done_at")?,
-                    sender: r.try_get("sender")?,
-                    subject: r.try_get("subject")?,
-                    message_id: r.try_get("message_id")?,
-                })
-            })
-            .collect()
-    }
-}
-
-/// The outcome of one attempt, as the writer task applies it.
-#[derive(Debug)]
-pub(crate) struct Attempt {
-    pub(crate) host: String,
-    pub(crate) outcomes: Vec<RowOutcome>,
-    pub(crate) delta: HostDelta,
-    pub(crate) tracking: Vec<(Mid, String)>,
-    pub(crate) dsn: Option<NewMessage>,
-}
-
-/// A change to one host's counters that nobody waits for.
-#[derive(Debug)]
-pub(crate) struct HostChange {
-    pub(crate) host: String,
-    pub(crate) connections: i64,
-    pub(crate) down: Option<bool>,
-}
-
-/// Rows per multi-row statement (SQLite allows 32,766 bound parameters in one statement).
-const ROWS_PER_STATEMENT: usize = 500;
-
-/// Makes leased rows due now (see [`Store::unlease`]); rows that were finished meanwhile keep
-/// their state.
-pub(crate) async fn unlease(
-    tx: &mut sqlx::SqliteConnection,
-    ids: &[i64],
-    now: i64,
-) -> Result<(), StoreError> {
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
-        let sql = format!(
-            "UPDATE queue SET next_attempt_at = ?1, lease_until = 0 WHERE state = 'queued' AND id IN ({})",
-            list.join(", ")
-        );
-        // Only generated placeholders are formatted into the SQL; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-/// Leases up to `limit` due rows inside an open transaction.
-pub(crate) async fn claim(
-    tx: &mut sqlx::SqliteConnection,
-    now: i64,
-    lease_secs: i64,
-    limit: u32,
-) -> Result<Vec<Claimed>, StoreError> {
-    let rows = sqlx::query(
-        "UPDATE queue SET next_attempt_at = ?1 + ?2, lease_until = ?1 + ?2 \
-         WHERE id IN (SELECT id FROM queue WHERE state = 'queued' AND next_attempt_at <= ?1 \
-                      ORDER BY next_attempt_at, id LIMIT ?3) \
-         RETURNING id, mid, rcpt_idx, recipient, queue_name, kind, attempts, created_at",
-    )
-    .bind(now)
-    .bind(lease_secs)
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut out = rows
-        .into_iter()
-        .map(|r| {
-            Ok(Claimed {
-                id: r.try_get("id")?,
-                mid: Mid(r.try_get::<i64, _>("mid")? as u64),
-                rcpt_idx: r.try_get::<i64, _>("rcpt_idx")? as u32,
-                recipient: r.try_get("recipient")?,
-                queue_name: r.try_get("queue_name")?,
-                kind: crate::QueueKind::from_row(&r)?,
-                attempts: r.try_get::<i64, _>("attempts")? as u32,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    out.sort_by_key(|c| (c.mid, c.rcpt_idx));
-    Ok(out)
-}
-
-/// Applies the outcomes of a batch of attempts inside an open transaction, with one statement
-/// per kind of change for the whole batch; returns, for each attempt, the MIDs it finished (a
-/// MID whose rows became final in several attempts of the batch goes to the last of them, as if
-/// they had been committed one after another).
-pub(crate) async fn apply_attempts(
-    tx: &mut sqlx::SqliteConnection,
-    attempts: &[&Attempt],
-    now: i64,
-) -> Result<Vec<Vec<Mid>>, StoreError> {
-    if attempts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let now_ms = unix_now_ms();
-    let outcomes: Vec<(usize, &RowOutcome)> = attempts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, a)| a.outcomes.iter().map(move |o| (i, o)))
-        .collect();
-    for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 6;
-                format!(
-                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                )
-            })
-            .collect();
-        // VALUES columns are column1…column6: id, state, reply, next attempt, done at, TLS.
-        let sql = format!(
-            "UPDATE queue SET state = v.column2, attempts = attempts + 1, last_reply = v.column3, \
-             lease_until = 0, next_attempt_at = COALESCE(v.column4, queue.next_attempt_at), done_at = v.column5, \
-             tls = v.column6 FROM (VALUES {}) AS v WHERE queue.id = v.column1",
-            values.join(", ")
-        );
-        // Only generated placeholders are formatted into the SQL; every value is bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (_, o) in chunk {
-            let (state, next) = match o.outcome {
-                Outcome::Delivered => ("delivered", None),
-                Outcome::Retry { next_attempt_at } => ("queued", Some(next_attempt_at)),
-                Outcome::Bounced => ("bounced", None),
-                Outcome::Expired => ("expired", None),
-            };
-            let done_at = (state != "queued").then_some(now);
-            q = q
-                .bind(o.id)
-                .bind(state)
-                .bind(&o.reply)
-                .bind(next)
-                .bind(done_at)
-                .bind(o.tls.as_deref());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    let events: Vec<(Mid, &str)> = attempts
-        .iter()
-        .flat_map(|a| a.tracking.iter().map(|(m, t)| (*m, t.as_str())))
-        .collect();
-    crate::messages::insert_tracking(&mut *tx, &events, now_ms).await?;
-    // One counter update per host, however many attempts the batch holds for it.
-    let mut hosts: Vec<(&str, HostDelta)> = Vec::new();
-    for a in attempts {
-        if !hosts.iter().any(|(h, _)| *h == a.host) {
-            hosts.push((&a.host, HostDelta::default()));
-        }
-        if let Some((_, d)) = hosts.iter_mut().find(|(h, _)| *h == a.host) {
-            d.delivered += a.delta.delivered;
-            d.soft_bounced += a.delta.soft_bounced;
-            d.hard_bounced += a.delta.hard_bounced;
-        }
-    }
-    for (host, delta) in hosts {
-        sqlx::query(
-            "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
-             delivered = delivered + excluded.delivered, soft_bounced = soft_bounced + excluded.soft_bounced, \
-             hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at",
-        )
-        .bind(host)
-        .bind(delta.delivered as i64)
-        .bind(delta.soft_bounced as i64)
-        .bind(delta.hard_bounced as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    // The MIDs of the rows that became final and now have no queued row left, in one query per
-    // few hundred rows.
-    let done: Vec<(usize, i64)> = outcomes
-        .iter()
-        .filter(|(_, o)| !matches!(o.outcome, Outcome::Retry { .. }))
-        .map(|(i, o)| (*i, o.id))
-        .collect();
-    let mut finished: Vec<Vec<Mid>> = vec![Vec::new(); attempts.len()];
-    let mut last_attempt: std::collections::HashMap<i64, usize> = Default::default();
-    for chunk in done.chunks(ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
-        let sql = format!(
-            "SELECT q.id, q.mid FROM queue q WHERE q.id IN ({}) \
-             AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.mid = q.mid AND o.state = 'queued')",
-            list.join(", ")
-        );
-        // Only generated placeholders are formatted into the SQL; every value is bound.
-        let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
-        for (_, id) in chunk {
-            q = q.bind(id);
-        }
-        let attempt_of: std::collections::HashMap<i64, usize> =
-            chunk.iter().map(|(i, id)| (*id, *i)).collect();
-        for (id, mid) in q.fetch_all(&mut *tx).await? {
-            if let Some(&i) = attempt_of.get(&id) {
-                let last = last_attempt.entry(mid).or_insert(i);
-                *last = (*last).max(i);
-            }
-        }
-    }
-    let mut by_attempt: Vec<(usize, i64)> = last_attempt.into_iter().map(|(m, i)| (i, m)).collect();
-    by_attempt.sort_unstable();
-    for (i, mid) in by_attempt {
-        if let Some(f) = finished.get_mut(i) {
-            f.push(Mid(mid as u64));
-        }
-    }
-    Ok(finished)
-}
-
-/// Applies connection-count and down-flag changes, one statement per host.
-pub(crate) async fn apply_host_changes(
-    tx: &mut sqlx::SqliteConnection,
-    changes: &[&HostChange],
-) -> Result<(), StoreError> {
-    let mut hosts: Vec<(&str, i64, Option<bool>)> = Vec::new();
-    for c in changes {
-        match hosts.iter_mut().find(|(h, _, _)| *h == c.host) {
-            Some(h) => {
-                h.1 += c.connections;
-                h.2 = c.down.or(h.2);
-            }
-            None => hosts.push((&c.host, c.connections, c.down)),
-        }
-    }
-    for (host, connections, down) in hosts {
-        sqlx::query(
-            "INSERT INTO host_counters (host, connections_out, down) VALUES (?1, MAX(?2, 0), COALESCE(?3, 0)) \
-             ON CONFLICT(host) DO UPDATE SET connections_out = MAX(connections_out + ?2, 0), down = COALESCE(?3, down)",
-        )
-        .bind(host)
-        .bind(connections)
-        .bind(down)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod ledger_tests {
-    use crate::messages::{NewMessage, NewRecipient, QueueKind, RowState};
-    use crate::tests::temp_store;
-    use crate::{LedgerCounts, unix_now};
-
-    #[tokio::test]
-    async fn ledger_counts_name_states_as_the_ledger_does() {
-        let (_dir, store) = temp_store().await;
-        for state in [
-            RowState::Queued,
-            RowState::Queued,
-            RowState::Bounced,
-            RowState::Dropped,
-        ] {
-            let mid = store.next_mid().await.unwrap();
-            store
-                .accept(NewMessage {
-                    mid,
-                    icid: 1,
-                    sender: "a@example.org".into(),
-                    remote_ip: "127.0.0.1".into(),
-                    helo: "h".into(),
-                    sender_group: "LOOPBACK".into(),
-                    relayed: false,
-                    policy: "DEFAULT".into(),
-                    verdict: "deliver".into(),
-                    findings: String::new(),
-                    spam: None,
-                    virus: None,
-                    tls: None,
-                    message_id: None,
-                    subject: None,
-                    body: b"\r\n".to_vec(),
-                    recipients: vec![NewRecipient {
-                        rcpt_idx: 0,
-                        recipient: "j@intake.test".into(),
-                        queue_name: "the.tdc.queue".into(),
-                        kind: QueueKind::Journal,
-                        state,
-                    }],
-                    tracking: vec![],
-                })
-                .await
-                .unwrap();
-        }
-        let counts = store.ledger_counts(unix_now() - 60).await.unwrap();
-        assert_eq!(
-            counts,
-            LedgerCounts {
-                queued: 2,
-                failed: 2,
-                ..LedgerCounts::default()
-            }
-        );
-        let listed = store
-            .ledger(unix_now() - 60, Some(rampart_tdc::LedgerState::Failed), 10)
-            .await
-            .unwrap();
-        assert_eq!(
-            listed.len() as u64,
-            counts.failed,
-            "the list and the count agree"
-        );
-        assert_eq!(
-            store.ledger_counts(unix_now() + 60).await.unwrap(),
-            LedgerCounts::default()
-        );
     }
 }

@@ -29,7 +29,7 @@ pub(crate) enum Job {
         reply: oneshot::Sender<Result<Vec<crate::queue::Claimed>, StoreError>>,
     },
     /// A change of a host's connection count or down flag; nobody waits for it.
-    Host(crate::queue::HostChange),
+    Host(crate::hosts::HostChange),
     /// Give back the lease of rows the scheduler claimed but could not take (see
     /// [`Store::unlease`]); nobody waits for it.
     Unlease(Vec<i64>),
@@ -200,7 +200,7 @@ async fn commit(
     // Every accepted message and every bounce of the batch in one set of multi-row INSERTs.
     let mut new: Vec<&NewMessage> = Vec::new();
     let mut attempts: Vec<&crate::queue::Attempt> = Vec::new();
-    let mut hosts: Vec<&crate::queue::HostChange> = Vec::new();
+    let mut hosts: Vec<&crate::hosts::HostChange> = Vec::new();
     let mut unlease: Vec<i64> = Vec::new();
     for job in jobs {
         match job {
@@ -237,7 +237,7 @@ async fn commit(
             *d = Done::Finished(finished.next().unwrap_or_default());
         }
     }
-    crate::queue::apply_host_changes(&mut tx, &hosts).await?;
+    crate::hosts::apply_host_changes(&mut tx, &hosts).await?;
     tx.commit().await?;
     Ok(done)
 }
