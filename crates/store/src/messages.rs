@@ -78,26 +78,56 @@ pub struct NewRecipient {
     pub state: RowState,
 }
 
-/// The state a queue row starts in.
+/// A queue row's state (the table's CHECK allows exactly these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowState {
+    /// Waiting for its (next) attempt.
     Queued,
+    Delivered,
+    /// Refused for good: by the destination, or at once by a security service; the sender is
+    /// notified (never for a journal copy).
+    Bounced,
+    /// Out of retries or time in the queue.
+    Expired,
     /// Dropped by a security service: kept for tracking, never delivered.
     Dropped,
     /// Held in the quarantine until released or deleted.
     Quarantined,
-    /// Refused by a security service; the sender is notified.
-    Bounced,
 }
 
 impl RowState {
+    pub const ALL: [RowState; 6] = [
+        RowState::Queued,
+        RowState::Delivered,
+        RowState::Bounced,
+        RowState::Expired,
+        RowState::Dropped,
+        RowState::Quarantined,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RowState::Queued => "queued",
+            RowState::Delivered => "delivered",
+            RowState::Bounced => "bounced",
+            RowState::Expired => "expired",
             RowState::Dropped => "dropped",
             RowState::Quarantined => "quarantined",
-            RowState::Bounced => "bounced",
         }
+    }
+
+    /// The state of a row read back.
+    pub(crate) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RowState, StoreError> {
+        let text: String = row.try_get("state")?;
+        RowState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                StoreError::Db(sqlx::Error::ColumnDecode {
+                    index: "state".into(),
+                    source: format!("unknown queue row state {text:?}").into(),
+                })
+            })
     }
 }
 
@@ -135,7 +165,7 @@ pub struct QueueRow {
     pub recipient: String,
     pub queue_name: String,
     pub kind: QueueKind,
-    pub state: String,
+    pub state: RowState,
     pub attempts: u32,
 }
 
@@ -399,7 +429,7 @@ impl Store {
                     recipient: r.try_get("recipient")?,
                     queue_name: r.try_get("queue_name")?,
                     kind: QueueKind::from_row(&r)?,
-                    state: r.try_get("state")?,
+                    state: RowState::from_row(&r)?,
                     attempts: r.try_get::<i64, _>("attempts")? as u32,
                 })
             })

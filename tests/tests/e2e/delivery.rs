@@ -103,7 +103,10 @@ async fn delivers_through_an_smtp_route_in_one_transaction() {
         .queue_rows(rampart_store::Mid(mid))
         .await
         .unwrap();
-    assert!(rows.iter().all(|r| r.state == "delivered"));
+    assert!(
+        rows.iter()
+            .all(|r| r.state == rampart_store::RowState::Delivered)
+    );
     let host = tophost(&app, "example.com").await;
     assert_eq!(host["delivered_recipients"], 2);
     assert_eq!(host["active_recipients"], 0);
@@ -323,14 +326,14 @@ async fn mixed_results_per_recipient() {
             vec!["later@example.com".to_string()]
         ]
     );
-    let states: Vec<String> = app
+    let states: Vec<&str> = app
         .store()
         .await
         .queue_rows(rampart_store::Mid(mid))
         .await
         .unwrap()
         .into_iter()
-        .map(|r| r.state)
+        .map(|r| r.state.as_str())
         .collect();
     assert_eq!(states, ["delivered", "bounced", "delivered"]);
     assert_eq!(
@@ -436,14 +439,14 @@ async fn nxdomain_bounces_and_null_sender_gets_no_dsn() {
     let null = send(&app, "", &["v@nosuch.example.com"], "null-sender").await;
     app.wait_log(&format!("Message finished MID {null} done"))
         .await;
-    let states: Vec<String> = app
+    let states: Vec<&str> = app
         .store()
         .await
         .queue_rows(rampart_store::Mid(null))
         .await
         .unwrap()
         .into_iter()
-        .map(|r| r.state)
+        .map(|r| r.state.as_str())
         .collect();
     assert_eq!(states, ["bounced"]);
     assert!(

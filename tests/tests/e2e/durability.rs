@@ -34,7 +34,10 @@ async fn accepted_mail_survives_sigkill() {
         assert!(m.is_some(), "MID {mid} lost");
         let rows = store.queue_rows(rampart_store::Mid(*mid)).await.unwrap();
         assert_eq!(rows.len(), 2, "MID {mid} has all its queue rows");
-        assert!(rows.iter().all(|r| r.state == "queued"));
+        assert!(
+            rows.iter()
+                .all(|r| r.state == rampart_store::RowState::Queued)
+        );
     }
     // IDs are never reused after the restart.
     let (mut c, _) = SmtpClient::greeted(app.smtp).await;

@@ -51,7 +51,7 @@ async fn swaks_plain_and_starttls() {
     for mid in [plain, tls] {
         let rows = store.queue_rows(rampart_store::Mid(mid)).await.unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].state, "queued");
+        assert_eq!(rows[0].state, rampart_store::RowState::Queued);
     }
     app.wait_log(&format!("MID {tls} queued for delivery"))
         .await;
