@@ -26,35 +26,6 @@ pub struct HostDelta {
 }
 
 impl Store {
-    /// Adjusts the open-connection count of a host (+1 on connect, -1 on close). Applied with
-    /// the writer's next commit; the caller does not wait for it.
-    pub async fn host_connection(&self, host: &str, delta: i64) -> Result<(), StoreError> {
-        self.host_change(HostChange {
-            host: host.to_owned(),
-            connections: delta,
-            down: None,
-        })
-        .await
-    }
-
-    /// Marks a host down (its last connection attempt failed) or up; like
-    /// [`Store::host_connection`], applied with the writer's next commit.
-    pub async fn host_down(&self, host: &str, down: bool) -> Result<(), StoreError> {
-        self.host_change(HostChange {
-            host: host.to_owned(),
-            connections: 0,
-            down: Some(down),
-        })
-        .await
-    }
-
-    async fn host_change(&self, change: HostChange) -> Result<(), StoreError> {
-        self.writer
-            .send(crate::writer::Job::Host(change))
-            .await
-            .map_err(|_| StoreError::Closed)
-    }
-
     /// The `tophosts` table: every host with counters or queued recipients.
     pub async fn tophosts(&self) -> Result<Vec<HostRow>, StoreError> {
         let rows = sqlx::query(

@@ -195,7 +195,7 @@ impl Store {
             .zip(&texts)
             .map(|(m, t)| (*m, t.as_str()))
             .collect();
-        crate::messages::insert_tracking(&mut tx, &events, unix_now_ms()).await?;
+        crate::tracking::insert_tracking(&mut tx, &events, unix_now_ms()).await?;
         tx.commit().await?;
         if !mids.is_empty() {
             self.queued.notify_one();

@@ -9,14 +9,18 @@
 //! write lock. `accept` returns only after that commit, which is when the session may answer `250`.
 
 mod admin;
+mod audit;
 mod hosts;
 mod ids;
 mod ledger;
 mod messages;
+mod pending;
 mod quarantine;
 mod queue;
 mod retention;
+mod sessions;
 mod settings;
+mod tracking;
 mod users;
 mod writer;
 
@@ -28,17 +32,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-pub use admin::{Audit, AuditEntry, Bucket, Session, Totals};
+pub use admin::{Bucket, Totals};
+pub use audit::{Audit, AuditEntry};
 pub use hosts::{HostDelta, HostRow};
 pub use ids::{Dcid, Icid, Mid};
 pub use ledger::{LedgerCounts, LedgerEntry};
 pub use messages::{
     NewMessage, NewMessageRef, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage,
-    TrackFilter, Tracked, TrackingEvent,
 };
 pub use quarantine::Quarantined;
 pub use queue::{Claimed, Outcome, RowOutcome};
 pub use retention::Pruned;
+pub use sessions::Session;
+pub use tracking::{TrackFilter, Tracked, TrackingEvent};
 pub use users::{Role, User};
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +174,20 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Rows per multi-row INSERT: SQLite allows 32,766 bound parameters in one statement.
+pub(crate) const ROWS_PER_INSERT: usize = 500;
+
+/// `(?1, ?2, ?3), (?4, ?5, ?6), …` for `rows` rows of `cols` parameters.
+pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=cols).map(|c| format!("?{}", r * cols + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Current unix time in seconds.

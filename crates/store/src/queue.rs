@@ -69,21 +69,6 @@ impl Store {
         Ok(released)
     }
 
-    /// Claims up to `limit` due rows, leasing them for `lease_secs`. The writer task commits the
-    /// lease (with whatever else it is writing) before the rows are handed out.
-    pub async fn claim_due(&self, lease_secs: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(crate::writer::Job::Claim {
-                lease_secs,
-                limit,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
     /// When the next not-yet-due row comes due (unix seconds), if any row is waiting.
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(
@@ -91,43 +76,6 @@ impl Store {
                 .fetch_one(self.pool())
                 .await?,
         )
-    }
-
-    /// Records the outcome of an attempt in one transaction: row states, tracking events, host
-    /// counters and, for a bounce, the DSN message with its queue row. Returns the MIDs whose
-    /// rows are now all final (delivered, bounced, expired or dropped). The writer task commits
-    /// it together with whatever else is being written at the same moment.
-    pub async fn record_attempt(
-        &self,
-        host: &str,
-        outcomes: &[RowOutcome],
-        delta: &HostDelta,
-        tracking: &[(Mid, String)],
-        dsn: Option<&NewMessage>,
-    ) -> Result<Vec<Mid>, StoreError> {
-        let attempt = Box::new(Attempt {
-            host: host.to_owned(),
-            outcomes: outcomes.to_vec(),
-            delta: delta.clone(),
-            tracking: tracking.to_vec(),
-            dsn: dsn.cloned(),
-        });
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(crate::writer::Job::Attempt { attempt, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Gives back the lease of claimed rows the scheduler could not take because their previous
-    /// attempt was still being answered: they are due again at once (not after the lease).
-    /// Applied with the writer's next commit; the caller does not wait for it.
-    pub async fn unlease(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.writer
-            .send(crate::writer::Job::Unlease(ids))
-            .await
-            .map_err(|_| StoreError::Closed)
     }
 }
 
@@ -268,7 +216,7 @@ pub(crate) async fn apply_attempts(
         .iter()
         .flat_map(|a| a.tracking.iter().map(|(m, t)| (*m, t.as_str())))
         .collect();
-    crate::messages::insert_tracking(&mut *tx, &events, now_ms).await?;
+    crate::tracking::insert_tracking(&mut *tx, &events, now_ms).await?;
     // One counter update per host, however many attempts the batch holds for it.
     let mut hosts: Vec<(&str, HostDelta)> = Vec::new();
     for a in attempts {

@@ -61,6 +61,20 @@ impl Store {
             .await
     }
 
+    /// Commits `user`'s pending changes: saves `settings` (the stored settings at `generation`
+    /// with the pending tables applied, validated by the caller), records `audit`, and clears
+    /// the pending state, all in one transaction — or [`StoreError::Stale`] when the stored
+    /// settings are no longer at `generation`.
+    pub async fn commit_pending(
+        &self,
+        settings: &Settings,
+        audit: &Audit,
+        generation: i64,
+    ) -> Result<i64, StoreError> {
+        self.save_settings_clearing(settings, audit, Some(&audit.user), Some(generation))
+            .await
+    }
+
     /// [`Store::save_settings`], also removing `user`'s pending UI changes in the same
     /// transaction (a commit of the web UI).
     pub(crate) async fn save_settings_clearing(
@@ -83,9 +97,9 @@ impl Store {
                 return Err(StoreError::Stale { expected, current });
             }
         }
-        crate::admin::insert_audit(&mut tx, audit).await?;
+        crate::audit::insert_audit(&mut tx, audit).await?;
         if let Some(user) = clear_pending_of {
-            crate::admin::clear_pending(&mut tx, user).await?;
+            crate::pending::clear_pending(&mut tx, user).await?;
         }
         for table in rampart_settings::TABLES {
             let json = settings

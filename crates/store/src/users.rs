@@ -92,3 +92,36 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Every account, by name, with its creation time.
+    pub async fn users(&self) -> Result<Vec<(User, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, password_hash, role, created_at FROM users ORDER BY name")
+                .fetch_all(self.pool())
+                .await?;
+        rows.into_iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                Ok((
+                    User {
+                        name: r.try_get("name")?,
+                        password_hash: r.try_get("password_hash")?,
+                        role: Role::parse(&role).unwrap_or(Role::ReadOnly),
+                    },
+                    r.try_get("created_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Removes an account with its sessions and pending changes; returns whether it existed.
+    pub async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM users WHERE name = ?1")
+            .bind(name)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+}

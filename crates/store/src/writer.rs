@@ -1,13 +1,16 @@
 //! The group-commit writer: one task holds SQLite's write lock and commits accepted messages,
 //! delivery outcomes, claims and host changes in batches, so nothing waits in SQLite's busy
 //! handler and a burst of work costs one fsync. It sits on top of the table modules
-//! (`messages`, `queue`), which hold the SQL.
+//! (`messages`, `queue`, `hosts`, `tracking`), which hold the SQL and never call it: the
+//! `Store` methods that hand work to the writer are here.
 
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::hosts::{HostChange, HostDelta};
 use crate::messages::{NewMessage, Recent, insert_messages};
-use crate::{MAX_BATCH, Mid, StoreError, unix_now};
+use crate::queue::{Attempt, Claimed, RowOutcome};
+use crate::{MAX_BATCH, Mid, Store, StoreError, unix_now};
 
 /// Work for the writer task. Every write to the queue goes through it, so that one connection
 /// holds SQLite's write lock and nothing waits in SQLite's busy handler.
@@ -19,17 +22,17 @@ pub(crate) enum Job {
     },
     /// The outcome of a delivery attempt; answered with the MIDs it finished.
     Attempt {
-        attempt: Box<crate::queue::Attempt>,
+        attempt: Box<Attempt>,
         reply: oneshot::Sender<Result<Vec<Mid>, StoreError>>,
     },
     /// Lease due queue rows for delivery; answered after the lease is committed.
     Claim {
         lease_secs: i64,
         limit: u32,
-        reply: oneshot::Sender<Result<Vec<crate::queue::Claimed>, StoreError>>,
+        reply: oneshot::Sender<Result<Vec<Claimed>, StoreError>>,
     },
     /// A change of a host's connection count or down flag; nobody waits for it.
-    Host(crate::hosts::HostChange),
+    Host(HostChange),
     /// Give back the lease of rows the scheduler claimed but could not take (see
     /// [`Store::unlease`]); nobody waits for it.
     Unlease(Vec<i64>),
@@ -71,7 +74,7 @@ impl Job {
 enum Done {
     Nothing,
     Finished(Vec<Mid>),
-    Claimed(Vec<crate::queue::Claimed>),
+    Claimed(Vec<Claimed>),
 }
 
 /// The writer task: takes whatever jobs are waiting (up to [`MAX_BATCH`]), commits them in
@@ -199,8 +202,8 @@ async fn commit(
     let mut tx = conn.begin().await?;
     // Every accepted message and every bounce of the batch in one set of multi-row INSERTs.
     let mut new: Vec<&NewMessage> = Vec::new();
-    let mut attempts: Vec<&crate::queue::Attempt> = Vec::new();
-    let mut hosts: Vec<&crate::hosts::HostChange> = Vec::new();
+    let mut attempts: Vec<&Attempt> = Vec::new();
+    let mut hosts: Vec<&HostChange> = Vec::new();
     let mut unlease: Vec<i64> = Vec::new();
     for job in jobs {
         match job {
@@ -240,4 +243,89 @@ async fn commit(
     crate::hosts::apply_host_changes(&mut tx, &hosts).await?;
     tx.commit().await?;
     Ok(done)
+}
+
+/// What goes through the writer: claims, attempt outcomes, lease returns and host counter
+/// changes, each applied with the writer's next commit.
+impl Store {
+    /// Claims up to `limit` due rows, leasing them for `lease_secs`. The writer task commits the
+    /// lease (with whatever else it is writing) before the rows are handed out.
+    pub async fn claim_due(&self, lease_secs: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Job::Claim {
+                lease_secs,
+                limit,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Records the outcome of an attempt in one transaction: row states, tracking events, host
+    /// counters and, for a bounce, the DSN message with its queue row. Returns the MIDs whose
+    /// rows are now all final (delivered, bounced, expired or dropped). The writer task commits
+    /// it together with whatever else is being written at the same moment.
+    pub async fn record_attempt(
+        &self,
+        host: &str,
+        outcomes: &[RowOutcome],
+        delta: &HostDelta,
+        tracking: &[(Mid, String)],
+        dsn: Option<&NewMessage>,
+    ) -> Result<Vec<Mid>, StoreError> {
+        let attempt = Box::new(Attempt {
+            host: host.to_owned(),
+            outcomes: outcomes.to_vec(),
+            delta: delta.clone(),
+            tracking: tracking.to_vec(),
+            dsn: dsn.cloned(),
+        });
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(Job::Attempt { attempt, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Adjusts the open-connection count of a host (+1 on connect, -1 on close). Applied with
+    /// the writer's next commit; the caller does not wait for it.
+    pub async fn host_connection(&self, host: &str, delta: i64) -> Result<(), StoreError> {
+        self.host_change(HostChange {
+            host: host.to_owned(),
+            connections: delta,
+            down: None,
+        })
+        .await
+    }
+
+    /// Marks a host down (its last connection attempt failed) or up; like
+    /// [`Store::host_connection`], applied with the writer's next commit.
+    pub async fn host_down(&self, host: &str, down: bool) -> Result<(), StoreError> {
+        self.host_change(HostChange {
+            host: host.to_owned(),
+            connections: 0,
+            down: Some(down),
+        })
+        .await
+    }
+
+    async fn host_change(&self, change: HostChange) -> Result<(), StoreError> {
+        self.writer
+            .send(Job::Host(change))
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Gives back the lease of claimed rows the scheduler could not take because their previous
+    /// attempt was still being answered: they are due again at once (not after the lease).
+    /// Applied with the writer's next commit; the caller does not wait for it.
+    pub async fn unlease(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.writer
+            .send(Job::Unlease(ids))
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
 }
