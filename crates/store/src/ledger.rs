@@ -222,22 +222,6 @@ mod ledger_tests {
             let mid = store.next_mid().await.unwrap();
             store
                 .accept(NewMessage {
-                    mid,
-                    icid: 1,
-                    sender: "a@example.org".into(),
-                    remote_ip: "127.0.0.1".into(),
-                    helo: "h".into(),
-                    sender_group: "LOOPBACK".into(),
-                    relayed: false,
-                    policy: "DEFAULT".into(),
-                    verdict: "deliver".into(),
-                    findings: String::new(),
-                    spam: None,
-                    virus: None,
-                    tls: None,
-                    message_id: None,
-                    subject: None,
-                    body: b"\r\n".to_vec(),
                     recipients: vec![NewRecipient {
                         rcpt_idx: 0,
                         recipient: "j@intake.test".into(),
@@ -245,7 +229,7 @@ mod ledger_tests {
                         kind: QueueKind::Journal,
                         state,
                     }],
-                    tracking: vec![],
+                    ..crate::tests::new_message(mid, 0)
                 })
                 .await
                 .unwrap();

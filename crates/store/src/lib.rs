@@ -216,6 +216,50 @@ mod tests {
         (dir, store)
     }
 
+    /// A message from a@example.org to `n_rcpts` recipients u0@, u1@… of example.com.
+    pub(crate) fn new_message(mid: Mid, n_rcpts: u32) -> NewMessage {
+        NewMessage {
+            mid,
+            icid: 7,
+            sender: "a@example.org".into(),
+            remote_ip: "127.0.0.1".into(),
+            helo: "client".into(),
+            sender_group: "LOOPBACK".into(),
+            relayed: false,
+            policy: "DEFAULT".into(),
+            verdict: "deliver".into(),
+            findings: String::new(),
+            spam: None,
+            virus: None,
+            tls: None,
+            message_id: Some("<id@x>".into()),
+            subject: Some("hi".into()),
+            body: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+            recipients: (0..n_rcpts)
+                .map(|i| NewRecipient {
+                    rcpt_idx: i,
+                    recipient: format!("u{i}@example.com"),
+                    queue_name: "example.com".into(),
+                    kind: QueueKind::Deliver,
+                    state: RowState::Queued,
+                })
+                .collect(),
+            tracking: vec!["Message received".into()],
+        }
+    }
+
+    /// Creates account `name` (the sessions and pending changes of a user need one).
+    pub(crate) async fn user(store: &Store, name: &str, role: Role) {
+        store
+            .put_user(&User {
+                name: name.into(),
+                password_hash: "x".into(),
+                role,
+            })
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn ids_never_repeat_across_reopen() {
         let dir = tempfile::tempdir().unwrap();

@@ -406,38 +406,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::temp_store;
-
-    fn message(mid: Mid, n_rcpts: u32) -> NewMessage {
-        NewMessage {
-            mid,
-            icid: 7,
-            sender: "a@example.org".into(),
-            remote_ip: "127.0.0.1".into(),
-            helo: "client".into(),
-            sender_group: "LOOPBACK".into(),
-            relayed: false,
-            policy: "DEFAULT".into(),
-            verdict: "deliver".into(),
-            findings: String::new(),
-            spam: None,
-            virus: None,
-            tls: None,
-            message_id: Some("<id@x>".into()),
-            subject: Some("hi".into()),
-            body: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
-            recipients: (0..n_rcpts)
-                .map(|i| NewRecipient {
-                    rcpt_idx: i,
-                    recipient: format!("u{i}@example.com"),
-                    queue_name: "example.com".into(),
-                    kind: QueueKind::Deliver,
-                    state: RowState::Queued,
-                })
-                .collect(),
-            tracking: vec!["Message received".into()],
-        }
-    }
+    use crate::tests::{new_message as message, temp_store};
 
     #[tokio::test]
     async fn recent_messages_read_from_memory_equal_the_database() {

@@ -111,20 +111,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::tests::temp_store;
-    use crate::{Audit, Role, User};
-
-    async fn user(store: &Store, name: &str, role: Role) {
-        store
-            .put_user(&User {
-                name: name.into(),
-                password_hash: "x".into(),
-                role,
-            })
-            .await
-            .unwrap();
-    }
+    use crate::tests::{temp_store, user};
+    use crate::{Audit, Role};
 
     #[tokio::test]
     async fn pending_changes_commit_with_their_audit_record() {

@@ -289,37 +289,13 @@ mod tests {
     use super::*;
     use crate::tests::temp_store;
     use crate::{HostRow, Pruned};
-    use crate::{NewRecipient, QueueKind};
 
     async fn queue_one(store: &Store, n_rcpts: u32) -> Mid {
         let mid = store.next_mid().await.unwrap();
         let m = NewMessage {
-            mid,
-            icid: 1,
-            sender: "a@example.org".into(),
-            remote_ip: "127.0.0.1".into(),
-            helo: "h".into(),
-            sender_group: "ALL".into(),
-            relayed: false,
-            policy: "DEFAULT".into(),
-            verdict: "deliver".into(),
-            findings: String::new(),
-            spam: None,
-            virus: None,
-            tls: None,
-            message_id: None,
-            subject: None,
             body: b"x\r\n".to_vec(),
-            recipients: (0..n_rcpts)
-                .map(|i| NewRecipient {
-                    rcpt_idx: i,
-                    recipient: format!("u{i}@example.com"),
-                    queue_name: "example.com".into(),
-                    kind: QueueKind::Deliver,
-                    state: crate::RowState::Queued,
-                })
-                .collect(),
             tracking: vec![],
+            ..crate::tests::new_message(mid, n_rcpts)
         };
         store.accept(m).await.unwrap();
         mid

@@ -93,19 +93,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::User;
-    use crate::tests::temp_store;
-
-    async fn user(store: &Store, name: &str, role: Role) {
-        store
-            .put_user(&User {
-                name: name.into(),
-                password_hash: "x".into(),
-                role,
-            })
-            .await
-            .unwrap();
-    }
+    use crate::tests::{temp_store, user};
 
     #[tokio::test]
     async fn sessions_expire_and_follow_the_account() {

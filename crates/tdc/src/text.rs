@@ -6,7 +6,7 @@
 use std::fmt::Display;
 use std::net::IpAddr;
 
-use rampart_maillog::quote;
+use rampart_maillog::{line, quote};
 
 use crate::SETD;
 
@@ -23,9 +23,9 @@ pub fn enqueued_event(mid: impl Display) -> String {
     format!("Message {mid} enqueued for delivery to {SETD}")
 }
 
-/// Log: a session to the intake is open.
+/// Log: a session to the intake is open (the AsyncOS line, marked `TDC:`).
 pub fn new_smtp(dcid: impl Display, local: IpAddr, remote: IpAddr, port: u16) -> String {
-    format!("TDC: New SMTP DCID {dcid} interface {local} address {remote} port {port}")
+    format!("TDC: {}", line::new_dcid(dcid, local, remote, port))
 }
 
 /// Log: one intake host could not be used.
@@ -36,10 +36,8 @@ pub fn connection_error(
     details: impl Display,
     reason: &str,
 ) -> String {
-    format!(
-        "TDC: Connection Error: DCID {dcid} domain: {} IP: {remote} port: {port} details: {details} interface: 0.0.0.0 reason: {reason}",
-        crate::TDC_QUEUE
-    )
+    let text = line::connection_error(dcid, crate::TDC_QUEUE, remote, port, details, reason);
+    format!("TDC: {text}")
 }
 
 /// Log: a copy is being sent.
