@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use rampart_settings::{Settings, SharedSettings};
+use rampart_settings::{Problem, Settings, SettingsErrors, SharedSettings};
 use rampart_store::{Audit, Store, StoreError};
 use tokio::sync::Mutex;
 
@@ -34,9 +34,9 @@ pub enum ChangeError<E = String> {
     /// The edit refused itself.
     #[error("{0}")]
     Edit(E),
-    /// The result is not a valid settings set: every problem, each naming its entry.
-    #[error("{}", .0.join("; "))]
-    Invalid(Vec<String>),
+    /// The result is not a valid settings set: every problem, each keyed by its entry.
+    #[error("{}", SettingsErrors(.0.clone()))]
+    Invalid(Vec<Problem>),
     /// The settings changed since the generation the caller edited.
     #[error(
         "the settings changed since they were read (generation {expected}, now {current}); read them again and redo the change"
@@ -154,7 +154,7 @@ impl Changes {
         settings: &Settings,
         tables: &[&str],
         description: &str,
-    ) -> Result<Result<(), Vec<String>>, StoreError> {
+    ) -> Result<Result<(), Vec<Problem>>, StoreError> {
         if let Err(e) = settings.clone().compile() {
             return Ok(Err(e.0));
         }
@@ -227,7 +227,7 @@ impl Changes {
                     .map_err(|e| Conflicts(vec![format!("pending {table}: {e}")]))?;
                 settings
                     .set_table_json(table, &json)
-                    .map_err(|e| Conflicts(e.0))?;
+                    .map_err(|e| Conflicts(e.0.iter().map(ToString::to_string).collect()))?;
             }
             Ok(changes.len())
         })

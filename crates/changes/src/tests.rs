@@ -75,7 +75,9 @@ async fn an_invalid_change_saves_nothing() {
         panic!("{err:?}")
     };
     assert!(
-        problems.iter().any(|p| p.contains("not a domain!")),
+        problems
+            .iter()
+            .any(|p| p.at == "rat[0]" && p.message.contains("not a domain!")),
         "{problems:?}"
     );
     assert_eq!(store.settings_generation().await.unwrap(), before);

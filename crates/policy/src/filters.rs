@@ -5,6 +5,7 @@ use ipnet::IpNet;
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
 use crate::facts::{AuthResult, Facts};
 
 /// Largest compiled regex, so a hostile pattern cannot eat the appliance's memory.
@@ -119,15 +120,18 @@ pub struct CompiledFilter {
     pub(crate) actions: Vec<FilterAction>,
 }
 
-fn regex(where_: &str, pattern: &str) -> Result<Regex, String> {
+fn regex(where_: &str, pattern: &str) -> Result<Regex, Problem> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| {
-            format!(
-                "{where_}: invalid regex {pattern:?}: {}",
-                e.to_string().lines().last().unwrap_or("")
+            Problem::new(
+                where_,
+                format!(
+                    "invalid regex {pattern:?}: {}",
+                    e.to_string().lines().last().unwrap_or("")
+                ),
             )
         })
 }
@@ -140,26 +144,32 @@ fn header_name_ok(name: &str) -> bool {
 pub(crate) fn compile(
     filters: &[ContentFilter],
     at: &str,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<Problem>,
 ) -> Vec<CompiledFilter> {
     let mut out = Vec::new();
     for (i, f) in filters.iter().enumerate() {
         let here = format!("{at}.content_filters[{i}] ({})", f.name);
         if f.name.trim().is_empty() {
-            errors.push(format!("{here}: a filter needs a name"));
+            errors.push(Problem::new(here.to_string(), "a filter needs a name"));
         }
         if f.conditions.is_empty() {
-            errors.push(format!("{here}: needs at least one condition"));
+            errors.push(Problem::new(
+                here.to_string(),
+                "needs at least one condition",
+            ));
         }
         if f.actions.is_empty() {
-            errors.push(format!("{here}: needs at least one action"));
+            errors.push(Problem::new(here.to_string(), "needs at least one action"));
         }
         let mut conditions = Vec::new();
         for c in &f.conditions {
             let compiled = match c {
                 FilterCondition::Header { name, regex: r } => {
                     if !header_name_ok(name) {
-                        errors.push(format!("{here}: header name {name:?} is not valid"));
+                        errors.push(Problem::new(
+                            here.to_string(),
+                            format!("header name {name:?} is not valid"),
+                        ));
                         continue;
                     }
                     regex(&here, r).map(|r| Compiled::Header(name.to_ascii_lowercase(), r))
@@ -181,8 +191,10 @@ pub(crate) fn compile(
                             .or_else(|_| n.parse::<std::net::IpAddr>().map(IpNet::from))
                         {
                             Ok(net) => nets.push(net.trunc()),
-                            Err(_) => errors
-                                .push(format!("{here}: {n:?} is not an IP address or CIDR range")),
+                            Err(_) => errors.push(Problem::new(
+                                here.to_string(),
+                                format!("{n:?} is not an IP address or CIDR range"),
+                            )),
                         }
                     }
                     Ok(Compiled::RemoteIp(nets))
@@ -201,17 +213,29 @@ pub(crate) fn compile(
                 FilterAction::AddHeader { name, value }
                 | FilterAction::ReplaceHeader { name, value } => {
                     if !header_name_ok(name) {
-                        errors.push(format!("{here}: header name {name:?} is not valid"));
+                        errors.push(Problem::new(
+                            here.to_string(),
+                            format!("header name {name:?} is not valid"),
+                        ));
                     }
                     if value.contains(['\r', '\n']) {
-                        errors.push(format!("{here}: header value must be one line"));
+                        errors.push(Problem::new(
+                            here.to_string(),
+                            "header value must be one line",
+                        ));
                     }
                 }
                 FilterAction::Bounce { reply } if reply.contains(['\r', '\n']) => {
-                    errors.push(format!("{here}: bounce reply must be one line"));
+                    errors.push(Problem::new(
+                        here.to_string(),
+                        "bounce reply must be one line",
+                    ));
                 }
                 FilterAction::TagSubject { tag } if tag.contains(['\r', '\n']) => {
-                    errors.push(format!("{here}: subject tag must be one line"));
+                    errors.push(Problem::new(
+                        here.to_string(),
+                        "subject tag must be one line",
+                    ));
                 }
                 _ => {}
             }

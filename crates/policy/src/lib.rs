@@ -11,12 +11,14 @@ pub mod edit;
 pub mod facts;
 pub mod filters;
 pub mod patterns;
+mod problem;
 pub mod services;
 mod table;
 mod verdict;
 
 pub use facts::{AuthResult, DmarcRequest, Facts};
 pub use filters::{ContentFilter, FilterAction, FilterCondition};
+pub use problem::Problem;
 pub use services::{
     Antispam, Antivirus, ScanAction, ServiceMode, SpamResult, SuspectTreatment, Treatment,
     VirusResult,

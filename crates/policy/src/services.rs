@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 /// Whether a service runs for a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -185,16 +187,17 @@ pub enum VirusResult {
 }
 
 /// Subject prefixes are printable one-line text: they go into a header.
-pub(crate) fn validate_prefix(prefix: &str, at: &str, what: &str, errors: &mut Vec<String>) {
+pub(crate) fn validate_prefix(prefix: &str, at: &str, what: &str, errors: &mut Vec<Problem>) {
     if prefix.len() > 100 || prefix.chars().any(char::is_control) {
-        errors.push(format!(
-            "{at}: the {what} subject prefix must be one line of at most 100 characters"
+        errors.push(Problem::new(
+            at.to_string(),
+            format!("the {what} subject prefix must be one line of at most 100 characters"),
         ));
     }
 }
 
 impl Antispam {
-    pub(crate) fn validate(&self, at: &str, errors: &mut Vec<String>) {
+    pub(crate) fn validate(&self, at: &str, errors: &mut Vec<Problem>) {
         validate_prefix(
             &self.positive.subject_prefix,
             at,
@@ -211,7 +214,7 @@ impl Antispam {
 }
 
 impl Antivirus {
-    pub(crate) fn validate(&self, at: &str, errors: &mut Vec<String>) {
+    pub(crate) fn validate(&self, at: &str, errors: &mut Vec<Problem>) {
         validate_prefix(
             &self.infected.subject_prefix,
             at,

@@ -4,6 +4,7 @@ use rampart_smtp::Mailbox;
 use rampart_tdc::{TdcChoice, TdcMode};
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
 use crate::filters::{self, CompiledFilter, ContentFilter};
 use crate::patterns::{self, Pattern};
 use crate::services::{Antispam, Antivirus, ServiceMode};
@@ -162,13 +163,14 @@ impl PolicyTable {
         policies: &[MailPolicy],
         table: &str,
         incoming: bool,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<Problem>,
     ) -> PolicyTable {
         let mut out = Vec::with_capacity(policies.len());
         match policies.last() {
             Some(p) if p.name == DEFAULT_POLICY => {}
-            _ => errors.push(format!(
-                "{table}: the DEFAULT policy must exist and be last"
+            _ => errors.push(Problem::new(
+                table.to_string(),
+                "the DEFAULT policy must exist and be last",
             )),
         }
         for (i, p) in policies.iter().enumerate() {
@@ -180,8 +182,9 @@ impl PolicyTable {
                     .all(|b| b.is_ascii_alphanumeric() || b"_-. ".contains(&b))
                 && p.name.trim() == p.name;
             if !name_ok {
-                errors.push(format!(
-                    "{at}: name must be 1-64 letters, digits, spaces, '_', '-' or '.'"
+                errors.push(Problem::new(
+                    at.to_string(),
+                    "name must be 1-64 letters, digits, spaces, '_', '-' or '.'",
                 ));
             }
             if policies
@@ -189,26 +192,34 @@ impl PolicyTable {
                 .take(i)
                 .any(|o| o.name.eq_ignore_ascii_case(&p.name))
             {
-                errors.push(format!("{at}: a policy named {:?} exists already", p.name));
+                errors.push(Problem::new(
+                    at.to_string(),
+                    format!("a policy named {:?} exists already", p.name),
+                ));
             }
             let is_default = p.name == DEFAULT_POLICY;
             if is_default && i + 1 != policies.len() {
-                errors.push(format!("{at}: DEFAULT must be the last policy"));
+                errors.push(Problem::new(
+                    at.to_string(),
+                    "DEFAULT must be the last policy",
+                ));
             }
             if is_default && (!p.senders.is_empty() || !p.recipients.is_empty()) {
-                errors.push(format!(
-                    "{at}: DEFAULT matches every message; it takes no sender or recipient patterns"
+                errors.push(Problem::new(
+                    at.to_string(),
+                    "DEFAULT matches every message; it takes no sender or recipient patterns",
                 ));
             }
             if !is_default && p.senders.is_empty() && p.recipients.is_empty() {
-                errors.push(format!("{at}: give at least one sender or recipient pattern (DEFAULT already matches everything)"));
+                errors.push(Problem::new(at.to_string(), "give at least one sender or recipient pattern (DEFAULT already matches everything)"));
             }
             let mut parse = |list: &[String], what: &str| -> Vec<Pattern> {
                 list.iter()
                     .filter_map(|s| match Pattern::parse(s) {
                         Ok(p) => Some(p),
                         Err(e) => {
-                            errors.push(format!("{at}: {what} pattern {e}"));
+                            errors
+                                .push(Problem::new(at.to_string(), format!("{what} pattern {e}")));
                             None
                         }
                     })
@@ -216,9 +227,8 @@ impl PolicyTable {
             };
             let senders = parse(&p.senders, "sender");
             let recipients = parse(&p.recipients, "recipient");
-            if let Some(e) = rampart_tdc::choice::validate_choice(&p.tdc, is_default, incoming, &at)
-            {
-                errors.push(e);
+            if let Some(e) = rampart_tdc::choice::validate_choice(&p.tdc, is_default, incoming) {
+                errors.push(Problem::new(at.clone(), e));
             }
             if is_default {
                 for (mode, service) in [
@@ -226,9 +236,7 @@ impl PolicyTable {
                     (p.antivirus.mode, "Anti-Virus"),
                 ] {
                     if mode == ServiceMode::Default {
-                        errors.push(format!(
-                            "{at}: DEFAULT cannot use the default settings for {service}; choose enabled or disabled"
-                        ));
+                        errors.push(Problem::new(at.to_string(), format!("DEFAULT cannot use the default settings for {service}; choose enabled or disabled")));
                     }
                 }
             }
@@ -383,7 +391,11 @@ mod tests {
         ];
         let mut errors = Vec::new();
         PolicyTable::compile(&policies, "incoming_policies", true, &mut errors);
-        let joined = errors.join("\n");
+        let joined = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         for want in [
             "incoming_policies[1] (DUP): a policy named \"DUP\" exists already",
             "incoming_policies[1] (DUP): recipient pattern \"bad pattern\" is not a pattern",
@@ -400,10 +412,9 @@ mod tests {
             true,
             &mut errors,
         );
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("DEFAULT policy must exist and be last"))
-        );
+        assert!(errors.iter().any(|e| {
+            e.to_string()
+                .contains("DEFAULT policy must exist and be last")
+        }));
     }
 }

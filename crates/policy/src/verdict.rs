@@ -579,7 +579,7 @@ mod tests {
         let mut errors = Vec::new();
         PolicyTable::compile(&[p], "incoming_policies", true, &mut errors);
         assert!(
-            errors[0].starts_with(
+            errors[0].to_string().starts_with(
                 "incoming_policies[0] (DEFAULT).content_filters[0] (bad): invalid regex \"(\""
             ),
             "{errors:?}"
@@ -748,7 +748,11 @@ mod tests {
         bad.antispam.positive.subject_prefix = "[SPAM]\r\nBcc: x@y".into();
         let mut errors = Vec::new();
         PolicyTable::compile(&[bad], "incoming_policies", true, &mut errors);
-        let joined = errors.join("\n");
+        let joined = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         assert!(joined.contains("DEFAULT cannot use the default settings for Anti-Virus"));
         assert!(joined.contains("subject prefix must be one line"));
     }

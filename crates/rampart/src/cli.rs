@@ -421,7 +421,7 @@ async fn loadconfig(config: &Config, file: &Path, partial: bool) -> Result<()> {
         Err(rampart_changes::ChangeError::Invalid(problems)) => bail!(
             "{} is invalid, nothing was changed:\n{}",
             file.display(),
-            problems.join("\n")
+            rampart_settings::SettingsErrors(problems)
         ),
         Err(e) => bail!("{e}"),
     };

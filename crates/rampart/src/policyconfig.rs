@@ -126,7 +126,7 @@ async fn save(store: &Store, settings: Settings, generation: i64) -> Result<()> 
         Ok(_) => Ok(()),
         Err(rampart_changes::ChangeError::Invalid(problems)) => Err(anyhow!(
             "the change is invalid, nothing was saved:\n{}",
-            problems.join("\n")
+            rampart_settings::SettingsErrors(problems)
         )),
         Err(e) => Err(anyhow!("nothing was saved: {e}")),
     }

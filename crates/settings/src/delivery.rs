@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 /// TLS toward a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,21 +126,21 @@ pub(crate) struct CompiledControl {
 
 pub(crate) fn compile_controls(
     controls: &[DestinationControl],
-    errors: &mut Vec<String>,
+    errors: &mut Vec<Problem>,
 ) -> (DestinationControl, Vec<CompiledControl>) {
     let mut default = DestinationControl::default_entry();
     let mut out = Vec::new();
     for (i, c) in controls.iter().enumerate() {
         if c.max_connections == 0 || c.max_connections > 1000 {
-            errors.push(format!(
-                "destination_controls[{i}] ({}): max_connections must be 1-1000",
-                c.domain
+            errors.push(Problem::new(
+                format!("destination_controls[{i}] ({})", c.domain),
+                "max_connections must be 1-1000",
             ));
         }
         if c.max_messages_per_connection == 0 {
-            errors.push(format!(
-                "destination_controls[{i}] ({}): max_messages_per_connection must be at least 1",
-                c.domain
+            errors.push(Problem::new(
+                format!("destination_controls[{i}] ({})", c.domain),
+                "max_messages_per_connection must be at least 1",
             ));
         }
         if controls
@@ -146,9 +148,9 @@ pub(crate) fn compile_controls(
             .take(i)
             .any(|o| o.domain.trim().eq_ignore_ascii_case(c.domain.trim()))
         {
-            errors.push(format!(
-                "destination_controls[{i}]: domain {:?} appears twice",
-                c.domain
+            errors.push(Problem::new(
+                format!("destination_controls[{i}]"),
+                format!("domain {:?} appears twice", c.domain),
             ));
         }
         if c.domain.trim().eq_ignore_ascii_case("default") {
@@ -156,9 +158,12 @@ pub(crate) fn compile_controls(
             continue;
         }
         match crate::domains::Pattern::parse(&c.domain) {
-            Some(crate::domains::Pattern::All) | None => errors.push(format!(
-                "destination_controls[{i}]: domain {:?} is not a domain, a .domain or default",
-                c.domain
+            Some(crate::domains::Pattern::All) | None => errors.push(Problem::new(
+                format!("destination_controls[{i}]"),
+                format!(
+                    "domain {:?} is not a domain, a .domain or default",
+                    c.domain
+                ),
             )),
             Some(pattern) => out.push(CompiledControl {
                 pattern,
@@ -169,15 +174,24 @@ pub(crate) fn compile_controls(
     (default, out)
 }
 
-pub(crate) fn validate_profile(p: &BounceProfile, errors: &mut Vec<String>) {
+pub(crate) fn validate_profile(p: &BounceProfile, errors: &mut Vec<Problem>) {
     if p.initial_retry_secs == 0 {
-        errors.push("bounce_profile: initial_retry_secs must be at least 1".into());
+        errors.push(Problem::new(
+            "bounce_profile",
+            "initial_retry_secs must be at least 1",
+        ));
     }
     if p.max_retry_secs < p.initial_retry_secs {
-        errors.push("bounce_profile: max_retry_secs must not be below initial_retry_secs".into());
+        errors.push(Problem::new(
+            "bounce_profile",
+            "max_retry_secs must not be below initial_retry_secs",
+        ));
     }
     if p.max_queue_secs == 0 {
-        errors.push("bounce_profile: max_queue_secs must be at least 1".into());
+        errors.push(Problem::new(
+            "bounce_profile",
+            "max_queue_secs must be at least 1",
+        ));
     }
 }
 

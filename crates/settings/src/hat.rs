@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 /// What a sender group's clients may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -86,7 +88,7 @@ pub(crate) fn default_table() -> Vec<SenderGroup> {
     ]
 }
 
-pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<String>) -> Vec<Compiled> {
+pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<Problem>) -> Vec<Compiled> {
     let mut out = Vec::with_capacity(groups.len());
     for (i, g) in groups.iter().enumerate() {
         let name_ok = !g.name.is_empty()
@@ -95,9 +97,9 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<String>) -> Vec<C
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !name_ok {
-            errors.push(format!(
-                "hat[{i}]: name {:?} must be 1-64 letters, digits, '_' or '-'",
-                g.name
+            errors.push(Problem::new(
+                format!("hat[{i}]"),
+                format!("name {:?} must be 1-64 letters, digits, '_' or '-'", g.name),
             ));
         }
         if groups
@@ -105,9 +107,9 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<String>) -> Vec<C
             .take(i)
             .any(|o| o.name.eq_ignore_ascii_case(&g.name))
         {
-            errors.push(format!(
-                "hat[{i}]: sender group name {:?} is used twice",
-                g.name
+            errors.push(Problem::new(
+                format!("hat[{i}]"),
+                format!("sender group name {:?} is used twice", g.name),
             ));
         }
         let mut hosts = Vec::with_capacity(g.hosts.len());
@@ -126,10 +128,7 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<String>) -> Vec<C
             {
                 hosts.push((h.to_ascii_lowercase(), Host::Name(p)));
             } else {
-                errors.push(format!(
-                    "hat[{i}] ({}): host {h:?} is not an IP address, a CIDR range, a host name (mail.example.com, .example.com) or ALL",
-                    g.name
-                ));
+                errors.push(Problem::new(format!("hat[{i}] ({})", g.name), format!("host {h:?} is not an IP address, a CIDR range, a host name (mail.example.com, .example.com) or ALL")));
             }
         }
         out.push(Compiled {
@@ -266,10 +265,18 @@ mod tests {
         let mut errors = Vec::new();
         compile(&groups, &mut errors);
         assert_eq!(errors.len(), 5, "{errors:?}");
-        assert!(errors[0].starts_with("hat[0]: name \"bad name\""));
-        assert!(errors[1].contains("\"10.0.0.0/33\""));
-        assert!(errors[2].contains("\"mail..example.com\""));
-        assert!(errors[3].contains("\"10.0.0\" is not an IP address"));
-        assert!(errors[4].contains("used twice"));
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("hat[0]: name \"bad name\"")
+        );
+        assert!(errors[1].to_string().contains("\"10.0.0.0/33\""));
+        assert!(errors[2].to_string().contains("\"mail..example.com\""));
+        assert!(
+            errors[3]
+                .to_string()
+                .contains("\"10.0.0\" is not an IP address")
+        );
+        assert!(errors[4].to_string().contains("used twice"));
     }
 }

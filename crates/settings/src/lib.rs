@@ -21,15 +21,28 @@ pub mod routes;
 
 pub use delivery::{BounceProfile, DestinationControl, TlsPolicy};
 pub use hat::{FlowPolicy, HatMatch, SenderGroup};
-pub use rampart_policy::{MailPolicy, PolicyTable};
+pub use rampart_policy::{MailPolicy, PolicyTable, Problem};
 pub use rampart_tdc::{TdcChoice, TdcMode, TdcSettings};
 pub use rat::{RatAction, RatEntry};
 pub use routes::{RouteHost, SmtpRoute};
 
-/// Validation problems, each naming the entry and saying what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
-pub struct SettingsErrors(pub Vec<String>);
+/// Validation problems, each keyed by the entry it is about and saying what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsErrors(pub Vec<Problem>);
+
+impl std::fmt::Display for SettingsErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SettingsErrors {}
 
 /// All runtime settings, as stored and as exported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,7 +131,9 @@ impl Settings {
             false,
             &mut errors,
         );
-        errors.extend(rampart_tdc::choice::validate_settings(&self.tdc));
+        if let Some(e) = rampart_tdc::choice::validate_settings(&self.tdc) {
+            errors.push(Problem::new("tdc", e));
+        }
         if errors.is_empty() {
             Ok(Snapshot {
                 settings: self,
@@ -141,7 +156,7 @@ impl Settings {
         table: &str,
         value: &serde_json::Value,
     ) -> Result<(), SettingsErrors> {
-        let one = |e: String| SettingsErrors(vec![e]);
+        let one = |e: Problem| SettingsErrors(vec![e]);
         match table {
             "hat" => self.hat = from_json(table, value).map_err(one)?,
             "rat" => self.rat = from_json(table, value).map_err(one)?,
@@ -153,7 +168,10 @@ impl Settings {
             "incoming_policies" => self.incoming_policies = from_json(table, value).map_err(one)?,
             "outgoing_policies" => self.outgoing_policies = from_json(table, value).map_err(one)?,
             "tdc" => self.tdc = from_json(table, value).map_err(one)?,
-            _ => return Err(one(format!("unknown settings table `{table}`"))),
+            _ => {
+                let message = format!("unknown settings table `{table}`");
+                return Err(one(Problem::new("", message)));
+            }
         }
         Ok(())
     }
@@ -194,7 +212,8 @@ impl Settings {
     /// copy.
     pub fn apply_toml(&mut self, text: &str) -> Result<Vec<String>, SettingsErrors> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            SettingsErrors(vec![format!("not valid TOML: {}", e.to_string().trim())])
+            let message = format!("not valid TOML: {}", e.to_string().trim());
+            SettingsErrors(vec![Problem::new("", message)])
         })?;
         let mut errors = Vec::new();
         let mut named = Vec::new();
@@ -202,7 +221,7 @@ impl Settings {
             let json = match serde_json::to_value(&value) {
                 Ok(j) => j,
                 Err(e) => {
-                    errors.push(format!("`{key}`: {e}"));
+                    errors.push(Problem::new(key, e.to_string()));
                     continue;
                 }
             };
@@ -227,11 +246,11 @@ impl Settings {
 fn from_json<T: serde::de::DeserializeOwned>(
     table: &str,
     value: &serde_json::Value,
-) -> Result<T, String> {
+) -> Result<T, Problem> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        format!("`{table}{path}`: {}", e.inner())
+        Problem::new(format!("{table}{path}"), e.inner().to_string())
     })
 }
 
@@ -439,7 +458,9 @@ mod tests {
             intake_address: String::new(),
         };
         assert!(
-            s.clone().compile().unwrap_err().0[0].contains("Message Intake Address is required")
+            s.clone().compile().unwrap_err().0[0]
+                .to_string()
+                .contains("Message Intake Address is required")
         );
     }
 
@@ -520,14 +541,16 @@ action = "maybe"
 x = 1
 "#;
         let errors = Settings::from_toml(text).unwrap_err().0;
-        let joined = errors.join("\n");
-        assert!(joined.contains("`rat[1].action`"), "{joined}");
+        // Keyed by the field at fault.
+        assert!(errors.iter().any(|p| p.at == "rat[1].action"), "{errors:?}");
+        let joined = SettingsErrors(errors).to_string();
+        assert!(joined.contains("rat[1].action: "), "{joined}");
         assert!(
             joined.contains("unknown settings table `unknown`"),
             "{joined}"
         );
         let text = "[[hat]]\nname = \"BAD\"\nhosts = [\"300.1.1.1\"]\npolicy = \"ACCEPT\"\n[[rat]]\ndomain = \"exa mple.com\"\naction = \"accept\"\n";
-        let joined = Settings::from_toml(text).unwrap_err().0.join("\n");
+        let joined = Settings::from_toml(text).unwrap_err().to_string();
         assert!(
             joined.contains("hat[0] (BAD): host \"300.1.1.1\""),
             "{joined}"

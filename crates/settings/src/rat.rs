@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RatAction {
@@ -24,7 +26,7 @@ pub(crate) struct Compiled {
     action: RatAction,
 }
 
-pub(crate) fn compile(entries: &[RatEntry], errors: &mut Vec<String>) -> Vec<Compiled> {
+pub(crate) fn compile(entries: &[RatEntry], errors: &mut Vec<Problem>) -> Vec<Compiled> {
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         match crate::domains::Pattern::parse(&e.domain) {
@@ -32,9 +34,12 @@ pub(crate) fn compile(entries: &[RatEntry], errors: &mut Vec<String>) -> Vec<Com
                 pattern,
                 action: e.action,
             }),
-            None => errors.push(format!(
-                "rat[{i}]: domain {:?} is not a domain, a .domain (subdomains) or ALL",
-                e.domain
+            None => errors.push(Problem::new(
+                format!("rat[{i}]"),
+                format!(
+                    "domain {:?} is not a domain, a .domain (subdomains) or ALL",
+                    e.domain
+                ),
             )),
         }
     }

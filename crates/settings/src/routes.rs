@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpRoute {
@@ -25,14 +27,17 @@ pub(crate) struct Compiled {
     pub(crate) hosts: Vec<RouteHost>,
 }
 
-pub(crate) fn compile(routes: &[SmtpRoute], errors: &mut Vec<String>) -> Vec<Compiled> {
+pub(crate) fn compile(routes: &[SmtpRoute], errors: &mut Vec<Problem>) -> Vec<Compiled> {
     let mut out = Vec::new();
     for (i, r) in routes.iter().enumerate() {
         let pattern = crate::domains::Pattern::parse(&r.domain);
         if pattern.is_none() {
-            errors.push(format!(
-                "smtp_routes[{i}]: domain {:?} is not a domain, a .domain (subdomains) or ALL",
-                r.domain
+            errors.push(Problem::new(
+                format!("smtp_routes[{i}]"),
+                format!(
+                    "domain {:?} is not a domain, a .domain (subdomains) or ALL",
+                    r.domain
+                ),
             ));
         }
         if routes
@@ -40,24 +45,24 @@ pub(crate) fn compile(routes: &[SmtpRoute], errors: &mut Vec<String>) -> Vec<Com
             .take(i)
             .any(|o| o.domain.trim().eq_ignore_ascii_case(r.domain.trim()))
         {
-            errors.push(format!(
-                "smtp_routes[{i}]: domain {:?} has a route already",
-                r.domain
+            errors.push(Problem::new(
+                format!("smtp_routes[{i}]"),
+                format!("domain {:?} has a route already", r.domain),
             ));
         }
         if r.hosts.is_empty() {
-            errors.push(format!(
-                "smtp_routes[{i}] ({}): needs at least one host",
-                r.domain
+            errors.push(Problem::new(
+                format!("smtp_routes[{i}] ({})", r.domain),
+                "needs at least one host",
             ));
         }
         let mut hosts = Vec::new();
         for h in &r.hosts {
             match parse_host(h) {
                 Some(host) => hosts.push(host),
-                None => errors.push(format!(
-                    "smtp_routes[{i}] ({}): host {h:?} is not host, host:port, ip:port or [ipv6]:port",
-                    r.domain
+                None => errors.push(Problem::new(
+                    format!("smtp_routes[{i}] ({})", r.domain),
+                    format!("host {h:?} is not host, host:port, ip:port or [ipv6]:port"),
                 )),
             }
         }

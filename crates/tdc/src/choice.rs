@@ -55,14 +55,14 @@ pub fn selects(incoming: bool, clean: bool) -> bool {
     incoming && clean
 }
 
-/// What is wrong with the global setting, if anything.
+/// What is wrong with the global setting (the `tdc` table), if anything.
 pub fn validate_settings(t: &TdcSettings) -> Option<String> {
     let address = t.intake_address.trim();
     if t.enabled && address.is_empty() {
-        Some("tdc: a Message Intake Address is required when the connector is enabled".into())
+        Some("a Message Intake Address is required when the connector is enabled".into())
     } else if !address.is_empty() && rampart_smtp::Mailbox::parse(address).is_err() {
         Some(format!(
-            "tdc: Message Intake Address {:?} is not a valid address (e.g. journal@beta.cmd.cisco.com)",
+            "Message Intake Address {:?} is not a valid address (e.g. journal@beta.cmd.cisco.com)",
             t.intake_address
         ))
     } else {
@@ -70,28 +70,24 @@ pub fn validate_settings(t: &TdcSettings) -> Option<String> {
     }
 }
 
-/// What is wrong with a policy's choice, if anything; `at` names the policy in the message.
-pub fn validate_choice(
-    choice: &TdcChoice,
-    is_default: bool,
-    incoming: bool,
-    at: &str,
-) -> Option<String> {
+/// What is wrong with a policy's choice, if anything.
+pub fn validate_choice(choice: &TdcChoice, is_default: bool, incoming: bool) -> Option<String> {
     match (choice.mode, is_default) {
-        (TdcMode::Default, true) => Some(format!(
-            "{at}: DEFAULT cannot use the default settings; choose global, custom or no"
-        )),
+        (TdcMode::Default, true) => Some(
+            "DEFAULT cannot use the default settings; choose global, custom or no".to_owned(),
+        ),
         (TdcMode::Custom, _)
             if rampart_smtp::Mailbox::parse(choice.intake_address.trim()).is_err() =>
         {
             Some(format!(
-                "{at}: a custom Message Intake Address must be a valid address like journal@beta.cmd.cisco.com, got {:?}",
+                "a custom Message Intake Address must be a valid address like journal@beta.cmd.cisco.com, got {:?}",
                 choice.intake_address
             ))
         }
-        (mode, _) if !incoming && mode != TdcMode::Default && mode != TdcMode::No => Some(format!(
-            "{at}: the Threat Defense Connector journals incoming mail only; outgoing policies take mode \"no\""
-        )),
+        (mode, _) if !incoming && mode != TdcMode::Default && mode != TdcMode::No => Some(
+            "the Threat Defense Connector journals incoming mail only; outgoing policies take mode \"no\""
+                .to_owned(),
+        ),
         _ => None,
     }
 }
@@ -227,11 +223,10 @@ mod tests {
             intake_address: " ".into(),
         };
         assert!(validate_settings(&missing).is_some());
-        let at = "incoming policy a";
-        assert!(validate_choice(&choice(TdcMode::Default, ""), true, true, at).is_some());
-        assert!(validate_choice(&choice(TdcMode::Custom, "nope"), false, true, at).is_some());
-        assert!(validate_choice(&choice(TdcMode::Global, ""), false, false, at).is_some());
-        assert!(validate_choice(&choice(TdcMode::No, ""), false, false, at).is_none());
+        assert!(validate_choice(&choice(TdcMode::Default, ""), true, true).is_some());
+        assert!(validate_choice(&choice(TdcMode::Custom, "nope"), false, true).is_some());
+        assert!(validate_choice(&choice(TdcMode::Global, ""), false, false).is_some());
+        assert!(validate_choice(&choice(TdcMode::No, ""), false, false).is_none());
         assert!(!selects(false, true) && !selects(true, false) && selects(true, true));
     }
 }

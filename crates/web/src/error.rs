@@ -11,6 +11,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
+    /// For invalid settings: every problem, keyed by its entry (`"problems"` in the answer).
+    pub problems: Vec<rampart_settings::Problem>,
 }
 
 impl ApiError {
@@ -19,6 +21,18 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             retry_after: None,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Settings that do not validate: `400` with every problem, keyed by its entry.
+    pub fn invalid(problems: Vec<rampart_settings::Problem>) -> ApiError {
+        ApiError {
+            message: rampart_settings::SettingsErrors(problems.clone())
+                .to_string()
+                .replace('\n', "; "),
+            problems,
+            ..ApiError::bad_request("")
         }
     }
 
@@ -27,6 +41,7 @@ impl ApiError {
             status: StatusCode::CONFLICT,
             message: message.into(),
             retry_after: None,
+            problems: Vec::new(),
         }
     }
 
@@ -35,6 +50,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),
             retry_after: None,
+            problems: Vec::new(),
         }
     }
 
@@ -43,6 +59,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             message: "authentication required: use HTTP Basic with an appliance account".into(),
             retry_after: None,
+            problems: Vec::new(),
         }
     }
 
@@ -51,6 +68,7 @@ impl ApiError {
             status: StatusCode::FORBIDDEN,
             message: message.into(),
             retry_after: None,
+            problems: Vec::new(),
         }
     }
 
@@ -61,6 +79,7 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "internal error; see the appliance log".into(),
             retry_after: None,
+            problems: Vec::new(),
         }
     }
 
@@ -70,6 +89,7 @@ impl ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: message.into(),
             retry_after: Some(secs),
+            problems: Vec::new(),
         }
     }
 
@@ -79,6 +99,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: message.into(),
             retry_after: Some(1),
+            problems: Vec::new(),
         }
     }
 }
@@ -102,7 +123,11 @@ impl From<rampart_policy::edit::EditError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
+        let body = if self.problems.is_empty() {
+            Json(serde_json::json!({ "error": self.message }))
+        } else {
+            Json(serde_json::json!({ "error": self.message, "problems": self.problems }))
+        };
         let mut response = (self.status, body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

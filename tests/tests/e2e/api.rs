@@ -56,7 +56,7 @@ async fn hat_and_rat_round_trip_and_bad_input() {
         ),
         (
             serde_json::json!([{"domain": "x.test", "action": "maybe"}]),
-            "`rat[0].action`: unknown variant `maybe`",
+            "rat[0].action: unknown variant `maybe`",
         ),
         (
             serde_json::json!([{"domain": "x.test", "action": "accept", "extra": 1}]),
@@ -64,7 +64,7 @@ async fn hat_and_rat_round_trip_and_bad_input() {
         ),
         (
             serde_json::json!({"domain": "x.test"}),
-            "`rat`: invalid type: map, expected a sequence",
+            "rat: invalid type: map, expected a sequence",
         ),
     ];
     for (body, want) in cases {
@@ -87,6 +87,26 @@ async fn hat_and_rat_round_trip_and_bad_input() {
             .unwrap()
             .contains("hat[0] (X): host \"10.0.0.0/40\"")
     );
+    // Each problem is also given keyed by the entry (or field) it is about.
+    let problems = resp["problems"].as_array().cloned().unwrap_or_default();
+    assert_eq!(problems.len(), 1, "{resp}");
+    assert_eq!(problems[0]["at"], "hat[0] (X)");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("host \"10.0.0.0/40\" is not an IP address"),
+        "{resp}"
+    );
+    let (status, resp) = app
+        .api(
+            Method::PUT,
+            "/rat",
+            Some(serde_json::json!([{"domain": "x.test", "action": "maybe"}])),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(resp["problems"][0]["at"], "rat[0].action", "{resp}");
 
     // Malformed JSON.
     let resp = reqwest::Client::new()

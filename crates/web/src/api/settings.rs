@@ -46,7 +46,7 @@ async fn put_table(
     edit_settings(state, caller, if_match, what, |settings| {
         settings
             .set_table_json(table, &body)
-            .map_err(|e| ApiError::bad_request(e.0.join("; ")))
+            .map_err(|e| ApiError::invalid(e.0))
     })
     .await?;
     tracing::info!(user = %caller.name, table, "settings table replaced through the API");
@@ -114,7 +114,7 @@ pub(crate) async fn edit_settings<T>(
     match state.changes.apply(&audit, if_match.0, &mut change).await {
         Ok(saved) => Ok(saved.value),
         Err(ChangeError::Edit(e)) => Err(e),
-        Err(ChangeError::Invalid(problems)) => Err(ApiError::bad_request(problems.join("; "))),
+        Err(ChangeError::Invalid(problems)) => Err(ApiError::invalid(problems)),
         Err(ChangeError::Stale { expected, current }) => Err(stale(expected, current)),
         Err(ChangeError::Busy) => Err(ApiError::conflict(
             "the settings kept changing while this change was applied; try again",
@@ -130,6 +130,7 @@ fn stale(expected: i64, current: i64) -> ApiError {
             "the settings changed since you read them (ETag \"{expected}\", now \"{current}\"); GET them again and redo your change"
         ),
         retry_after: None,
+        problems: Vec::new(),
     }
 }
 

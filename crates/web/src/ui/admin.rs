@@ -73,7 +73,8 @@ pub(crate) async fn commit(
             return Ok(done("/commit", "committed"));
         }
         // Someone else's commit conflicts with these changes, or together they are invalid.
-        Err(ChangeError::Edit(Conflicts(errors)) | ChangeError::Invalid(errors)) => errors,
+        Err(ChangeError::Edit(Conflicts(errors))) => errors,
+        Err(ChangeError::Invalid(problems)) => problems.iter().map(ToString::to_string).collect(),
         Err(ChangeError::Store(e)) => return Err(e.into()),
         Err(e @ (ChangeError::Busy | ChangeError::Stale { .. })) => {
             return Err(UiError::BadRequest(format!("{e}")));

@@ -466,10 +466,11 @@ pub(crate) async fn stage(
     description: String,
 ) -> Result<Result<(), Vec<String>>, UiError> {
     ui.require(Role::Admin)?;
-    Ok(state
+    let staged = state
         .changes
         .stage(&ui.user, settings, tables, &description)
-        .await?)
+        .await?;
+    Ok(staged.map_err(|problems| problems.iter().map(ToString::to_string).collect()))
 }
 
 /// Splits a text area or comma list into trimmed, non-empty items.
