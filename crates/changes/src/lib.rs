@@ -128,13 +128,18 @@ impl Changes {
         Err(ChangeError::Busy)
     }
 
+    /// The settings edits are staged against: the running ones (the stored ones in the CLI).
+    async fn base(&self) -> Result<Settings, StoreError> {
+        Ok(match &self.running {
+            Some(running) => running.load().settings().clone(),
+            None => self.store.load_settings().await?,
+        })
+    }
+
     /// The settings `user` is editing: the running ones (the stored ones in the CLI) with the
     /// user's pending tables applied.
     pub async fn working(&self, user: &str) -> Result<Settings, StoreError> {
-        let mut settings = match &self.running {
-            Some(running) => running.load().settings().clone(),
-            None => self.store.load_settings().await?,
-        };
+        let mut settings = self.base().await?;
         for (table, value) in self.store.pending_tables(user).await? {
             let json: serde_json::Value = serde_json::from_str(&value)
                 .map_err(|e| StoreError::Settings(format!("pending {table}: {e}")))?;
@@ -158,10 +163,7 @@ impl Changes {
         if let Err(e) = settings.clone().compile() {
             return Ok(Err(e.0));
         }
-        let base = match &self.running {
-            Some(running) => running.load().settings().clone(),
-            None => self.store.load_settings().await?,
-        };
+        let base = self.base().await?;
         let json = |s: &Settings, table: &str| {
             s.table_json(table)
                 .map(|v| v.to_string())

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use rampart_settings::Snapshot;
+use rampart_smtp::Enhanced;
 
 use rampart_dns::{DnsError, Resolver};
 
@@ -20,7 +21,7 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
     /// Permanent: no such domain, or a null MX. `status` is the enhanced code.
-    Hard { status: &'static str, text: String },
+    Hard { status: Enhanced, text: String },
     /// Try again later.
     Temporary(String),
 }
@@ -83,7 +84,7 @@ pub async fn targets(
             .is_some_and(|m| m.host.is_empty() || m.host == ".")
     {
         return Err(RouteError::Hard {
-            status: "5.1.10",
+            status: Enhanced(5, 1, 10),
             text: format!("Recipient domain {domain} accepts no mail (null MX, RFC 7505)"),
         });
     }
@@ -116,7 +117,7 @@ pub async fn targets(
 
 fn bad_host(domain: &str, rtype: &str, what: &str) -> RouteError {
     RouteError::Hard {
-        status: "5.1.2",
+        status: Enhanced(5, 1, 2),
         text: format!(
             "Bad destination host ('000', 'DNS Hard Error looking up {domain} ({rtype}): {what}')"
         ),
@@ -217,13 +218,13 @@ mod tests {
         assert!(matches!(
             check(&dns, &snap, "nullmx.test").await,
             Err(RouteError::Hard {
-                status: "5.1.10",
+                status: Enhanced(5, 1, 10),
                 ..
             })
         ));
         match check(&dns, &snap, "nosuch.test").await {
             Err(RouteError::Hard { status, text }) => {
-                assert_eq!(status, "5.1.2");
+                assert_eq!(status, Enhanced(5, 1, 2));
                 assert_eq!(
                     text,
                     "Bad destination host ('000', 'DNS Hard Error looking up nosuch.test (MX): NXDomain')"

@@ -48,7 +48,7 @@ pub(crate) enum Attempt {
 #[derive(Debug, Clone)]
 pub(crate) enum Unreached {
     /// DNS says there is no such domain, or a null MX: `status` is the enhanced code.
-    NoSuchDomain { status: &'static str, text: String },
+    NoSuchDomain { status: Enhanced, text: String },
     /// DNS could not answer now.
     DnsTemporary(String),
     /// No host took a session: the last host's failure, if a host was tried.
@@ -109,8 +109,7 @@ fn mail(
         Attempt::Replied { replies, tls } => (replies, tls),
         Attempt::Lost(e) => (vec![Reply::owned(451, Some(Enhanced(4, 4, 2)), e); n], None),
         Attempt::Unreached(Unreached::NoSuchDomain { status, text }) => {
-            let e = parse_status(status).unwrap_or(Enhanced(5, 1, 2));
-            (vec![Reply::owned(550, Some(e), text); n], None)
+            (vec![Reply::owned(550, Some(status), text); n], None)
         }
         Attempt::Unreached(Unreached::DnsTemporary(text)) => (
             vec![Reply::owned(451, Some(Enhanced(4, 4, 1)), text); n],
@@ -258,7 +257,7 @@ fn journal(cx: &Context<'_>, attempt: Attempt, config: &TdcConfig) -> Decision {
             let (failure, reason) = match other {
                 Attempt::Lost(e) => (Failure::Network, e),
                 Attempt::Unreached(Unreached::NoSuchDomain { status, text }) => {
-                    d.log.push(tdc::hard_bounced(status, &text));
+                    d.log.push(tdc::hard_bounced(&status.to_string(), &text));
                     (Failure::NxDomain, format!("{status} {text}"))
                 }
                 Attempt::Unreached(Unreached::DnsTemporary(text)) => (Failure::DnsTemporary, text),
@@ -345,15 +344,6 @@ fn reply_text(reply: &Reply) -> String {
         Some(e) => format!("{e} {text}"),
         None => text,
     }
-}
-
-fn parse_status(s: &str) -> Option<Enhanced> {
-    let mut p = s.split('.');
-    Some(Enhanced(
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-    ))
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ fn the_case_table() {
     let (m, j) = (mail(), journal());
     let nxdomain = || {
         Attempt::Unreached(Unreached::NoSuchDomain {
-            status: "5.1.2",
+            status: Enhanced(5, 1, 2),
             text: "Bad destination host".into(),
         })
     };
@@ -347,7 +347,7 @@ fn journal_texts() {
     );
 
     let nx = Attempt::Unreached(Unreached::NoSuchDomain {
-        status: "5.1.2",
+        status: Enhanced(5, 1, 2),
         text:
             "Bad destination host ('000', 'DNS Hard Error looking up intake.test (MX): NXDomain')"
                 .into(),
