@@ -29,7 +29,8 @@ impl Store {
     /// The `tophosts` table: every host with counters or queued recipients.
     pub async fn tophosts(&self) -> Result<Vec<HostRow>, StoreError> {
         let rows = sqlx::query(
-            "WITH active AS (SELECT queue_name AS host, COUNT(*) AS n FROM queue WHERE state = 'queued' GROUP BY queue_name), \
+            "WITH active AS (SELECT queue_name AS host, SUM(n) AS n FROM queue_counts WHERE state = 'queued' \
+             GROUP BY queue_name HAVING SUM(n) > 0), \
              hosts AS (SELECT host FROM host_counters UNION SELECT host FROM active) \
              SELECT hosts.host AS host, COALESCE(active.n, 0) AS active, COALESCE(c.connections_out, 0) AS conns, \
              COALESCE(c.delivered, 0) AS delivered, COALESCE(c.soft_bounced, 0) AS soft, \

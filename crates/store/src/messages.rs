@@ -396,9 +396,11 @@ impl Store {
 
     /// Number of queue rows still waiting for delivery.
     pub async fn queued_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE state = 'queued'")
-            .fetch_one(self.pool())
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE state = 'queued'",
+        )
+        .fetch_one(self.pool())
+        .await?;
         Ok(n as u64)
     }
 }

@@ -1,9 +1,10 @@
 //! The load generator: N concurrent SMTP sessions sending M messages of S bytes, one message per
 //! connection (as `smtp-source` does), timing each message from the end of DATA to the `250`.
+//! A run ends after a number of messages or at a deadline (a sustained run).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,6 +17,31 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Accept latency of each message (end of DATA → 250).
     pub latencies: Vec<Duration>,
+    /// When each message was accepted, beside its latency (for steady-state percentiles).
+    pub accepted_at: Vec<Instant>,
+    /// The sequence number of each accepted message.
+    pub seqs: Vec<usize>,
+}
+
+impl LoadResult {
+    /// Latencies of the messages accepted at or after `from`.
+    pub fn latencies_since(&self, from: Instant) -> Vec<Duration> {
+        self.accepted_at
+            .iter()
+            .zip(&self.latencies)
+            .filter(|(at, _)| **at >= from)
+            .map(|(_, l)| *l)
+            .collect()
+    }
+}
+
+/// When a run stops sending.
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    /// After this many messages (numbered 0..n).
+    Messages(usize),
+    /// At this instant (no new message starts after it).
+    At(Instant),
 }
 
 /// The header block of message `seq`, like a mail client's, with `X-Bench-Seq` for the sinks.
@@ -57,7 +83,14 @@ pub fn message(seq: usize, size: usize) -> Vec<u8> {
     m
 }
 
-pub async fn run(target: SocketAddr, sessions: usize, messages: usize, size: usize) -> LoadResult {
+/// A run that counts each accepted message into `accepted` as it goes (for the sampler).
+pub async fn run(
+    target: SocketAddr,
+    sessions: usize,
+    stop: Stop,
+    size: usize,
+    accepted: Arc<AtomicU64>,
+) -> LoadResult {
     let next = Arc::new(AtomicUsize::new(0));
     let body: Arc<[u8]> = body(size).into();
     let start = Instant::now();
@@ -65,28 +98,42 @@ pub async fn run(target: SocketAddr, sessions: usize, messages: usize, size: usi
     for _ in 0..sessions {
         let next = next.clone();
         let body = body.clone();
+        let accepted = accepted.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut at = Vec::new();
+            let mut seqs = Vec::new();
             let mut failed = 0;
             loop {
                 let seq = next.fetch_add(1, Ordering::Relaxed);
-                if seq >= messages {
+                let more = match stop {
+                    Stop::Messages(n) => seq < n,
+                    Stop::At(t) => Instant::now() < t,
+                };
+                if !more {
                     break;
                 }
                 match one(target, seq, &body).await {
-                    Ok(l) => lat.push(l),
+                    Ok(l) => {
+                        lat.push(l);
+                        at.push(Instant::now());
+                        seqs.push(seq);
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(_) => failed += 1,
                 }
             }
-            (lat, failed)
+            (lat, at, seqs, failed)
         }));
     }
     let mut result = LoadResult::default();
     for t in tasks {
-        if let Ok((lat, failed)) = t.await {
+        if let Ok((lat, at, seqs, failed)) = t.await {
             result.sent += lat.len();
             result.failed += failed;
             result.latencies.extend(lat);
+            result.accepted_at.extend(at);
+            result.seqs.extend(seqs);
         }
     }
     result.elapsed = start.elapsed();

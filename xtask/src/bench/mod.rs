@@ -1,19 +1,29 @@
-//! `cargo xtask bench`: throughput, latency and memory of Rampart against the one-hop limit and
-//! Postfix, in one interleaved run (see the README's performance section).
+//! `cargo xtask bench`: throughput, latency and memory of Rampart against the one-hop limit, the
+//! disk and Postfix, in one interleaved run (see the README's performance section).
 //!
-//! Flags: `--messages M` (per run, default 2000), `--sessions 20,200`, `--sizes 4096,102400`,
+//! Each run is sustained for `--secs S` (default 60) and reports its steady state after a
+//! warm-up (`--warmup W`, default 10 s), with its curve over time in `target/bench/RUN.csv` and
+//! `.svg`; `--messages M` runs a message count instead (a burst). `--scenario backlog` is the
+//! spool-growth scenario instead of the runs (see `backlog.rs`; `--backlog N`, default 1,000,000).
+//!
+//! Flags: `--sessions 20,200`, `--sizes 4096,102400`,
 //! `--idle N` idle connections for the connection-scale run (default 10000, 0 skips it),
-//! `--no-postfix`, `--only RUN[,RUN]` (some of `limit`, `rampart`, `rampart+tdc`, `smtp-source`,
+//! `--no-postfix`, `--only RUN[,RUN]` (some of `limit`, `disk`, `rampart`, `rampart+tdc`, `smtp-source`,
 //! `postfix`, `scan-limit`, `rampart+tdc+scan`, `postfix+rspamd`, `hostile`; `smtp-source` is
-//! Postfix's generator into its sink, the reference one-hop figure; the `scan` runs use a real
+//! Postfix's generator into its sink, the reference one-hop figure; `disk` is what the disk can
+//! make durable: sequential writes of the message size, synced once per `sessions` messages as
+//! the group commit does at best; the `scan` runs use a real
 //! rspamd and clamd, see `scan.rs`; `hostile` is a password storm and a web-listener exhaustion
 //! attempt),
 //! `--out FILE` (default target/bench/bench.json), `--binary PATH` (bench an
 //! already built `rampart`, e.g. an older commit's, instead of building this tree's).
 
+mod backlog;
+mod disk;
 mod hostile;
 mod loadgen;
 mod scan;
+mod series;
 mod sink;
 
 use std::path::{Path, PathBuf};
@@ -26,8 +36,44 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use sink::Sink;
 
+/// How long each run sends.
+#[derive(Debug, Clone, Copy)]
+enum Length {
+    Messages(usize),
+    Secs { secs: u64, warmup: u64 },
+}
+
+impl Length {
+    fn stop(self, start: Instant) -> loadgen::Stop {
+        match self {
+            Length::Messages(n) => loadgen::Stop::Messages(n),
+            Length::Secs { secs, .. } => loadgen::Stop::At(start + Duration::from_secs(secs)),
+        }
+    }
+
+    /// Messages a sink should expect by number (0 for a sustained run, which checks the
+    /// numbers it sent).
+    fn expected(self) -> usize {
+        match self {
+            Length::Messages(n) => n,
+            Length::Secs { .. } => 0,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Length::Messages(n) => format!("{n} messages per run"),
+            Length::Secs { secs, warmup } => {
+                format!("{secs} s per run, steady state after {warmup} s")
+            }
+        }
+    }
+}
+
 struct Options {
-    messages: usize,
+    length: Length,
+    scenario: Option<String>,
+    backlog: usize,
     sessions: Vec<usize>,
     sizes: Vec<usize>,
     idle: usize,
@@ -45,8 +91,13 @@ impl Options {
 }
 
 fn parse(args: &[String]) -> Result<Options> {
+    let mut secs = 60;
+    let mut warmup = 10;
+    let mut messages = None;
     let mut o = Options {
-        messages: 2000,
+        length: Length::Messages(0),
+        scenario: None,
+        backlog: 1_000_000,
         sessions: vec![20],
         sizes: vec![4096, 102_400],
         idle: 10_000,
@@ -72,7 +123,11 @@ fn parse(args: &[String]) -> Result<Options> {
                 .with_context(|| format!("{a} needs a value"))
         };
         match a.as_str() {
-            "--messages" => o.messages = value()?.parse()?,
+            "--messages" => messages = Some(value()?.parse()?),
+            "--secs" => secs = value()?.parse()?,
+            "--warmup" => warmup = value()?.parse()?,
+            "--scenario" => o.scenario = Some(value()?),
+            "--backlog" => o.backlog = value()?.parse()?,
             "--sessions" => o.sessions = list(&value()?)?,
             "--sizes" => o.sizes = list(&value()?)?,
             "--idle" => o.idle = value()?.parse()?,
@@ -82,6 +137,20 @@ fn parse(args: &[String]) -> Result<Options> {
             "--only" => o.only = value()?.split(',').map(|r| r.trim().to_owned()).collect(),
             other => bail!("unknown bench flag {other}; see xtask/src/bench/mod.rs"),
         }
+    }
+    o.length = match messages {
+        Some(n) => Length::Messages(n),
+        None if secs == 0 => bail!("--secs must be at least 1"),
+        // A warm-up of at most a third of the run, so a short run still has a steady part.
+        None => Length::Secs {
+            secs,
+            warmup: warmup.min(secs / 3),
+        },
+    };
+    if let Some(s) = &o.scenario
+        && s != "backlog"
+    {
+        bail!("unknown scenario {s:?}: the one scenario is backlog");
     }
     Ok(o)
 }
@@ -136,6 +205,7 @@ struct RunResult {
     size: usize,
     sessions: usize,
     messages: usize,
+    /// Steady state in a sustained run; the whole run for a message count.
     accepted_per_sec: f64,
     e2e_per_sec: Option<f64>,
     p50_ms: f64,
@@ -144,11 +214,40 @@ struct RunResult {
     max_ms: f64,
     peak_rss_mb: Option<f64>,
     cpu_secs: Option<f64>,
+    /// Seconds from the last message accepted to the last delivered: the backlog a run built.
+    drain_secs: Option<f64>,
     ok: bool,
     note: String,
 }
 
+impl RunResult {
+    /// A row for a run that has only a rate (the disk, the one-hop generator of Postfix).
+    fn rate_only(name: &str, size: usize, sessions: usize, messages: usize, rate: f64) -> Self {
+        RunResult {
+            name: name.into(),
+            size,
+            sessions,
+            messages,
+            accepted_per_sec: rate,
+            e2e_per_sec: Some(rate),
+            p50_ms: f64::NAN,
+            p90_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            max_ms: f64::NAN,
+            peak_rss_mb: None,
+            cpu_secs: None,
+            drain_secs: None,
+            ok: true,
+            note: String::new(),
+        }
+    }
+}
+
 async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
+    if opts.scenario.as_deref() == Some("backlog") {
+        return backlog::run(&binary, &opts).await;
+    }
+    eprintln!("bench: {}", opts.length.describe());
     let postfix = opts.postfix && postfix_available();
     if opts.postfix && !postfix {
         if !shared_bench().join("postfix-peer.sh").exists() {
@@ -176,50 +275,46 @@ async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
     } else {
         None
     };
+    let length = opts.length;
     let mut results = Vec::new();
     for &size in &opts.sizes {
         for &sessions in &opts.sessions {
             // Interleaved: each configuration runs right after the others, so drift hits all alike.
             if opts.wants("limit") {
-                results.push(limit_run(size, sessions, opts.messages).await?);
+                results.push(limit_run(size, sessions, length).await?);
+            }
+            if opts.wants("disk") {
+                results.push(disk::run(size, sessions, length)?);
             }
             if opts.wants("rampart") {
-                results.push(rampart_run(&binary, size, sessions, opts.messages, false).await?);
+                results.push(rampart_run(&binary, size, sessions, length, false, None).await?);
             }
             if opts.wants("rampart+tdc") {
-                results.push(rampart_run(&binary, size, sessions, opts.messages, true).await?);
+                results.push(rampart_run(&binary, size, sessions, length, true, None).await?);
             }
             if postfix && opts.wants("smtp-source") {
-                match smtp_source_run(size, sessions, opts.messages).await {
+                match smtp_source_run(size, sessions, length).await {
                     Ok(r) => results.push(r),
                     Err(e) => eprintln!("bench: smtp-source run failed: {e:#}"),
                 }
             }
             if postfix && opts.wants("postfix") {
-                match postfix_run(size, sessions, opts.messages).await {
+                match postfix_run(size, sessions, length).await {
                     Ok(r) => results.push(r),
                     Err(e) => eprintln!("bench: postfix run failed: {e:#}"),
                 }
             }
             if let Some(engines) = &engines {
                 if opts.wants("scan-limit") {
-                    results.push(scan::limit_run(engines, size, sessions, opts.messages).await?);
+                    results.push(scan::limit_run(engines, size, sessions, length).await?);
                 }
                 if opts.wants("rampart+tdc+scan") {
                     results.push(
-                        rampart_run_with(
-                            &binary,
-                            size,
-                            sessions,
-                            opts.messages,
-                            true,
-                            Some(engines),
-                        )
-                        .await?,
+                        rampart_run(&binary, size, sessions, length, true, Some(engines)).await?,
                     );
                 }
                 if postfix && scan::postfix_ready() && opts.wants("postfix+rspamd") {
-                    match scan::postfix_run(engines, size, sessions, opts.messages).await {
+                    match scan::postfix_run(engines, size, sessions, length).await {
                         Ok(r) => results.push(r),
                         Err(e) => eprintln!("bench: postfix+rspamd run failed: {e:#}"),
                     }
@@ -249,11 +344,13 @@ async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
     }
     let json = json!({
         "machine": machine(),
+        "length": length.describe(),
         "runs": results.iter().map(|r| json!({
             "name": r.name, "size": r.size, "sessions": r.sessions, "messages": r.messages,
             "accepted_per_sec": r.accepted_per_sec, "end_to_end_per_sec": r.e2e_per_sec,
             "latency_ms": {"p50": r.p50_ms, "p90": r.p90_ms, "p99": r.p99_ms, "max": r.max_ms},
-            "peak_rss_mb": r.peak_rss_mb, "cpu_secs": r.cpu_secs, "ok": r.ok, "note": r.note,
+            "peak_rss_mb": r.peak_rss_mb, "cpu_secs": r.cpu_secs, "drain_secs": r.drain_secs,
+            "ok": r.ok, "note": r.note,
         })).collect::<Vec<_>>(),
         "idle": idle,
         "hostile": hostile.map(|(storm, exhaustion)| json!({"password_storm": storm, "web_exhaustion": exhaustion})),
@@ -283,31 +380,122 @@ fn percentiles(mut l: Vec<Duration>) -> (f64, f64, f64, f64) {
     )
 }
 
-async fn limit_run(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
-    let dest = Sink::start(messages).await?;
-    let load = loadgen::run(dest.addr, sessions, messages, size).await;
-    let (missing, dups) = dest.check();
-    let (p50, p90, p99, max) = percentiles(load.latencies.clone());
-    let rate = load.sent as f64 / load.elapsed.as_secs_f64();
+/// Where the curves go.
+fn series_dir() -> PathBuf {
+    PathBuf::from("target/bench")
+}
+
+/// What one load measured: the generator's result, the samples over time and when the last
+/// message was delivered.
+struct Measured {
+    load: loadgen::LoadResult,
+    samples: Vec<series::Sample>,
+    /// Seconds from the end of sending to the last delivery (`None`: not all arrived).
+    drain_secs: Option<f64>,
+    accepted_per_sec: f64,
+    e2e_per_sec: f64,
+    latencies: (f64, f64, f64, f64),
+}
+
+/// Sends the load to `target`, samples the counters each second, waits (up to ten minutes)
+/// until the end-to-end counter has every accepted message, and writes the curve.
+async fn measure(
+    target: std::net::SocketAddr,
+    sessions: usize,
+    size: usize,
+    length: Length,
+    probes: series::Probes,
+    curve: &str,
+) -> Result<Measured> {
+    let start = Instant::now();
+    let accepted = probes.accepted.clone();
+    let sampler = series::Sampler::start(start, probes);
+    let load = loadgen::run(target, sessions, length.stop(start), size, accepted).await;
+    let sent_at = sampler.elapsed();
+    let sent = load.sent as u64;
+    let drained = sampler
+        .wait_for(Duration::from_secs(600), |s| series::e2e(s) >= sent)
+        .await
+        .then(|| sampler.elapsed().saturating_sub(sent_at).as_secs_f64());
+    let total = sampler.elapsed();
+    let samples = sampler.finish().await;
+    let (accepted_per_sec, e2e_per_sec, latencies) = match length {
+        Length::Messages(_) => (
+            load.sent as f64 / load.elapsed.as_secs_f64(),
+            load.sent as f64 / total.as_secs_f64(),
+            percentiles(load.latencies.clone()),
+        ),
+        Length::Secs { warmup, .. } => {
+            let (from, to) = (warmup as f64, sent_at.as_secs_f64());
+            (
+                series::rate(&samples, from, to, |s| s.accepted),
+                series::rate(&samples, from, to, series::e2e),
+                percentiles(load.latencies_since(start + Duration::from_secs(warmup))),
+            )
+        }
+    };
+    series::write(&series_dir(), curve, curve, &samples)?;
+    Ok(Measured {
+        load,
+        samples,
+        drain_secs: drained,
+        accepted_per_sec,
+        e2e_per_sec,
+        latencies,
+    })
+}
+
+async fn limit_run(size: usize, sessions: usize, length: Length) -> Result<RunResult> {
+    let dest = Sink::start(length.expected()).await?;
+    let d = dest.clone();
+    let probes = series::Probes {
+        accepted: Default::default(),
+        delivered: Box::new(move || d.messages()),
+        journaled: None,
+        pid: None,
+        poll: Duration::from_millis(5),
+    };
+    let m = measure(
+        dest.addr,
+        sessions,
+        size,
+        length,
+        probes,
+        &format!("limit-{size}-{sessions}"),
+    )
+    .await?;
+    let (missing, dups) = check(&dest, length, &m.load);
+    let (p50, p90, p99, max) = m.latencies;
     Ok(RunResult {
         name: "limit".into(),
         size,
         sessions,
-        messages,
-        accepted_per_sec: rate,
-        e2e_per_sec: Some(rate),
+        messages: m.load.sent,
+        accepted_per_sec: m.accepted_per_sec,
+        // The generator into its sink is one hop: what arrived is what was accepted.
+        e2e_per_sec: Some(m.accepted_per_sec),
         p50_ms: p50,
         p90_ms: p90,
         p99_ms: p99,
         max_ms: max,
         peak_rss_mb: None,
         cpu_secs: None,
-        ok: missing == 0 && dups == 0 && load.failed == 0,
+        drain_secs: None,
+        ok: missing == 0 && dups == 0 && m.load.failed == 0,
         note: format!(
             "missing {missing}, duplicates {dups}, failed {}",
-            load.failed
+            m.load.failed
         ),
     })
+}
+
+/// (missing, duplicated) at a sink: by number for a message count, by the numbers accepted for
+/// a sustained run.
+fn check(sink: &Sink, length: Length, load: &loadgen::LoadResult) -> (usize, usize) {
+    match length {
+        Length::Messages(_) => sink.check(),
+        Length::Secs { .. } => sink.check_seqs(&load.seqs),
+    }
 }
 
 /// A running appliance for the bench.
@@ -315,6 +503,7 @@ struct Appliance {
     child: tokio::process::Child,
     smtp: std::net::SocketAddr,
     web: std::net::SocketAddr,
+    config: PathBuf,
     _dir: TempDir,
 }
 
@@ -370,9 +559,28 @@ async fn start_appliance_with(
     if !status.success() {
         bail!("rampart loadconfig failed for the bench settings");
     }
+    let (child, smtp, web) = serve(binary, &config).await?;
+    Ok(Appliance {
+        child,
+        smtp,
+        web,
+        config,
+        _dir: dir,
+    })
+}
+
+/// Starts `rampart serve` and waits until it reports both listeners.
+async fn serve(
+    binary: &Path,
+    config: &Path,
+) -> Result<(
+    tokio::process::Child,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+)> {
     let mut child = tokio::process::Command::new(binary)
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .arg("serve")
         .env("RAMPART_ADMIN_PASSWORD", "bench")
         .env("RAMPART_LOG", "warn")
@@ -393,12 +601,28 @@ async fn start_appliance_with(
         }
     }
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Appliance {
+    Ok((
         child,
-        smtp: smtp.context("rampart did not report its SMTP port")?,
-        web: web.context("rampart did not report its web port")?,
-        _dir: dir,
-    })
+        smtp.context("rampart did not report its SMTP port")?,
+        web.context("rampart did not report its web port")?,
+    ))
+}
+
+impl Appliance {
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// SIGTERM, and waits (up to a minute) for the process to end; how long it took.
+    async fn stop(&mut self) -> Duration {
+        let t = Instant::now();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await;
+        t.elapsed()
+    }
 }
 
 /// Peak RSS (MB) and CPU seconds of a process, from /proc.
@@ -426,70 +650,65 @@ async fn rampart_run(
     binary: &Path,
     size: usize,
     sessions: usize,
-    messages: usize,
-    journal: bool,
-) -> Result<RunResult> {
-    rampart_run_with(binary, size, sessions, messages, journal, None).await
-}
-
-async fn rampart_run_with(
-    binary: &Path,
-    size: usize,
-    sessions: usize,
-    messages: usize,
+    length: Length,
     journal: bool,
     engines: Option<&scan::Engines>,
 ) -> Result<RunResult> {
-    let dest = Sink::start(messages).await?;
-    let intake = Sink::start(messages).await?;
+    let dest = Sink::start(length.expected()).await?;
+    let intake = Sink::start(length.expected()).await?;
     let extra = engines.map(scan::appliance_config).unwrap_or_default();
     let mut app =
         start_appliance_with(binary, dest.addr, intake.addr, journal, 1000, &extra).await?;
-    let start = Instant::now();
-    let load = loadgen::run(app.smtp, sessions, messages, size).await;
-    let accepted = load.sent as f64 / load.elapsed.as_secs_f64();
-    // End to end: until every sink has every message (the bench fails rather than wait forever).
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let done = dest.messages() as usize >= load.sent
-            && (!journal || intake.messages() as usize >= load.sent);
-        if done || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let e2e = start.elapsed();
-    let pid = app.child.id().unwrap_or(0);
+    let pid = app.pid();
+    let name = match (journal, engines.is_some()) {
+        (true, true) => "rampart+tdc+scan",
+        (true, false) => "rampart+tdc",
+        (false, _) => "rampart",
+    };
+    let (d, j) = (dest.clone(), intake.clone());
+    let probes = series::Probes {
+        accepted: Default::default(),
+        delivered: Box::new(move || d.messages()),
+        journaled: journal.then(|| Box::new(move || j.messages()) as series::Counter),
+        pid: Some(pid),
+        poll: Duration::from_millis(5),
+    };
+    let m = measure(
+        app.smtp,
+        sessions,
+        size,
+        length,
+        probes,
+        &format!("{name}-{size}-{sessions}"),
+    )
+    .await?;
     let (rss, cpu) = usage(pid);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(30), app.child.wait()).await;
-    let (missing, dups) = dest.check();
-    let (jmissing, jdups) = if journal { intake.check() } else { (0, 0) };
-    let (p50, p90, p99, max) = percentiles(load.latencies.clone());
+    app.stop().await;
+    let (missing, dups) = check(&dest, length, &m.load);
+    let (jmissing, jdups) = if journal {
+        check(&intake, length, &m.load)
+    } else {
+        (0, 0)
+    };
+    let (p50, p90, p99, max) = m.latencies;
     Ok(RunResult {
-        name: match (journal, engines.is_some()) {
-            (true, true) => "rampart+tdc+scan".into(),
-            (true, false) => "rampart+tdc".into(),
-            (false, _) => "rampart".into(),
-        },
+        name: name.into(),
         size,
         sessions,
-        messages,
-        accepted_per_sec: accepted,
-        e2e_per_sec: Some(load.sent as f64 / e2e.as_secs_f64()),
+        messages: m.load.sent,
+        accepted_per_sec: m.accepted_per_sec,
+        e2e_per_sec: Some(m.e2e_per_sec),
         p50_ms: p50,
         p90_ms: p90,
         p99_ms: p99,
         max_ms: max,
-        peak_rss_mb: rss,
+        peak_rss_mb: rss.or(series::peak_rss(&m.samples)),
         cpu_secs: cpu,
-        ok: missing + dups + jmissing + jdups == 0 && load.failed == 0,
+        drain_secs: m.drain_secs,
+        ok: missing + dups + jmissing + jdups == 0 && m.load.failed == 0,
         note: format!(
             "dest missing {missing} dup {dups}; intake missing {jmissing} dup {jdups}; failed {}",
-            load.failed
+            m.load.failed
         ),
     })
 }
@@ -529,16 +748,21 @@ fn sink_counts() -> Result<(u64, u64)> {
 /// Postfix's `smtp-source` straight into `smtp-sink`: the one-hop figure of
 /// `../shared/bench/README.md`, measured in the same run so that this bench's own limit (its
 /// generator into its sink) can be read against it. Informational: no ratio is taken from it.
-async fn smtp_source_run(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
+/// A sustained run stops the generator at its time and counts what the sink got meanwhile.
+async fn smtp_source_run(size: usize, sessions: usize, length: Length) -> Result<RunResult> {
     let source = ["/usr/sbin/smtp-source", "smtp-source"]
         .into_iter()
         .find(|p| Path::new(p).exists() || crate::have(p))
         .context("smtp-source is not installed")?;
     shared_script("sinks.sh", "start")?;
     let (d0, _) = sink_counts()?;
+    let count = match length {
+        Length::Messages(n) => n,
+        Length::Secs { .. } => 100_000_000,
+    };
     let start = Instant::now();
-    let status = tokio::process::Command::new(source)
-        .args(["-s", &sessions.to_string(), "-m", &messages.to_string()])
+    let mut child = tokio::process::Command::new(source)
+        .args(["-s", &sessions.to_string(), "-m", &count.to_string()])
         .args([
             "-l",
             &size.to_string(),
@@ -550,76 +774,94 @@ async fn smtp_source_run(size: usize, sessions: usize, messages: usize) -> Resul
         .arg("127.0.0.1:2626")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut d = d0;
-    while d - d0 < messages as u64 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        (d, _) = sink_counts()?;
-    }
-    let elapsed = start.elapsed();
+        .kill_on_drop(true)
+        .spawn()?;
+    let (rate, got, ok) = match length {
+        Length::Messages(n) => {
+            let status = child.wait().await?;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut d = d0;
+            while d - d0 < n as u64 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                (d, _) = sink_counts()?;
+            }
+            let got = d - d0;
+            (
+                got as f64 / start.elapsed().as_secs_f64(),
+                got,
+                status.success() && got == n as u64,
+            )
+        }
+        Length::Secs { secs, warmup } => {
+            tokio::time::sleep(Duration::from_secs(warmup)).await;
+            let (w, _) = sink_counts()?;
+            let from = Instant::now();
+            tokio::time::sleep(Duration::from_secs(secs - warmup)).await;
+            let (e, _) = sink_counts()?;
+            let elapsed = from.elapsed();
+            let _ = child.kill().await;
+            ((e - w) as f64 / elapsed.as_secs_f64(), e - d0, true)
+        }
+    };
     let _ = shared_script("sinks.sh", "stop");
-    let rate = (d - d0) as f64 / elapsed.as_secs_f64();
     Ok(RunResult {
-        name: "smtp-source".into(),
-        size,
-        sessions,
-        messages,
-        accepted_per_sec: rate,
-        e2e_per_sec: Some(rate),
-        // smtp-source does not report per-message latency.
-        p50_ms: f64::NAN,
-        p90_ms: f64::NAN,
-        p99_ms: f64::NAN,
-        max_ms: f64::NAN,
-        peak_rss_mb: None,
-        cpu_secs: None,
-        ok: status.success() && d - d0 == messages as u64,
-        note: format!("smtp-sink counted {}", d - d0),
+        ok,
+        note: format!("smtp-sink counted {got}"),
+        ..RunResult::rate_only("smtp-source", size, sessions, got as usize, rate)
     })
 }
 
-async fn postfix_run(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
+async fn postfix_run(size: usize, sessions: usize, length: Length) -> Result<RunResult> {
     shared_script("sinks.sh", "start")?;
     let setup = shared_script("postfix-peer.sh", "setup")?;
     if !setup.success() {
         bail!("postfix-peer.sh setup failed");
     }
-    let result = postfix_run_here(size, sessions, messages).await;
+    let result = postfix_run_here(size, sessions, length).await;
     let _ = shared_script("postfix-peer.sh", "stop");
     let _ = shared_script("sinks.sh", "stop");
     result
 }
 
 /// The measuring part of a Postfix run, on a Postfix and sinks already set up.
-async fn postfix_run_here(size: usize, sessions: usize, messages: usize) -> Result<RunResult> {
+async fn postfix_run_here(size: usize, sessions: usize, length: Length) -> Result<RunResult> {
     let (d0, j0) = sink_counts()?;
-    let start = Instant::now();
-    let load = loadgen::run("127.0.0.1:2525".parse()?, sessions, messages, size).await;
-    let accepted = load.sent as f64 / load.elapsed.as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let (mut d, mut j) = (d0, j0);
-    while (d - d0 < load.sent as u64 || j - j0 < load.sent as u64) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        (d, j) = sink_counts()?;
-    }
-    let e2e = start.elapsed();
-    let (p50, p90, p99, max) = percentiles(load.latencies.clone());
+    let probes = series::Probes {
+        accepted: Default::default(),
+        delivered: Box::new(move || sink_counts().map_or(0, |(d, _)| d.saturating_sub(d0))),
+        journaled: Some(Box::new(move || {
+            sink_counts().map_or(0, |(_, j)| j.saturating_sub(j0))
+        })),
+        pid: None,
+        poll: Duration::from_millis(50),
+    };
+    let m = measure(
+        "127.0.0.1:2525".parse()?,
+        sessions,
+        size,
+        length,
+        probes,
+        &format!("postfix-{size}-{sessions}"),
+    )
+    .await?;
+    let (d, j) = sink_counts()?;
+    let (p50, p90, p99, max) = m.latencies;
+    let sent = m.load.sent as u64;
     Ok(RunResult {
         name: "postfix".into(),
         size,
         sessions,
-        messages,
-        accepted_per_sec: accepted,
-        e2e_per_sec: Some(load.sent as f64 / e2e.as_secs_f64()),
+        messages: m.load.sent,
+        accepted_per_sec: m.accepted_per_sec,
+        e2e_per_sec: Some(m.e2e_per_sec),
         p50_ms: p50,
         p90_ms: p90,
         p99_ms: p99,
         max_ms: max,
         peak_rss_mb: None,
         cpu_secs: None,
-        ok: d - d0 == load.sent as u64 && j - j0 == load.sent as u64,
+        drain_secs: m.drain_secs,
+        ok: d - d0 == sent && j - j0 == sent,
         note: format!("destination +{}, journal +{}", d - d0, j - j0),
     })
 }
@@ -650,7 +892,7 @@ async fn idle_run(binary: &Path, n: usize) -> Result<serde_json::Value> {
 
 fn print_table(results: &[RunResult], idle: Option<&serde_json::Value>) {
     println!(
-        "\n{:<16} {:>7} {:>5} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>10}  check",
+        "\n{:<16} {:>7} {:>5} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>10}  check",
         "run",
         "size",
         "sess",
@@ -662,31 +904,35 @@ fn print_table(results: &[RunResult], idle: Option<&serde_json::Value>) {
         "max ms",
         "RSS MB",
         "CPU s",
+        "drain s",
         "vs limit",
         "vs postfix"
     );
     for r in results {
-        // A scanning run is compared with the engines' own limit and with Postfix scanning
-        // through the same engines.
-        let (limit_name, postfix_name) = if r.name.ends_with("+scan") {
-            ("scan-limit", "postfix+rspamd")
-        } else {
-            ("limit", "postfix")
+        let same = |name: &'static str| {
+            results
+                .iter()
+                .filter(move |l| l.name == name && l.size == r.size && l.sessions == r.sessions)
+                .filter_map(|l| l.e2e_per_sec)
         };
-        let limit = results
-            .iter()
-            .find(|l| l.name == limit_name && l.size == r.size && l.sessions == r.sessions);
-        let pf = results
-            .iter()
-            .find(|l| l.name == postfix_name && l.size == r.size && l.sessions == r.sessions);
-        let ratio = |o: Option<&RunResult>| match (o.and_then(|o| o.e2e_per_sec), r.e2e_per_sec) {
+        // A scanning run is compared with the engines' own limit and with Postfix scanning
+        // through the same engines; the others with the lower of one SMTP hop and the disk.
+        let (limit, postfix) = if r.name.ends_with("+scan") {
+            (same("scan-limit").next(), same("postfix+rspamd").next())
+        } else {
+            (
+                same("limit").chain(same("disk")).reduce(f64::min),
+                same("postfix").next(),
+            )
+        };
+        let ratio = |o: Option<f64>| match (o, r.e2e_per_sec) {
             (Some(b), Some(a)) if b > 0.0 && r.name.starts_with("rampart") => {
                 format!("{:.2}x", a / b)
             }
             _ => "-".into(),
         };
         println!(
-            "{:<16} {:>7} {:>5} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>7} {:>9} {:>10}  {}",
+            "{:<16} {:>7} {:>5} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>7} {:>7} {:>9} {:>10}  {}",
             r.name,
             r.size,
             r.sessions,
@@ -700,8 +946,11 @@ fn print_table(results: &[RunResult], idle: Option<&serde_json::Value>) {
                 .map(|m| format!("{m:.1}"))
                 .unwrap_or("-".into()),
             r.cpu_secs.map(|c| format!("{c:.1}")).unwrap_or("-".into()),
+            r.drain_secs
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or("-".into()),
             ratio(limit),
-            ratio(pf),
+            ratio(postfix),
             if r.ok {
                 "ok".to_string()
             } else {

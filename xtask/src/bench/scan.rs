@@ -154,7 +154,7 @@ pub async fn limit_run(
     engines: &Engines,
     size: usize,
     sessions: usize,
-    messages: usize,
+    length: super::Length,
 ) -> Result<RunResult> {
     let message = Bytes::from(super::loadgen::message(0, size));
     let rspamd = Arc::new(Rspamd::new(
@@ -168,6 +168,7 @@ pub async fn limit_run(
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
+    let stop = length.stop(start);
     let mut tasks = Vec::new();
     for _ in 0..sessions {
         let (rspamd, clamd, next, failed, message) = (
@@ -180,7 +181,10 @@ pub async fn limit_run(
         tasks.push(tokio::spawn(async move {
             let rcpts = vec!["user@example.com".to_owned()];
             let mut latencies = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < messages {
+            while match stop {
+                super::loadgen::Stop::Messages(n) => next.fetch_add(1, Ordering::Relaxed) < n,
+                super::loadgen::Stop::At(t) => Instant::now() < t,
+            } {
                 let env = ScanEnvelope {
                     client_ip: Some([127, 0, 0, 1].into()),
                     helo: "bench.test",
@@ -206,7 +210,8 @@ pub async fn limit_run(
     }
     let elapsed = start.elapsed();
     let failed = failed.load(Ordering::Relaxed);
-    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
+    let messages = latencies.len();
+    let rate = messages as f64 / elapsed.as_secs_f64();
     let (p50, p90, p99, max) = percentiles(latencies);
     Ok(RunResult {
         name: "scan-limit".into(),
@@ -221,6 +226,7 @@ pub async fn limit_run(
         max_ms: max,
         peak_rss_mb: None,
         cpu_secs: None,
+        drain_secs: None,
         ok: failed == 0,
         note: format!("rspamd + clamd per message, {failed} failed"),
     })
@@ -232,7 +238,7 @@ pub async fn postfix_run(
     engines: &Engines,
     size: usize,
     sessions: usize,
-    messages: usize,
+    length: super::Length,
 ) -> Result<RunResult> {
     let postconf = |settings: &[String]| -> Result<()> {
         let ok = std::process::Command::new("postconf")
@@ -261,7 +267,7 @@ pub async fn postfix_run(
         "milter_protocol=6".into(),
         "milter_mail_macros=i {mail_addr} {client_addr} {client_name} {auth_authen}".into(),
     ])?;
-    let mut result = super::postfix_run_here(size, sessions, messages).await;
+    let mut result = super::postfix_run_here(size, sessions, length).await;
     let _ = postconf(&["smtpd_milters=".into()]);
     let _ = super::shared_script("postfix-peer.sh", "stop");
     let _ = super::shared_script("sinks.sh", "stop");

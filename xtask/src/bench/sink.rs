@@ -8,9 +8,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Debug, Default)]
 pub struct Counts {
-    /// How many times each sequence number arrived.
+    /// How many times each sequence number arrived (grown as numbers arrive).
     pub seen: Vec<u32>,
     pub messages: u64,
+    /// Sequence numbers 0..expected must each arrive once.
+    pub expected: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -21,10 +23,16 @@ pub struct Sink {
 
 impl Sink {
     pub async fn start(expected: usize) -> anyhow::Result<Sink> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Sink::bind("127.0.0.1:0".parse()?, expected).await
+    }
+
+    /// A sink on `addr` (a destination that was down comes up on its old port).
+    pub async fn bind(addr: std::net::SocketAddr, expected: usize) -> anyhow::Result<Sink> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(Mutex::new(Counts {
-            seen: vec![0; expected],
+            seen: Vec::new(),
+            expected,
             messages: 0,
         }));
         let c = counts.clone();
@@ -43,11 +51,26 @@ impl Sink {
         self.counts.lock().map(|c| c.messages).unwrap_or(0)
     }
 
-    /// (missing, duplicated) sequence numbers.
+    /// (missing, duplicated) sequence numbers: of the first `expected`, those that never
+    /// arrived, and any that arrived more than once.
     pub fn check(&self) -> (usize, usize) {
         let c = self.counts.lock().expect("sink counts");
+        let expected = c.seen.len().min(c.expected);
         (
-            c.seen.iter().filter(|n| **n == 0).count(),
+            c.seen[..expected].iter().filter(|n| **n == 0).count() + c.expected - expected,
+            c.seen.iter().filter(|n| **n > 1).count(),
+        )
+    }
+
+    /// As [`Sink::check`] for the numbers a sustained run had accepted (not contiguous: a
+    /// session that found the run over had taken a number it never sent).
+    pub fn check_seqs(&self, accepted: &[usize]) -> (usize, usize) {
+        let c = self.counts.lock().expect("sink counts");
+        (
+            accepted
+                .iter()
+                .filter(|s| c.seen.get(**s).is_none_or(|n| *n == 0))
+                .count(),
             c.seen.iter().filter(|n| **n > 1).count(),
         )
     }
@@ -126,8 +149,11 @@ fn record(msg: &[u8], counts: &Mutex<Counts>) {
     });
     if let Ok(mut c) = counts.lock() {
         c.messages += 1;
-        if let Some(slot) = seq.and_then(|s| c.seen.get_mut(s)) {
-            *slot += 1;
+        if let Some(seq) = seq {
+            if c.seen.len() <= seq {
+                c.seen.resize(seq + 1, 0);
+            }
+            c.seen[seq] += 1;
         }
     }
 }

@@ -39,6 +39,10 @@ enum Connected {
 const LEASE_SECS: i64 = 3600;
 /// Rows claimed per pass.
 const CLAIM_BATCH: u32 = 1000;
+/// Most queue rows held in memory at once (claimed and waiting in a destination queue, or being
+/// sent): a backlog of a million due rows is claimed piece by piece as it drains, so memory
+/// stays bounded whatever the queue holds; the rest waits, due, in the store.
+const MAX_IN_MEMORY: usize = 20_000;
 /// Longest the scheduler sleeps without looking at the queue: another process (the CLI's
 /// `deliverynow`, a quarantine release) can make rows due without waking this one.
 const MAX_IDLE: Duration = Duration::from_secs(1);
@@ -207,10 +211,15 @@ impl Inner {
         .await;
     }
 
-    /// Claims due rows and files them into destination queues.
+    /// Claims due rows, up to [`MAX_IN_MEMORY`] held, and files them into destination queues.
     async fn claim(&self) {
         loop {
-            let claimed = match self.store.claim_due(LEASE_SECS, CLAIM_BATCH).await {
+            let held = self.inflight.lock().map(|i| i.len()).unwrap_or(0);
+            let room = MAX_IN_MEMORY.saturating_sub(held).min(CLAIM_BATCH as usize) as u32;
+            if room == 0 {
+                return;
+            }
+            let claimed = match self.store.claim_due(LEASE_SECS, room).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim queue rows");
@@ -218,7 +227,9 @@ impl Inner {
                 }
             };
             let n = claimed.len();
+            // In claim order, with an index by key (a pass holds up to a thousand jobs).
             let mut jobs: Vec<(JobKey, Job)> = Vec::new();
+            let mut index: HashMap<JobKey, usize> = HashMap::new();
             // Rows whose last attempt's outcome is committed but not yet answered to its worker
             // (a retry already due): still in flight here, so they are given back, not dropped —
             // else they would wait for the whole lease.
@@ -237,15 +248,18 @@ impl Inner {
                         row.queue_name.clone(),
                         (row.kind == QueueKind::Journal).then_some(row.id),
                     );
-                    match jobs.iter_mut().find(|(k, _)| *k == key) {
+                    match index.get(&key).and_then(|i| jobs.get_mut(*i)) {
                         Some((_, job)) => job.rows.push(row),
-                        None => jobs.push((
-                            key,
-                            Job {
-                                mid: row.mid,
-                                rows: vec![row],
-                            },
-                        )),
+                        None => {
+                            index.insert(key.clone(), jobs.len());
+                            jobs.push((
+                                key,
+                                Job {
+                                    mid: row.mid,
+                                    rows: vec![row],
+                                },
+                            ));
+                        }
                     }
                 }
             }
@@ -269,7 +283,7 @@ impl Inner {
                     .unwrap_or_else(|p| p.into_inner())
                     .push_back(job);
             }
-            if n < CLAIM_BATCH as usize {
+            if n < room as usize {
                 return;
             }
         }

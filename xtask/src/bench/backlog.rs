@@ -1,0 +1,294 @@
+//! `--scenario backlog`: a gateway's bad day. The destination is down while N messages arrive
+//! (journaling on: the intake is up, so the.tdc.queue keeps flowing); then, with all N queued:
+//! how long the admin pages and API listings take, how long a restart takes, and how fast the
+//! queue drains when the destination comes back. Memory is sampled every second throughout.
+//!
+//! Figures: accept rate at the start and at the end of the accept phase (10 % windows), p50/p95
+//! of 20 requests per page, stop and start-to-serving times, the drain rate; curves in
+//! `target/bench/backlog-accept.*` and `backlog-drain.*`, the figures in `target/bench/backlog.json`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::sink::Sink;
+use super::{Options, loadgen, series};
+
+/// Pages and listings timed with the full queue: (what, path, through the UI's session).
+const PAGES: &[(&str, &str, bool)] = &[
+    ("Delivery Status (UI)", "/monitor/delivery", true),
+    ("System Status (UI)", "/monitor/status", true),
+    (
+        "Message Tracking search (UI)",
+        "/monitor/tracking?recipient=user%40example.com",
+        true,
+    ),
+    ("Threat Defense Connector (UI)", "/security/tdc", true),
+    ("TDC ledger (UI)", "/security/tdc/ledger", true),
+    ("tophosts (API)", "/api/v1/tophosts", false),
+    ("status (API)", "/api/v1/status", false),
+    (
+        "tracking search (API)",
+        "/api/v1/tracking?recipient=user%40example.com&limit=100",
+        false,
+    ),
+    ("ledger (API)", "/api/v1/ledger?limit=100", false),
+];
+
+const REQUESTS_PER_PAGE: usize = 20;
+
+pub async fn run(binary: &Path, opts: &Options) -> Result<()> {
+    let n = opts.backlog;
+    let size = opts.sizes.first().copied().unwrap_or(4096);
+    let sessions = opts.sessions.first().copied().unwrap_or(20);
+    eprintln!(
+        "bench: backlog scenario: {n} messages of {size} bytes over {sessions} sessions, destination down"
+    );
+    // The destination's port: bound to learn a free one, then closed, so connections to it are
+    // refused until the sink comes up there.
+    let dest_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let intake = Sink::start(n).await?;
+    let mut app =
+        super::start_appliance_with(binary, dest_addr, intake.addr, true, 1000, "").await?;
+
+    // 1. Accept N with the destination down.
+    let start = Instant::now();
+    let j = intake.clone();
+    let accepted = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
+    let sampler = series::Sampler::start(
+        start,
+        series::Probes {
+            accepted: accepted.clone(),
+            delivered: Box::new(|| 0),
+            journaled: Some(Box::new(move || j.messages())),
+            pid: Some(app.pid()),
+            poll: Duration::from_millis(20),
+        },
+    );
+    let load = loadgen::run(
+        app.smtp,
+        sessions,
+        loadgen::Stop::Messages(n),
+        size,
+        accepted,
+    )
+    .await;
+    let accept_secs = load.elapsed.as_secs_f64();
+    let sent = load.sent as u64;
+    // The journal copies go on meanwhile; the pages are timed once they are all out, so what
+    // is timed is a queue of N messages for one down destination.
+    let journaled = sampler
+        .wait_for(Duration::from_secs(1800), |s| {
+            s.journaled.unwrap_or(0) >= sent
+        })
+        .await;
+    let accept_samples = sampler.finish().await;
+    series::write(
+        &super::series_dir(),
+        "backlog-accept",
+        &format!("backlog: accepting {n} messages, destination down"),
+        &accept_samples,
+    )?;
+    let window = (accept_secs / 10.0).max(1.0);
+    let warm = 2.0_f64.min(window);
+    let rate_start = series::rate(&accept_samples, warm, warm + window, |s| s.accepted);
+    let rate_end = series::rate(&accept_samples, accept_secs - window, accept_secs, |s| {
+        s.accepted
+    });
+    let (p50, _, p99, max) = super::percentiles(load.latencies.clone());
+    eprintln!(
+        "bench: accepted {sent} in {accept_secs:.0} s: {rate_start:.0} msg/s at the start, {rate_end:.0} at the end; journal copies {}",
+        if journaled { "all out" } else { "NOT all out" }
+    );
+
+    // 2. The admin pages with the queue full.
+    let cookie = login(app.web).await?;
+    let mut pages = Vec::new();
+    for (what, path, ui) in PAGES {
+        let mut times = Vec::new();
+        let mut status = 0;
+        for _ in 0..REQUESTS_PER_PAGE {
+            let (s, t) = get(app.web, path, *ui, &cookie).await?;
+            status = s;
+            times.push(t);
+        }
+        times.sort();
+        let ms = |p: f64| {
+            times[((times.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+        };
+        eprintln!(
+            "bench:   {what:<32} {path:<56} HTTP {status}  p50 {:>8.1} ms  p95 {:>8.1} ms",
+            ms(0.5),
+            ms(0.95)
+        );
+        pages.push(json!({"page": what, "path": path, "status": status, "p50_ms": ms(0.5), "p95_ms": ms(0.95)}));
+    }
+    let rss_full = series::rss_now_mb(app.pid());
+
+    // 3. Restart with the queue full: stop, then start until both listeners answer.
+    let stop_time = app.stop().await;
+    let t = Instant::now();
+    let (child, smtp, web) = super::serve(binary, &app.config).await?;
+    app.child = child;
+    app.smtp = smtp;
+    app.web = web;
+    loadgen::banner_time(smtp).await?;
+    let (health, _) = get(web, "/api/v1/health", false, "").await?;
+    let start_time = t.elapsed();
+    eprintln!(
+        "bench: restart with {n} queued: stopped in {:.2} s, serving again in {:.2} s (health HTTP {health})",
+        stop_time.as_secs_f64(),
+        start_time.as_secs_f64()
+    );
+
+    // 4. The destination comes back; `deliverynow` makes its rows due at once.
+    let dest = Sink::bind(dest_addr, n).await?;
+    let t = Instant::now();
+    let d = dest.clone();
+    let sampler = series::Sampler::start(
+        t,
+        series::Probes {
+            accepted: Default::default(),
+            delivered: Box::new(move || d.messages()),
+            journaled: None,
+            pid: Some(app.pid()),
+            poll: Duration::from_millis(20),
+        },
+    );
+    let status = post_json(app.web, "/api/v1/deliverynow", r#"{"host":"example.com"}"#).await?;
+    if status != 200 {
+        bail!("deliverynow answered HTTP {status}");
+    }
+    let drained = sampler
+        .wait_for(Duration::from_secs(3600), |s| s.delivered >= sent)
+        .await;
+    let drain_secs = t.elapsed().as_secs_f64();
+    let drain_samples = sampler.finish().await;
+    series::write(
+        &super::series_dir(),
+        "backlog-drain",
+        &format!("backlog: draining {n} messages after the destination came back"),
+        &drain_samples,
+    )?;
+    let drain_rate = dest.messages() as f64 / drain_secs;
+    let peak = [
+        series::peak_rss(&accept_samples),
+        series::peak_rss(&drain_samples),
+        rss_full,
+    ]
+    .into_iter()
+    .flatten()
+    .fold(0.0, f64::max);
+    app.stop().await;
+    let (missing, dups) = dest.check();
+    let (jmissing, jdups) = intake.check();
+    eprintln!(
+        "bench: drained {} in {drain_secs:.1} s: {drain_rate:.0} msg/s{}; peak RSS {peak:.1} MB; destination missing {missing} dup {dups}, intake missing {jmissing} dup {jdups}",
+        dest.messages(),
+        if drained { "" } else { " (NOT all delivered)" }
+    );
+    let out = json!({
+        "machine": super::machine(),
+        "messages": n, "size": size, "sessions": sessions,
+        "accept": {
+            "secs": accept_secs, "accepted": sent, "failed": load.failed,
+            "rate_start": rate_start, "rate_end": rate_end, "end_vs_start": rate_end / rate_start.max(1e-9),
+            "latency_ms": {"p50": p50, "p99": p99, "max": max},
+        },
+        "pages": pages,
+        "rss_full_queue_mb": rss_full,
+        "restart": {"stop_secs": stop_time.as_secs_f64(), "start_to_serving_secs": start_time.as_secs_f64()},
+        "drain": {"secs": drain_secs, "rate": drain_rate, "complete": drained},
+        "peak_rss_mb": peak,
+        "check": {"dest_missing": missing, "dest_dups": dups, "intake_missing": jmissing, "intake_dups": jdups},
+    });
+    let path = super::series_dir().join("backlog.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+    eprintln!("bench: results written to {}", path.display());
+    if missing + dups + jmissing + jdups > 0 || load.failed > 0 || !drained {
+        bail!("the backlog scenario lost, duplicated or failed mail (see above)");
+    }
+    Ok(())
+}
+
+fn basic() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("admin:bench")
+    )
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status code, the whole response's time
+/// and the response head.
+async fn request(web: SocketAddr, req: String) -> Result<(u16, Duration, String)> {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(web).await?;
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), s.read_to_end(&mut buf))
+        .await
+        .context("the web answered nothing in 120 s")??;
+    let elapsed = t.elapsed();
+    let text = String::from_utf8_lossy(&buf);
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_owned();
+    let status = head
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    Ok((status, elapsed, head))
+}
+
+async fn get(web: SocketAddr, path: &str, ui: bool, cookie: &str) -> Result<(u16, Duration)> {
+    let auth = if ui {
+        format!("Cookie: {cookie}")
+    } else {
+        format!("Authorization: {}", basic())
+    };
+    let (status, t, _) = request(
+        web,
+        format!("GET {path} HTTP/1.1\r\nHost: {web}\r\n{auth}\r\nConnection: close\r\n\r\n"),
+    )
+    .await?;
+    Ok((status, t))
+}
+
+async fn post_json(web: SocketAddr, path: &str, body: &str) -> Result<u16> {
+    let (status, _, _) = request(
+        web,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {web}\r\nAuthorization: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            basic(),
+            body.len()
+        ),
+    )
+    .await?;
+    Ok(status)
+}
+
+/// Logs in to the web UI as the bench's admin; the session cookie (`name=value`).
+async fn login(web: SocketAddr) -> Result<String> {
+    let body = "username=admin&password=bench";
+    let (_, _, head) = request(
+        web,
+        format!(
+            "POST /login HTTP/1.1\r\nHost: {web}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await?;
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie")
+                .then(|| value.trim().split(';').next().unwrap_or("").to_owned())
+        })
+        .context("the login set no cookie")
+}
