@@ -96,32 +96,18 @@ impl Store {
                 ..Bucket::default()
             })
             .collect();
-        let received = sqlx::query(
-            "SELECT (received_at - ?1) / ?2 AS slot, COUNT(*) AS n, \
-             SUM(spam IN ('positive', 'suspect')) AS spam, SUM(virus = 'positive') AS virus \
-             FROM messages WHERE received_at >= ?1 GROUP BY slot",
+        // Per-minute counters (see the queue_counts migration); a slot that is not whole
+        // minutes takes the minutes that start in it.
+        let rows = sqlx::query(
+            "SELECT (minute * 60 - ?1) / ?2 AS slot, kind, state, SUM(n) AS n FROM activity_minutes \
+             WHERE minute >= ?3 GROUP BY slot, kind, state",
         )
         .bind(start)
         .bind(width)
+        .bind(start.div_euclid(60))
         .fetch_all(self.pool())
         .await?;
-        for r in received {
-            let slot: i64 = r.try_get("slot")?;
-            if let Some(b) = usize::try_from(slot).ok().and_then(|s| buckets.get_mut(s)) {
-                b.received = r.try_get::<i64, _>("n")? as u64;
-                b.spam = r.try_get::<Option<i64>, _>("spam")?.unwrap_or(0) as u64;
-                b.virus = r.try_get::<Option<i64>, _>("virus")?.unwrap_or(0) as u64;
-            }
-        }
-        let done = sqlx::query(
-            "SELECT (done_at - ?1) / ?2 AS slot, kind, state, COUNT(*) AS n FROM queue \
-             WHERE done_at >= ?1 GROUP BY slot, kind, state",
-        )
-        .bind(start)
-        .bind(width)
-        .fetch_all(self.pool())
-        .await?;
-        for r in done {
+        for r in rows {
             let slot: i64 = r.try_get("slot")?;
             let Some(b) = usize::try_from(slot).ok().and_then(|s| buckets.get_mut(s)) else {
                 continue;
@@ -130,6 +116,9 @@ impl Store {
             let state: String = r.try_get("state")?;
             let n = r.try_get::<i64, _>("n")? as u64;
             match (kind.as_str(), state.as_str()) {
+                ("message", "received") => b.received += n,
+                ("message", "spam") => b.spam += n,
+                ("message", "virus") => b.virus += n,
                 ("deliver", "delivered") => b.delivered += n,
                 ("deliver", "bounced" | "expired") => b.bounced += n,
                 ("journal", "delivered") => b.journaled += n,
@@ -221,6 +210,38 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(kept, counted, "message counters {when}");
+        let kept: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT minute, kind, state, n FROM activity_minutes WHERE n != 0 ORDER BY 1, 2, 3",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let counted: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT minute, kind, state, SUM(n) FROM ( \
+               SELECT received_at / 60 AS minute, 'message' AS kind, 'received' AS state, 1 AS n FROM messages \
+               UNION ALL SELECT received_at / 60, 'message', 'spam', 1 FROM messages WHERE spam IN ('positive', 'suspect') \
+               UNION ALL SELECT received_at / 60, 'message', 'virus', 1 FROM messages WHERE virus = 'positive' \
+               UNION ALL SELECT done_at / 60, kind, state, 1 FROM queue WHERE done_at IS NOT NULL) \
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(kept, counted, "activity counters {when}");
+        let kept: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT minute, state, replayed, n FROM journal_minutes WHERE n != 0 ORDER BY 1, 2, 3",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let counted: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT created_at / 60, state, replayed_at IS NOT NULL, COUNT(*) FROM queue \
+             WHERE kind = 'journal' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(kept, counted, "journal ledger counters {when}");
     }
 
     /// System Status and tophosts read counters kept by triggers; they must follow every way a
@@ -297,5 +318,26 @@ mod tests {
         store.replay_journal(0).await.unwrap();
         store.deliver_now(None).await.unwrap();
         assert_counters_match_the_rows(&store, "after a replay and deliverynow").await;
+        // What the pages read: the chart's slots and the ledger's summary add up to the rows.
+        let chart = store.activity(900, 4).await.unwrap();
+        let sum = |f: fn(&Bucket) -> u64| chart.iter().map(f).sum::<u64>();
+        let totals = store.totals().await.unwrap();
+        assert_eq!(
+            (sum(|b| b.received), sum(|b| b.spam), sum(|b| b.virus)),
+            (5, 2, 1)
+        );
+        assert_eq!(
+            (
+                sum(|b| b.delivered),
+                sum(|b| b.bounced),
+                sum(|b| b.journaled)
+            ),
+            (totals.delivered, totals.bounced, totals.journaled)
+        );
+        let ledger = store.ledger_counts(unix_now() - 3600).await.unwrap();
+        assert_eq!(
+            ledger.delivered + ledger.failed + ledger.expired + ledger.queued + ledger.replayed,
+            totals.journaled + totals.journal_failed + totals.journal_queued
+        );
     }
 }

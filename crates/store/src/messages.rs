@@ -169,8 +169,11 @@ pub struct QueueRow {
     pub attempts: u32,
 }
 
-/// Bytes of message bodies kept in memory after acceptance.
-const RECENT_BYTES: usize = 32 << 20;
+/// Bytes of message bodies kept in memory after acceptance: enough for the second or so between
+/// acceptance and delivery at full load (2,000 messages of 4 KiB, 80 of 100 KiB). Measured with
+/// sustained 25 s runs: 32 MiB held the appliance at 129 MB resident (the allocator keeps about
+/// twice what the cache holds), 8 MiB at 69 MB, with the same throughput.
+const RECENT_BYTES: usize = 8 << 20;
 
 /// The most recently accepted messages, as [`Store::message`] returns them: a message is read
 /// back for its delivery and again for its journal copy moments after it was written, and each
