@@ -150,6 +150,21 @@ impl Settings {
         }
     }
 
+    /// Settings that are valid but most likely not what the administrator wants, for the pages
+    /// to show before and after a commit.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if rat::accepts_all(&self.rat) {
+            out.push(
+                "The Recipient Access Table accepts ALL domains: every client the HAT accepts \
+                 can send mail through this gateway to any domain on the internet, which makes \
+                 it an open relay. List your own domains instead, and keep ALL only to Reject."
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
     /// Reads one table from its JSON form (storage and the REST API), replacing the current one.
     pub fn set_table_json(
         &mut self,

@@ -30,6 +30,24 @@ pub(crate) fn compile(entries: &[RatEntry], errors: &mut Vec<Problem>) -> Vec<Co
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         match crate::domains::Pattern::parse(&e.domain) {
+            // A second entry for the same domain would never match (first match wins): it is
+            // a mistake, most likely an edit that was meant to replace the first.
+            Some(pattern) if out.iter().any(|c: &Compiled| c.pattern == pattern) => {
+                let first = entries
+                    .iter()
+                    .position(|o| {
+                        crate::domains::Pattern::parse(&o.domain) == Some(pattern.clone())
+                    })
+                    .unwrap_or(0);
+                errors.push(Problem::new(
+                    format!("rat[{i}]"),
+                    format!(
+                        "domain {:?} is in the table already (row {}); edit that entry instead",
+                        e.domain,
+                        first + 1
+                    ),
+                ));
+            }
             Some(pattern) => out.push(Compiled {
                 pattern,
                 action: e.action,
@@ -44,6 +62,15 @@ pub(crate) fn compile(entries: &[RatEntry], errors: &mut Vec<Problem>) -> Vec<Co
         }
     }
     out
+}
+
+/// Whether the table has an `ALL` → Accept entry: every domain that no entry above it rejects
+/// is then a destination, and every client the HAT accepts can send through this gateway to it.
+pub fn accepts_all(entries: &[RatEntry]) -> bool {
+    entries.iter().any(|e| {
+        e.action == RatAction::Accept
+            && crate::domains::Pattern::parse(&e.domain) == Some(crate::domains::Pattern::All)
+    })
 }
 
 pub(crate) fn accepts(table: &[Compiled], domain: &str) -> bool {
@@ -103,5 +130,30 @@ mod tests {
             &mut errors,
         );
         assert!(accepts(&all, "anything.test"));
+    }
+
+    #[test]
+    fn a_domain_twice_is_refused() {
+        let entry = |d: &str, action| RatEntry {
+            domain: d.into(),
+            action,
+        };
+        let mut errors = Vec::new();
+        compile(
+            &[
+                entry("example.com", RatAction::Accept),
+                entry("example.org", RatAction::Accept),
+                entry("EXAMPLE.com", RatAction::Reject),
+            ],
+            &mut errors,
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].at, "rat[2]");
+        assert!(errors[0].message.contains("row 1"), "{}", errors[0].message);
+        assert!(!accepts_all(&[entry("ALL", RatAction::Reject)]));
+        assert!(accepts_all(&[
+            entry("example.com", RatAction::Accept),
+            entry("all", RatAction::Accept)
+        ]));
     }
 }

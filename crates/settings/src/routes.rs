@@ -40,10 +40,11 @@ pub(crate) fn compile(routes: &[SmtpRoute], errors: &mut Vec<Problem>) -> Vec<Co
                 ),
             ));
         }
-        if routes
-            .iter()
-            .take(i)
-            .any(|o| o.domain.trim().eq_ignore_ascii_case(r.domain.trim()))
+        if pattern.is_some()
+            && routes
+                .iter()
+                .take(i)
+                .any(|o| crate::domains::Pattern::parse(&o.domain) == pattern)
         {
             errors.push(Problem::new(
                 format!("smtp_routes[{i}]"),

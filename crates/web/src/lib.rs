@@ -160,7 +160,7 @@ pub fn router(state: AppState) -> Router {
                 ApiError::not_found(format!("no such resource: /api/v1{}", uri.path()))
             }),
         )
-        .merge(ui::router())
+        .merge(ui::router(state.clone()))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

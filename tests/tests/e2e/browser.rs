@@ -445,3 +445,176 @@ async fn administrator_sets_anti_spam_per_policy_and_watches_the_engines() {
     assert_eq!(app.store().await.mids().await.unwrap().len(), 1);
     b.client.clone().close().await.unwrap();
 }
+
+/// The everyday defects an administrator trips over, in a real browser at 800 px: no page
+/// scrolls sideways (a long subject and address included), the page's sub-menu entry is
+/// marked, a quarantined message is deleted only after a confirmation, Mail Logs show the
+/// newest line first, and a read-only user who opens an administrator's page keeps the menus.
+#[tokio::test]
+async fn pages_fit_a_narrow_window_and_destructive_actions_ask_first() {
+    let dest = Sink::start(Script::default()).await;
+    let app = Appliance::start("").await;
+    app.accept_domains(&["example.com"]).await;
+    let routes = json!([{"domain": "example.com", "hosts": [dest.addr.to_string()]}]);
+    assert_eq!(
+        app.api(Method::PUT, "/smtp-routes", Some(routes)).await.0,
+        200
+    );
+    let hold = json!({"name": "DEFAULT", "content_filters": [
+        {"name": "hold", "conditions": [{"type": "subject", "regex": "^hold"}], "actions": [{"type": "quarantine"}]}
+    ]});
+    let (status, body) = app
+        .api(Method::PUT, "/policies/incoming/DEFAULT", Some(hold))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let viewer = json!({"name": "viewer", "password": "viewer-password", "role": "readonly"});
+    let (status, body) = app.api(Method::POST, "/users", Some(viewer)).await;
+    assert!(status == 201 || status == 200, "{body}");
+    // A subject and a sender with no place to break: they must wrap, not widen the page.
+    let long = "x".repeat(180);
+    let sender = format!("{}@sender.test", "s".repeat(60));
+    let (mut smtp, _) = SmtpClient::greeted(app.smtp).await;
+    let held = queued_mid(
+        &smtp
+            .send_mail(
+                &sender,
+                &["u@example.com"],
+                &format!(
+                    "From: {sender}\r\nTo: u@example.com\r\nSubject: hold{long}\r\n\r\nHi.\r\n"
+                ),
+            )
+            .await,
+    );
+    app.wait_log(&format!("MID {held} quarantined")).await;
+    let delivered = queued_mid(
+        &smtp
+            .send_mail("a@sender.test", &["u@example.com"], &message("last-one"))
+            .await,
+    );
+    dest.wait_messages(1).await;
+
+    let b = Browser::start().await;
+    b.client.set_window_size(800, 900).await.unwrap();
+    let base = app.url("");
+    b.client
+        .goto(&format!("{base}/monitor/quarantine"))
+        .await
+        .unwrap();
+    b.type_into("#username", "admin").await;
+    b.type_into("#password", ADMIN_PASSWORD).await;
+    b.submit("button[type=submit]").await;
+    assert_eq!(b.heading().await, "Quarantine");
+    for path in [
+        "/monitor/status",
+        "/monitor/delivery",
+        "/monitor/tracking",
+        "/monitor/mail-logs",
+        "/monitor/quarantine",
+        &format!("/monitor/quarantine/{held}"),
+        &format!("/monitor/tracking/{held}"),
+        "/mail-policies/incoming",
+        "/mail-policies/outgoing",
+        "/mail-policies/hat",
+        "/mail-policies/rat",
+        "/security/tdc",
+        "/security/tdc/ledger",
+        "/network/smtp-routes",
+        "/network/destination-controls",
+        "/admin/users",
+        "/admin/audit",
+        "/admin/log-subscriptions",
+    ] {
+        b.client.goto(&format!("{base}{path}")).await.unwrap();
+        let widths = b
+            .client
+            .execute(
+                "const e = document.documentElement; return [e.scrollWidth, e.clientWidth, \
+                 new Set([...document.querySelectorAll('[id]')].map(x => x.id)).size, \
+                 document.querySelectorAll('[id]').length, \
+                 document.querySelectorAll('nav.submenu a[aria-current=page]').length];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let n: Vec<u64> = serde_json::from_value(widths).unwrap();
+        assert!(n[0] <= n[1], "{path} scrolls sideways at 800 px: {n:?}");
+        assert_eq!(n[2], n[3], "{path} has a duplicate id");
+        assert_eq!(n[4], 1, "{path}: its sub-menu entry is marked once");
+        if path == "/monitor/tracking" {
+            b.shot("15-tracking-800px").await;
+        }
+    }
+
+    // Delete from the quarantine: a question first; Cancel keeps the message.
+    b.client
+        .goto(&format!("{base}/monitor/quarantine"))
+        .await
+        .unwrap();
+    b.submit("#quarantine button.danger").await;
+    assert_eq!(b.heading().await, "Delete Quarantined Message");
+    assert!(
+        b.text("#question")
+            .await
+            .contains(&format!("Delete MID {held}"))
+    );
+    let fits = b
+        .client
+        .execute(
+            "const e = document.documentElement; return e.scrollWidth <= e.clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fits,
+        json!(true),
+        "the question wraps the long sender and subject"
+    );
+    b.shot("16-confirm-delete").await;
+    b.submit("#cancel").await;
+    assert_eq!(b.heading().await, "Quarantine");
+    assert!(b.text("#quarantine").await.contains(&held.to_string()));
+    b.submit("#quarantine button.danger").await;
+    b.submit("#confirm-button").await;
+    assert!(b.text("p.flash").await.contains("deleted"));
+    assert!(!b.text("#quarantine").await.contains(&held.to_string()));
+
+    // Mail Logs: the newest line comes first.
+    b.link("Mail Logs").await;
+    let log = b.text("#mail-log").await;
+    let pos = |needle: &str| log.find(needle).unwrap_or(usize::MAX);
+    assert!(
+        pos(&format!("MID {delivered} ")) < pos(&format!("MID {held} ")),
+        "the later message first: {log}"
+    );
+
+    // A read-only user opening Users keeps the menus and finds the pages they may use.
+    b.client
+        .goto(&format!("{base}/monitor/status"))
+        .await
+        .unwrap();
+    b.submit("button.link").await;
+    b.type_into("#username", "viewer").await;
+    b.type_into("#password", "viewer-password").await;
+    b.submit("button[type=submit]").await;
+    b.client.goto(&format!("{base}/admin/users")).await.unwrap();
+    assert_eq!(b.heading().await, "Forbidden");
+    b.link("Audit Log").await;
+    assert_eq!(b.heading().await, "Audit Log");
+    b.link("System Administration").await;
+    assert_eq!(b.heading().await, "Change Password");
+    b.link("Network").await;
+    b.link("Bounce Profiles").await;
+    assert!(b.text("#read-only").await.contains("Read-Only Operator"));
+    let disabled = b
+        .client
+        .execute(
+            "return document.querySelector('#max_retries').matches(':disabled');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(disabled, json!(true));
+    b.shot("17-read-only").await;
+    b.client.clone().close().await.unwrap();
+}

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::{MIN_PASSWORD, valid_username};
 
-use super::{Done, Layout, Posted, Ui, UiError, done, render, role_label, time};
+use super::{ConfirmPage, Done, Layout, Posted, Ui, UiError, done, render, role_label, time};
 use crate::AppState;
 
 #[derive(Template)]
@@ -21,6 +21,8 @@ struct CommitPage {
     l: Layout,
     changes: Vec<(String, String)>,
     errors: Vec<String>,
+    /// What the settings would do once committed that an administrator should think twice about.
+    warnings: Vec<String>,
     comment: String,
 }
 
@@ -30,10 +32,16 @@ pub(crate) async fn commit_page(
     Query(q): Query<Done>,
 ) -> Result<Response, UiError> {
     let changes = pending(&state, &ui).await?;
+    let warnings = if changes.is_empty() {
+        Vec::new()
+    } else {
+        super::working(&state, &ui).await?.warnings()
+    };
     Ok(render(&CommitPage {
         l: Layout::new(&state, &ui, "admin", "Uncommitted Changes").flash(q.done.as_deref()),
         changes,
         errors: Vec::new(),
+        warnings,
         comment: String::new(),
     }))
 }
@@ -74,7 +82,9 @@ pub(crate) async fn commit(
         }
         // Someone else's commit conflicts with these changes, or together they are invalid.
         Err(ChangeError::Edit(Conflicts(errors))) => errors,
-        Err(ChangeError::Invalid(problems)) => problems.iter().map(ToString::to_string).collect(),
+        Err(ChangeError::Invalid(problems)) => {
+            problems.iter().map(super::problems::describe).collect()
+        }
         Err(ChangeError::Store(e)) => return Err(e.into()),
         Err(e @ (ChangeError::Busy | ChangeError::Stale { .. })) => {
             return Err(UiError::BadRequest(format!("{e}")));
@@ -85,6 +95,7 @@ pub(crate) async fn commit(
         l: Layout::new(&state, &ui, "admin", "Uncommitted Changes"),
         changes,
         errors,
+        warnings: Vec::new(),
         comment,
     });
     *r.status_mut() = axum::http::StatusCode::CONFLICT;
@@ -125,6 +136,15 @@ struct UsersPage {
     role: String,
     name_error: Option<String>,
     password_error: Option<String>,
+    /// The form edits this existing account (its name is fixed).
+    editing: bool,
+}
+
+/// *Users*' query: the confirmation of the last form, or the account to edit.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct UsersQuery {
+    done: Option<String>,
+    edit: Option<String>,
 }
 
 async fn users_page(
@@ -132,6 +152,7 @@ async fn users_page(
     ui: &Ui,
     done: Option<&str>,
     form: Option<(&UsersForm, Option<String>, Option<String>)>,
+    edit: Option<(String, Role)>,
 ) -> Result<Response, UiError> {
     let users = state
         .store
@@ -140,9 +161,11 @@ async fn users_page(
         .into_iter()
         .map(|(u, created)| (u.name, role_label(u.role), time(created)))
         .collect();
-    let (name, role, name_error, password_error) = match form {
-        Some((f, n, p)) => (f.name.clone(), f.role.clone(), n, p),
-        None => (String::new(), "readonly".into(), None, None),
+    let editing = edit.is_some();
+    let (name, role, name_error, password_error) = match (form, edit) {
+        (Some((f, n, p)), _) => (f.name.clone(), f.role.clone(), n, p),
+        (None, Some((name, role))) => (name, role.as_str().to_owned(), None, None),
+        (None, None) => (String::new(), "readonly".into(), None, None),
     };
     let invalid = name_error.is_some() || password_error.is_some();
     let mut r = render(&UsersPage {
@@ -153,6 +176,7 @@ async fn users_page(
         role,
         name_error,
         password_error,
+        editing,
     });
     if invalid {
         *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
@@ -163,10 +187,20 @@ async fn users_page(
 pub(crate) async fn users(
     State(state): State<AppState>,
     ui: Ui,
-    Query(q): Query<Done>,
+    Query(q): Query<UsersQuery>,
 ) -> Result<Response, UiError> {
     ui.require(Role::Admin)?;
-    users_page(&state, &ui, q.done.as_deref(), None).await
+    let edit = match q.edit {
+        None => None,
+        Some(name) => {
+            let user =
+                state.store.user(&name).await?.ok_or_else(|| {
+                    UiError::NotFound(format!("There is no account named {name:?}."))
+                })?;
+            Some((user.name, user.role))
+        }
+    };
+    users_page(&state, &ui, q.done.as_deref(), None, edit).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +214,9 @@ pub(crate) struct UsersForm {
     password: String,
     #[serde(default)]
     role: String,
+    /// `yes` once the administrator confirmed a delete.
+    #[serde(default)]
+    confirm: String,
 }
 
 pub(crate) async fn users_post(
@@ -193,6 +230,24 @@ pub(crate) async fn users_post(
             return Err(UiError::BadRequest(
                 "You cannot remove your own account.".into(),
             ));
+        }
+        if form.confirm != "yes" {
+            let Some(user) = state.store.user(&name).await? else {
+                return Err(UiError::NotFound(format!(
+                    "There is no account named {name:?}."
+                )));
+            };
+            return Ok(render(&ConfirmPage {
+                l: Layout::new(&state, &ui, "admin", "Delete User"),
+                question: format!(
+                    "Delete the account {name} ({})? Its sessions end at once.",
+                    role_label(user.role)
+                ),
+                action: "/admin/users".into(),
+                fields: vec![("op", "delete".into()), ("name", name)],
+                button: "Delete",
+                back: "/admin/users".into(),
+            }));
         }
         if !state.store.delete_user(&name).await? {
             return Err(UiError::NotFound(format!(
@@ -227,7 +282,15 @@ pub(crate) async fn users_post(
         _ => None,
     };
     if name_error.is_some() || password_error.is_some() {
-        return users_page(&state, &ui, None, Some((&form, name_error, password_error))).await;
+        let editing = existing.as_ref().map(|u| (u.name.clone(), u.role));
+        return users_page(
+            &state,
+            &ui,
+            None,
+            Some((&form, name_error, password_error)),
+            editing,
+        )
+        .await;
     }
     if name == ui.user && role != Role::Admin {
         return Err(UiError::BadRequest(

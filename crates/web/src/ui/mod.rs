@@ -11,6 +11,7 @@ mod logs;
 mod monitor;
 mod network;
 mod policies;
+mod problems;
 mod quarantine;
 mod services;
 pub(crate) mod session;
@@ -19,7 +20,7 @@ mod trace;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -30,7 +31,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/monitor/status") }))
         .route("/login", get(session::login_page).post(session::login))
@@ -122,6 +123,10 @@ pub(crate) fn router() -> Router<AppState> {
         .fallback(|ui: Option<Ui>| async move {
             UiError::NotFound("There is no such page.".into()).with(ui)
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            menus_on_error_pages,
+        ))
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -142,6 +147,8 @@ pub(crate) struct Ui {
     pub csrf: String,
     /// How many staged changes this user has not committed.
     pub pending: u64,
+    /// The path of the page asked for, for the navigation to mark where the user is.
+    pub path: String,
 }
 
 impl Ui {
@@ -186,6 +193,7 @@ impl FromRequestParts<AppState> for Ui {
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into());
+        let path = parts.uri.path().to_owned();
         let Some(token) = session::cookie_token(&parts.headers) else {
             return Err(UiError::Login(next));
         };
@@ -210,6 +218,7 @@ impl FromRequestParts<AppState> for Ui {
             role: s.role,
             csrf: s.csrf,
             pending,
+            path,
         })
     }
 }
@@ -285,12 +294,127 @@ pub(crate) struct Layout {
     pub can_operate: bool,
     pub flash: Option<&'static str>,
     pub hostname: String,
+    /// The path of this page, to mark its sub-menu entry.
+    pub page: String,
+    /// The pages of this page's menu that the user's role may open, in menu order.
+    pub submenu: Vec<(&'static str, &'static str)>,
+}
+
+/// A sub-menu entry: its path, its title, the least role that sees it.
+type Entry = (&'static str, &'static str, Role);
+
+/// The pages under each top-level menu (path, title), with the least role that may open each.
+const SUBMENUS: &[(&str, &[Entry])] = &[
+    (
+        "monitor",
+        &[
+            ("/monitor/status", "System Status", Role::ReadOnly),
+            ("/monitor/delivery", "Delivery Status", Role::ReadOnly),
+            ("/monitor/tracking", "Message Tracking", Role::ReadOnly),
+            ("/monitor/mail-logs", "Mail Logs", Role::ReadOnly),
+            ("/monitor/quarantine", "Quarantine", Role::ReadOnly),
+        ],
+    ),
+    (
+        "policies",
+        &[
+            (
+                "/mail-policies/incoming",
+                "Incoming Mail Policies",
+                Role::ReadOnly,
+            ),
+            (
+                "/mail-policies/outgoing",
+                "Outgoing Mail Policies",
+                Role::ReadOnly,
+            ),
+            ("/mail-policies/hat", "HAT Overview", Role::ReadOnly),
+            (
+                "/mail-policies/rat",
+                "Recipient Access Table (RAT)",
+                Role::ReadOnly,
+            ),
+        ],
+    ),
+    (
+        "security",
+        &[
+            ("/security/antispam", "Anti-Spam", Role::ReadOnly),
+            ("/security/antivirus", "Anti-Virus", Role::ReadOnly),
+            (
+                "/security/tdc",
+                "Threat Defense Connector Settings",
+                Role::ReadOnly,
+            ),
+        ],
+    ),
+    (
+        "network",
+        &[
+            ("/network/smtp-routes", "SMTP Routes", Role::ReadOnly),
+            (
+                "/network/destination-controls",
+                "Destination Controls",
+                Role::ReadOnly,
+            ),
+            (
+                "/network/bounce-profiles",
+                "Bounce Profiles",
+                Role::ReadOnly,
+            ),
+        ],
+    ),
+    (
+        "admin",
+        &[
+            ("/admin/users", "Users", Role::Admin),
+            ("/admin/password", "Change Password", Role::ReadOnly),
+            ("/admin/audit", "Audit Log", Role::ReadOnly),
+            (
+                "/admin/log-subscriptions",
+                "Log Subscriptions",
+                Role::ReadOnly,
+            ),
+            ("/admin/trace", "Trace", Role::Operator),
+            ("/commit", "Commit Changes", Role::ReadOnly),
+        ],
+    ),
+];
+
+/// The pages of `menu` that `role` may open.
+fn submenu(menu: &str, role: Role) -> Vec<(&'static str, &'static str)> {
+    SUBMENUS
+        .iter()
+        .filter(|(m, _)| *m == menu)
+        .flat_map(|(_, pages)| pages.iter())
+        .filter(|(_, _, least)| role.at_least(*least))
+        .map(|(path, title, _)| (*path, *title))
+        .collect()
+}
+
+/// The top-level menu a path is under (for error pages, which have no handler to say).
+fn menu_of(path: &str) -> &'static str {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    match first {
+        "monitor" => "monitor",
+        "mail-policies" => "policies",
+        "security" => "security",
+        "network" => "network",
+        "admin" | "commit" => "admin",
+        _ => "",
+    }
 }
 
 impl Layout {
     pub fn new(state: &AppState, ui: &Ui, menu: &'static str, title: impl Into<String>) -> Layout {
+        let mut l = Layout::bare(ui, menu, title.into());
+        l.hostname = state.options.hostname.clone();
+        l
+    }
+
+    fn bare(ui: &Ui, menu: &'static str, title: String) -> Layout {
         Layout {
-            title: title.into(),
+            title,
             menu,
             user: ui.user.clone(),
             role: role_label(ui.role),
@@ -299,7 +423,28 @@ impl Layout {
             is_admin: ui.is_admin(),
             can_operate: ui.can_operate(),
             flash: None,
-            hostname: state.options.hostname.clone(),
+            hostname: String::new(),
+            page: ui.path.clone(),
+            submenu: submenu(menu, ui.role),
+        }
+    }
+
+    /// Whether `href` is this page's sub-menu entry: the page itself or one of its sub-pages
+    /// (`/monitor/tracking/42` is under *Message Tracking*).
+    pub fn is_current(&self, href: &str) -> bool {
+        self.page == href
+            || self
+                .page
+                .strip_prefix(href)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// Where *System Administration* leads: the first of its pages this user may open.
+    pub fn admin_home(&self) -> &'static str {
+        if self.is_admin {
+            "/admin/users"
+        } else {
+            "/admin/password"
         }
     }
 
@@ -309,6 +454,7 @@ impl Layout {
         self.flash = done.and_then(|d| {
             Some(match d {
                 "staged" => "Your changes are pending. Click Commit Changes to make them active.",
+                "unchanged" => "Nothing was changed: the settings are as they were.",
                 "committed" => "Your changes have been committed.",
                 "abandoned" => "Your pending changes have been abandoned.",
                 "released" => "The message was released for delivery.",
@@ -322,6 +468,35 @@ impl Layout {
             })
         });
         self
+    }
+}
+
+/// A question before an action that cannot be undone, answered by posting the same form again
+/// with `confirm=yes` (no script needed, and a stray or replayed click deletes nothing).
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub(crate) struct ConfirmPage {
+    pub l: Layout,
+    pub question: String,
+    /// Where the answer is posted, with the form's own fields.
+    pub action: String,
+    pub fields: Vec<(&'static str, String)>,
+    /// The label of the button that acts.
+    pub button: &'static str,
+    /// Where Cancel leads.
+    pub back: String,
+}
+
+/// The `confirm` field of a form whose action asks first.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Confirm {
+    #[serde(default)]
+    pub confirm: String,
+}
+
+impl Confirm {
+    pub fn given(&self) -> bool {
+        self.confirm == "yes"
     }
 }
 
@@ -364,6 +539,8 @@ pub(crate) enum UiError {
     NotFound(String),
     BadRequest(String),
     Internal,
+    /// An error page already decided on, shown again with the menus.
+    Page(StatusCode, String),
 }
 
 impl UiError {
@@ -398,6 +575,7 @@ impl UiError {
             UiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             UiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             UiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            UiError::Page(status, m) => (*status, m.clone()),
             UiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on the appliance; the details are in its log.".to_owned(),
@@ -407,26 +585,59 @@ impl UiError {
             UiError::Csrf(ui) => Some(ui),
             _ => ui,
         };
+        let known = ui.is_some();
         let page = ErrorPage {
-            l: ui.map(|ui| Layout {
-                title: String::new(),
-                menu: "",
-                user: ui.user.clone(),
-                role: role_label(ui.role),
-                csrf: ui.csrf.clone(),
-                pending: ui.pending,
-                is_admin: ui.is_admin(),
-                can_operate: ui.can_operate(),
-                flash: None,
-                hostname: String::new(),
+            l: ui.map(|ui| {
+                let menu = menu_of(&ui.path);
+                Layout::bare(&ui, menu, String::new())
             }),
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or("Error"),
-            message,
+            message: message.clone(),
         };
         let mut response = render(&page);
         *response.status_mut() = status;
+        if !known {
+            // Rendered without the user: [`menus_on_error_pages`] puts the menus back.
+            response
+                .extensions_mut()
+                .insert(BareErrorPage { status, message });
+        }
         response
+    }
+}
+
+/// An error page rendered by a handler that no longer had the user at hand.
+#[derive(Debug, Clone)]
+struct BareErrorPage {
+    status: StatusCode,
+    message: String,
+}
+
+/// Gives error pages the menus of a logged-in user: a handler refusing with `?` (a role too low,
+/// a row that is gone) renders its error without knowing who asked, and a bare page with no way
+/// back would strand an operator who clicked a menu they may not use.
+async fn menus_on_error_pages(
+    State(state): State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (cookie, path) = (
+        req.headers().get(header::COOKIE).cloned(),
+        req.uri().clone(),
+    );
+    let response = next.run(req).await;
+    let (Some(bare), Some(cookie)) = (response.extensions().get::<BareErrorPage>(), cookie) else {
+        return response;
+    };
+    let bare = bare.clone();
+    let mut probe = Request::new(axum::body::Body::empty());
+    *probe.uri_mut() = path;
+    probe.headers_mut().insert(header::COOKIE, cookie);
+    let (mut parts, _) = probe.into_parts();
+    match <Ui as FromRequestParts<AppState>>::from_request_parts(&mut parts, &state).await {
+        Ok(ui) => UiError::Page(bare.status, bare.message).with(Some(ui)),
+        Err(_) => response,
     }
 }
 
@@ -457,20 +668,31 @@ pub(crate) async fn working(state: &AppState, ui: &Ui) -> Result<Settings, UiErr
 }
 
 /// Stages a change: validates the whole working settings and records the touched tables and a
-/// description as pending for this user. Validation problems come back for the form to show.
+/// description as pending for this user. Answers the `?done=` code for the page: `staged`, or
+/// `unchanged` when the form changed nothing (a form submitted as it was shown must not leave
+/// a pending change to commit). Validation problems come back for the form to show.
 pub(crate) async fn stage(
     state: &AppState,
     ui: &Ui,
     settings: &Settings,
     tables: &[&str],
     description: String,
-) -> Result<Result<(), Vec<String>>, UiError> {
+) -> Result<Result<&'static str, Vec<String>>, UiError> {
     ui.require(Role::Admin)?;
+    let before = working(state, ui).await?;
+    if tables
+        .iter()
+        .all(|t| before.table_json(t) == settings.table_json(t))
+    {
+        return Ok(Ok("unchanged"));
+    }
     let staged = state
         .changes
         .stage(&ui.user, settings, tables, &description)
         .await?;
-    Ok(staged.map_err(|problems| problems.iter().map(ToString::to_string).collect()))
+    Ok(staged
+        .map(|()| "staged")
+        .map_err(|problems| problems.iter().map(problems::describe).collect()))
 }
 
 /// Splits a text area or comma list into trimmed, non-empty items.

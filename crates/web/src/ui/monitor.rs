@@ -410,6 +410,9 @@ pub(crate) async fn mail_logs(
         .collect();
     let skip = shown.len().saturating_sub(lines);
     shown.drain(..skip);
+    // Newest first, as an administrator reading "what just happened" expects; `rampart tail`
+    // keeps the file's order for a shell.
+    shown.reverse();
     Ok(render(&LogsPage {
         l: Layout::new(&state, &ui, "monitor", "Mail Logs"),
         find,

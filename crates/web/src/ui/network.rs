@@ -58,6 +58,14 @@ pub(crate) struct TableForm {
     send_dsn: Option<String>,
 }
 
+/// A table page's query: the confirmation of the last form, or the row to edit.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TableQuery {
+    done: Option<String>,
+    /// `?edit=N`: the form shows row N and saves over it.
+    edit: Option<usize>,
+}
+
 /// Deletes or moves row `index` of `rows`; `None` when `op` is neither.
 fn row_op<T>(rows: &mut Vec<T>, form: &TableForm) -> Option<Result<String, UiError>> {
     let op = form.op.as_str();
@@ -97,8 +105,8 @@ async fn commit_or_show(
     show: impl FnOnce(String) -> Response,
 ) -> Result<Response, UiError> {
     match stage(state, ui, settings, &[table], description).await? {
-        Ok(()) => Ok(done(path, "staged")),
-        Err(errors) => Ok(invalid(show(errors.join("; ")))),
+        Ok(code) => Ok(done(path, code)),
+        Err(errors) => Ok(invalid(show(errors.join(" ")))),
     }
 }
 
@@ -134,11 +142,14 @@ pub(crate) trait TablePage {
     fn blank() -> TableForm {
         TableForm::default()
     }
+    /// The form filled with an entry, to edit it.
+    fn form_of(row: &Self::Row) -> TableForm;
     /// Refuses a delete or move the table does not allow.
     fn check_op(_rows: &[Self::Row], _form: &TableForm) -> Result<(), UiError> {
         Ok(())
     }
-    /// The entry the add form describes with the words for the change, or what to fix.
+    /// The entry the form describes with the words for it, or what to fix; `rows` are the
+    /// other entries (without the one being edited).
     fn parse(form: &TableForm, rows: &[Self::Row]) -> Result<(Self::Row, String), String>;
     /// Puts a new entry in (appended unless the table says otherwise).
     fn insert(rows: &mut Vec<Self::Row>, row: Self::Row) {
@@ -151,12 +162,30 @@ pub(crate) trait TablePage {
 pub(crate) async fn view<P: TablePage>(
     State(state): State<AppState>,
     ui: Ui,
-    Query(q): Query<Done>,
+    q: Result<Query<TableQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, UiError> {
+    let Query(q) =
+        q.map_err(|e| UiError::BadRequest(format!("Invalid address: {}", e.body_text())))?;
     let mut settings = working(&state, &ui).await?;
     let rows = std::mem::take(P::rows(&mut settings));
+    let form = match q.edit {
+        None => P::blank(),
+        Some(i) => {
+            let row = rows.get(i).ok_or_else(|| {
+                UiError::NotFound(format!(
+                    "There is no row {} in this table (any more); reload the page.",
+                    i + 1
+                ))
+            })?;
+            TableForm {
+                op: "edit".into(),
+                index: Some(i),
+                ..P::form_of(row)
+            }
+        }
+    };
     let l = Layout::new(&state, &ui, P::MENU, P::TITLE).flash(q.done.as_deref());
-    Ok(P::page(l, rows, P::blank(), None))
+    Ok(P::page(l, rows, form, None))
 }
 
 /// Stages a delete, a move or an added entry, or shows the page again with what to fix.
@@ -167,19 +196,43 @@ pub(crate) async fn post<P: TablePage>(
     ui.require(Role::Admin)?;
     let mut settings = working(&state, &ui).await?;
     P::check_op(P::rows(&mut settings), &form)?;
+    let editing = match (form.op.as_str(), form.index) {
+        ("edit", Some(i)) if i < P::rows(&mut settings).len() => Some(i),
+        ("edit", _) => {
+            return Err(UiError::BadRequest(
+                "That row does not exist (any more); reload the page.".into(),
+            ));
+        }
+        _ => None,
+    };
     let description = match row_op(P::rows(&mut settings), &form) {
         Some(r) => format!("{}: {}", P::LABEL, r?),
-        None => match P::parse(&form, P::rows(&mut settings)) {
-            Ok((row, words)) => {
-                P::insert(P::rows(&mut settings), row);
-                format!("{}: {words}", P::LABEL)
+        None => {
+            let rows = P::rows(&mut settings);
+            let others: Vec<P::Row> = rows
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != editing)
+                .map(|(_, r)| r.clone())
+                .collect();
+            match (P::parse(&form, &others), editing) {
+                (Ok((row, words)), Some(i)) => {
+                    if let Some(slot) = rows.get_mut(i) {
+                        *slot = row;
+                    }
+                    format!("{}: row {} changed to {words}", P::LABEL, i + 1)
+                }
+                (Ok((row, words)), None) => {
+                    P::insert(rows, row);
+                    format!("{}: added {words}", P::LABEL)
+                }
+                (Err(error), _) => {
+                    let rows = std::mem::take(rows);
+                    let l = Layout::new(&state, &ui, P::MENU, P::TITLE);
+                    return Ok(invalid(P::page(l, rows, form, Some(error))));
+                }
             }
-            Err(error) => {
-                let rows = std::mem::take(P::rows(&mut settings));
-                let l = Layout::new(&state, &ui, P::MENU, P::TITLE);
-                return Ok(invalid(P::page(l, rows, form, Some(error))));
-            }
-        },
+        }
     };
     let rows = P::rows(&mut settings).clone();
     commit_or_show(
@@ -266,12 +319,21 @@ impl TablePage for HatPage {
             ));
         }
         let words = format!(
-            "added sender group {} ({}) with policy {}",
+            "sender group {} ({}) with policy {}",
             group.name,
             group.hosts.join(", "),
             policy.as_str()
         );
         Ok((group, words))
+    }
+
+    fn form_of(g: &SenderGroup) -> TableForm {
+        TableForm {
+            name: g.name.clone(),
+            hosts: g.hosts.join("\n"),
+            policy: g.policy.as_str().to_owned(),
+            ..TableForm::default()
+        }
     }
 
     /// New groups go above a final catch-all, as on an appliance.
@@ -302,6 +364,8 @@ pub(crate) struct RatPage {
     rows: Vec<RatEntry>,
     form: TableForm,
     error: Option<String>,
+    /// `ALL` → Accept is in the table: say what that means.
+    open_relay: bool,
 }
 
 impl TablePage for RatPage {
@@ -329,7 +393,7 @@ impl TablePage for RatPage {
             );
         }
         let words = format!(
-            "added {domain} ({})",
+            "{domain} ({})",
             if action == RatAction::Accept {
                 "accept"
             } else {
@@ -339,12 +403,26 @@ impl TablePage for RatPage {
         Ok((RatEntry { domain, action }, words))
     }
 
+    fn form_of(e: &RatEntry) -> TableForm {
+        TableForm {
+            domain: e.domain.clone(),
+            action: match e.action {
+                RatAction::Accept => "accept",
+                RatAction::Reject => "reject",
+            }
+            .into(),
+            ..TableForm::default()
+        }
+    }
+
     fn page(l: Layout, rows: Vec<RatEntry>, form: TableForm, error: Option<String>) -> Response {
+        let open_relay = rampart_settings::rat::accepts_all(&rows);
         render(&RatPage {
             l,
             rows,
             form,
             error,
+            open_relay,
         })
     }
 }
@@ -389,6 +467,14 @@ impl TablePage for RoutesPage {
         }
         let words = format!("{} → {}", route.domain, route.hosts.join(", "));
         Ok((route, words))
+    }
+
+    fn form_of(r: &SmtpRoute) -> TableForm {
+        TableForm {
+            domain: r.domain.clone(),
+            hosts: r.hosts.join("\n"),
+            ..TableForm::default()
+        }
     }
 
     /// One route per domain: a new route for a known domain replaces it.
@@ -453,6 +539,16 @@ impl TablePage for DestinationsPage {
                 "The default destination control cannot be deleted; edit it instead.".into(),
             ));
         }
+        if form.op == "edit"
+            && target.is_some_and(|d| d.domain == "default")
+            && !form.domain.trim().eq_ignore_ascii_case("default")
+        {
+            return Err(UiError::BadRequest(
+                "The default destination control keeps its name; add a new destination for \
+                 a domain instead."
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -491,6 +587,22 @@ impl TablePage for DestinationsPage {
             }
         );
         Ok((control, words))
+    }
+
+    fn form_of(c: &DestinationControl) -> TableForm {
+        TableForm {
+            domain: c.domain.clone(),
+            max_connections: c.max_connections.to_string(),
+            max_messages_per_connection: c.max_messages_per_connection.to_string(),
+            tls: match c.tls {
+                TlsPolicy::Off => "off",
+                TlsPolicy::Preferred => "preferred",
+                TlsPolicy::Required => "required",
+            }
+            .into(),
+            verify_tls: c.verify_tls.then(|| "on".to_owned()),
+            ..TableForm::default()
+        }
     }
 
     /// One control per domain: a new one for a known domain replaces it.

@@ -380,10 +380,7 @@ async fn save_policy(
         ),
     };
     match stage(state, ui, &settings, &[direction.table()], description).await? {
-        Ok(()) => Ok(done(
-            &format!("/mail-policies/{}", direction.slug()),
-            "staged",
-        )),
+        Ok(code) => Ok(done(&format!("/mail-policies/{}", direction.slug()), code)),
         Err(errors) => {
             form.errors = errors;
             Ok(form.invalid())
@@ -421,11 +418,8 @@ async fn table_edit(
     let mut settings = working(state, ui).await?;
     change(direction.of(&mut settings)).map_err(edit_error)?;
     match stage(state, ui, &settings, &[direction.table()], description).await? {
-        Ok(()) => Ok(done(
-            &format!("/mail-policies/{}", direction.slug()),
-            "staged",
-        )),
-        Err(errors) => Err(UiError::BadRequest(errors.join("; "))),
+        Ok(code) => Ok(done(&format!("/mail-policies/{}", direction.slug()), code)),
+        Err(errors) => Err(UiError::BadRequest(errors.join(" "))),
     }
 }
 
@@ -604,8 +598,8 @@ pub(crate) async fn tdc(
         }
     );
     match stage(&state, &ui, &settings, &[direction.table()], description).await? {
-        Ok(()) => Ok(done("/mail-policies/incoming", "staged")),
-        Err(errors) => Ok(page(errors.join("; "))),
+        Ok(code) => Ok(done("/mail-policies/incoming", code)),
+        Err(errors) => Ok(page(errors.join(" "))),
     }
 }
 
@@ -705,11 +699,8 @@ pub(super) async fn stage_policies(
     description: String,
 ) -> Result<Response, UiError> {
     match stage(state, ui, settings, &[direction.table()], description).await? {
-        Ok(()) => Ok(done(
-            &format!("/mail-policies/{}", direction.slug()),
-            "staged",
-        )),
-        Err(errors) => Err(UiError::BadRequest(errors.join("; "))),
+        Ok(code) => Ok(done(&format!("/mail-policies/{}", direction.slug()), code)),
+        Err(errors) => Err(UiError::BadRequest(errors.join(" "))),
     }
 }
 
@@ -808,15 +799,12 @@ pub(crate) async fn filters(
             );
             stage(&state, &ui, &settings, &[direction.table()], description)
                 .await?
-                .map_err(|e| e.join("; "))
+                .map_err(|e| e.join(" "))
         }
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => Ok(done(
-            &format!("/mail-policies/{}", direction.slug()),
-            "staged",
-        )),
+        Ok(code) => Ok(done(&format!("/mail-policies/{}", direction.slug()), code)),
         Err(error) => {
             let mut r = render(&FiltersPage {
                 l: Layout::new(&state, &ui, "policies", format!("Content Filters: {name}")),

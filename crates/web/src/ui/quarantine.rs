@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use rampart_store::{Mid, Quarantined, Role};
 
-use super::{Done, Layout, Posted, Ui, UiError, done, render, time};
+use super::{Confirm, ConfirmPage, Done, Layout, Posted, Ui, UiError, done, render, time};
 use crate::AppState;
 
 #[derive(Template)]
@@ -92,12 +92,42 @@ pub(crate) async fn release(
     act(&state, &ui, &id, true).await
 }
 
+/// Deletes a quarantined message once the operator has confirmed it: the message is gone for
+/// good, so the first post only asks.
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Posted { ui, form: _ }: Posted<super::session::Empty>,
+    Posted { ui, form }: Posted<Confirm>,
 ) -> Result<Response, UiError> {
-    act(&state, &ui, &id, false).await
+    if form.given() {
+        return act(&state, &ui, &id, false).await;
+    }
+    ui.require(Role::Operator)?;
+    let mid = mid(&id)?;
+    let q = state
+        .store
+        .quarantine()
+        .await?
+        .into_iter()
+        .find(|q| q.mid == mid)
+        .ok_or_else(|| UiError::NotFound(format!("MID {mid} is not in the quarantine.")))?;
+    Ok(render(&ConfirmPage {
+        l: Layout::new(&state, &ui, "monitor", "Delete Quarantined Message"),
+        question: format!(
+            "Delete MID {mid} from {} (subject {:?}) for good? It will not be delivered and \
+             cannot be released afterwards.",
+            if q.sender.is_empty() {
+                "<>"
+            } else {
+                q.sender.as_str()
+            },
+            q.subject.as_deref().unwrap_or("")
+        ),
+        action: format!("/monitor/quarantine/{mid}/delete"),
+        fields: Vec::new(),
+        button: "Delete",
+        back: "/monitor/quarantine".into(),
+    }))
 }
 
 /// Releases or deletes a quarantined message (operators and admins).

@@ -181,7 +181,7 @@ pub(crate) async fn edit(
         }
     );
     match stage(&state, &ui, &settings, &["tdc"], description).await? {
-        Ok(()) => Ok(done("/security/tdc", "staged")),
+        Ok(code) => Ok(done("/security/tdc", code)),
         Err(errors) => {
             let mut page = render(&EditPage {
                 l: Layout::new(
@@ -192,7 +192,12 @@ pub(crate) async fn edit(
                 ),
                 enabled,
                 intake_address: form.intake_address,
-                error: Some(errors.join("; ").trim_start_matches("tdc: ").to_owned()),
+                error: Some(
+                    errors
+                        .join(" ")
+                        .trim_start_matches("Threat Defense Connector settings: ")
+                        .to_owned(),
+                ),
             });
             *page.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
             Ok(page)

@@ -273,6 +273,124 @@ async fn every_page_renders_for_every_role_with_security_headers() {
     );
 }
 
+/// The values of `id="…"` attributes in a page that occur more than once.
+fn duplicate_ids(body: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut twice = Vec::new();
+    for part in body.split(" id=\"").skip(1) {
+        let id = part.split('"').next().unwrap_or_default().to_owned();
+        if !seen.insert(id.clone()) {
+            twice.push(id);
+        }
+    }
+    twice
+}
+
+#[tokio::test]
+async fn navigation_marks_the_page_skips_to_content_and_keeps_ids_unique() {
+    let ui = Ui::new().await;
+    for user in ["admin", "oper", "viewer"] {
+        let s = ui.login(user).await;
+        for page in PAGES {
+            let a = ui.get(&s, page).await;
+            assert_eq!(a.status, StatusCode::OK, "{user} {page}");
+            assert_eq!(
+                duplicate_ids(&a.body),
+                Vec::<String>::new(),
+                "{user} {page}"
+            );
+            assert!(
+                a.body.contains("<a class=\"skip\" href=\"#content\">")
+                    && a.body.contains("<main id=\"content\">"),
+                "{page}: no skip link"
+            );
+            // One sub-menu entry is marked: the page's own, or the one it is under.
+            let current: Vec<&str> = a
+                .body
+                .split(" class=\"current\" aria-current=\"page\">")
+                .skip(1)
+                .map(|rest| rest.split('<').next().unwrap_or_default())
+                .collect();
+            assert_eq!(current.len(), 1, "{user} {page}: {current:?}");
+        }
+    }
+    let s = ui.login("admin").await;
+    let marked = |path: &'static str, title: &'static str| {
+        let s = &s;
+        let ui = &ui;
+        async move {
+            let body = ui.get(s, path).await.body;
+            assert!(
+                body.contains(&format!("aria-current=\"page\">{title}</a>")),
+                "{path} should mark {title}"
+            );
+        }
+    };
+    marked(
+        "/mail-policies/incoming/DEFAULT/tdc",
+        "Incoming Mail Policies",
+    )
+    .await;
+    marked("/security/tdc/ledger", "Threat Defense Connector Settings").await;
+    marked("/monitor/mail-logs", "Mail Logs").await;
+    marked("/admin/users", "Users").await;
+}
+
+#[tokio::test]
+async fn refused_pages_keep_the_menus_and_read_only_pages_look_read_only() {
+    let ui = Ui::new().await;
+    for user in ["viewer", "oper"] {
+        let s = ui.login(user).await;
+        let status = ui.get(&s, "/monitor/status").await.body;
+        // System Administration leads to a page this role may open, and offers no Users page.
+        assert!(
+            status.contains("href=\"/admin/password\">System Administration</a>"),
+            "{user}"
+        );
+        let admin = ui.get(&s, "/admin/password").await;
+        assert_eq!(admin.status, StatusCode::OK);
+        assert!(!admin.body.contains("href=\"/admin/users\""), "{user}");
+        assert!(!admin.body.contains("id=\"commit-link\""), "{user}");
+        // A page the role may not open still has the menus, so the user is not stranded.
+        let refused = ui.get(&s, "/admin/users").await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert!(
+            refused.body.contains("Log Out")
+                && refused.body.contains("aria-label=\"Main menu\"")
+                && refused.body.contains("href=\"/admin/audit\">Audit Log</a>"),
+            "{user}: {}",
+            refused.body
+        );
+        assert!(refused.body.contains("this needs the Administrator role"));
+        // Settings pages they may read show no control that looks editable.
+        for page in [
+            "/network/bounce-profiles",
+            "/mail-policies/incoming/DEFAULT/tdc",
+            "/mail-policies/incoming/DEFAULT/email-authentication",
+            "/mail-policies/incoming/DEFAULT/antispam",
+        ] {
+            let body = ui.get(&s, page).await.body;
+            assert!(
+                body.contains("<fieldset class=\"plain\" disabled>")
+                    && body.contains("id=\"read-only\""),
+                "{user} {page}"
+            );
+        }
+    }
+    let s = ui.login("admin").await;
+    let body = ui.get(&s, "/network/bounce-profiles").await.body;
+    assert!(body.contains("<fieldset class=\"plain\">") && !body.contains("id=\"read-only\""));
+    assert!(body.contains("href=\"/admin/users\">System Administration</a>"));
+    // An error page for a known user has the menus of the area it is in.
+    let missing = ui.get(&s, "/monitor/tracking/999").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing
+            .body
+            .contains("href=\"/monitor/mail-logs\">Mail Logs</a>")
+    );
+}
+
 #[tokio::test]
 async fn login_cookie_flags_redirects_and_throttling() {
     let ui = Ui::new().await;
@@ -1265,8 +1383,12 @@ async fn users_and_passwords() {
         .post(&s, "/admin/users", &[("op", "delete"), ("name", "admin")])
         .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "no self-removal");
-    ui.post(&s, "/admin/users", &[("op", "delete"), ("name", "bob")])
-        .await;
+    ui.post(
+        &s,
+        "/admin/users",
+        &[("op", "delete"), ("name", "bob"), ("confirm", "yes")],
+    )
+    .await;
     assert_eq!(
         ui.get(&bob, "/monitor/status").await.status,
         StatusCode::SEE_OTHER,
@@ -1563,4 +1685,284 @@ async fn antispam_and_antivirus_pages() {
     // No engine is configured here: the columns read Disabled whatever the policies say.
     let table = ui.get(&s, "/mail-policies/incoming").await.body;
     assert!(table.contains("class=\"antispam-cell\"><a href=\"/mail-policies/incoming/DEFAULT/antispam\">Disabled</a>"), "{table}");
+}
+
+#[tokio::test]
+async fn table_rows_edit_in_place_refuse_duplicates_and_warn_of_an_open_relay() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    for (domain, action) in [("example.com", "accept"), ("example.org", "accept")] {
+        let a = ui
+            .post(
+                &s,
+                "/mail-policies/rat",
+                &[("op", "add"), ("domain", domain), ("action", action)],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    }
+    // The same domain again is refused in the page's words, with the row to edit instead.
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/rat",
+            &[
+                ("op", "add"),
+                ("domain", "EXAMPLE.com"),
+                ("action", "reject"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body.contains(
+            "RAT row 3: Domain &#34;EXAMPLE.com&#34; is in the table already (row 1); edit that entry instead."
+        ),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("rat[2]"), "no internal names");
+    // Each row has an Edit link; the form then shows the row and saves over it.
+    let page = ui.get(&s, "/mail-policies/rat").await.body;
+    assert!(page.contains("href=\"/mail-policies/rat?edit=1\">Edit</a>"));
+    let form = ui.get(&s, "/mail-policies/rat?edit=1").await.body;
+    assert!(form.contains("Edit Entry (row 2)") && form.contains("value=\"example.org\""));
+    assert!(
+        form.contains("name=\"op\" value=\"edit\"") && form.contains("name=\"index\" value=\"1\"")
+    );
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/rat",
+            &[
+                ("op", "edit"),
+                ("index", "1"),
+                ("domain", "example.net"),
+                ("action", "reject"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let pending = ui.state.store.pending_changes("admin").await.unwrap();
+    assert_eq!(
+        pending.last().unwrap().1,
+        "RAT: row 2 changed to example.net (reject)"
+    );
+    assert_eq!(
+        ui.get(&s, "/mail-policies/rat?edit=7").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ui.get(&s, "/mail-policies/rat?edit=x").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    // A HAT group edited under its own name is no duplicate of itself.
+    let hat = ui.get(&s, "/mail-policies/hat?edit=0").await.body;
+    let name = hat
+        .split("id=\"name\" name=\"name\" value=\"")
+        .nth(1)
+        .unwrap();
+    let name = name.split('"').next().unwrap().to_owned();
+    let a = ui
+        .post(
+            &s,
+            "/mail-policies/hat",
+            &[
+                ("op", "edit"),
+                ("index", "0"),
+                ("name", &name),
+                ("hosts", "127.0.0.1\n::1"),
+                ("policy", "RELAY"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    // Routes and destination controls edit in place; the default control keeps its name.
+    ui.post(
+        &s,
+        "/network/smtp-routes",
+        &[
+            ("op", "add"),
+            ("domain", "example.com"),
+            ("hosts", "127.0.0.1:2626"),
+        ],
+    )
+    .await;
+    let form = ui.get(&s, "/network/smtp-routes?edit=0").await.body;
+    assert!(form.contains("Edit Route") && form.contains(">127.0.0.1:2626</textarea>"));
+    let a = ui
+        .post(
+            &s,
+            "/network/destination-controls",
+            &[
+                ("op", "edit"),
+                ("index", "0"),
+                ("domain", "example.com"),
+                ("max_connections", "5"),
+                ("max_messages_per_connection", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let controls = ui.get(&s, "/network/destination-controls").await.body;
+    assert!(
+        controls.contains("href=\"/network/destination-controls?edit=0\">Edit</a>"),
+        "the default row can be edited"
+    );
+    let a = ui
+        .post(
+            &s,
+            "/network/destination-controls",
+            &[
+                ("op", "edit"),
+                ("index", "0"),
+                ("domain", "default"),
+                ("max_connections", "0"),
+                ("max_messages_per_connection", "5"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body
+            .contains("Destination control for default: Maximum Connections must be 1-1000."),
+        "{}",
+        a.body
+    );
+    // ALL → Accept is allowed, but the RAT and Commit Changes pages say what it means.
+    assert!(
+        !ui.get(&s, "/mail-policies/rat")
+            .await
+            .body
+            .contains("id=\"open-relay\"")
+    );
+    ui.post(
+        &s,
+        "/mail-policies/rat",
+        &[("op", "add"), ("domain", "ALL"), ("action", "accept")],
+    )
+    .await;
+    assert!(
+        ui.get(&s, "/mail-policies/rat")
+            .await
+            .body
+            .contains("id=\"open-relay\"")
+    );
+    assert!(ui.get(&s, "/commit").await.body.contains("open relay"));
+    // Through the API, a RAT with a domain twice is refused as well.
+    let live = ui.live();
+    assert!(live.rat.is_empty(), "nothing committed yet");
+}
+
+#[tokio::test]
+async fn a_form_submitted_unchanged_stages_nothing() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    let unchanged = [
+        (
+            "/network/bounce-profiles",
+            vec![
+                ("max_retries", "100"),
+                ("max_queue_secs", "259200"),
+                ("initial_retry_secs", "60"),
+                ("max_retry_secs", "3600"),
+                ("send_dsn", "on"),
+            ],
+        ),
+        ("/mail-policies/incoming/DEFAULT/tdc", vec![("mode", "no")]),
+    ];
+    let defaults = rampart_settings::BounceProfile::default();
+    assert_eq!(
+        (
+            defaults.max_retries,
+            defaults.max_queue_secs,
+            defaults.initial_retry_secs,
+            defaults.max_retry_secs,
+            defaults.send_dsn
+        ),
+        (100, 259_200, 60, 3600, true),
+        "the form above repeats the defaults"
+    );
+    for (path, form) in unchanged {
+        let a = ui.post(&s, path, &form).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{path}: {}", a.body);
+        assert!(
+            a.location.ends_with("?done=unchanged"),
+            "{path}: {}",
+            a.location
+        );
+        assert!(
+            ui.state
+                .store
+                .pending_changes("admin")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{path}"
+        );
+    }
+    let page = ui
+        .get(&s, "/network/bounce-profiles?done=unchanged")
+        .await
+        .body;
+    assert!(page.contains("Nothing was changed"));
+    // A real change is still staged.
+    let a = ui
+        .post(
+            &s,
+            "/network/bounce-profiles",
+            &[
+                ("max_retries", "5"),
+                ("max_queue_secs", "259200"),
+                ("initial_retry_secs", "60"),
+                ("max_retry_secs", "3600"),
+            ],
+        )
+        .await;
+    assert!(a.location.ends_with("?done=staged"), "{}", a.location);
+}
+
+#[tokio::test]
+async fn deleting_a_user_or_a_quarantined_message_asks_first() {
+    let ui = Ui::new().await;
+    let s = ui.login("admin").await;
+    let a = ui
+        .post(&s, "/admin/users", &[("op", "delete"), ("name", "viewer")])
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.body
+            .contains("Delete the account viewer (Read-Only Operator)?")
+            && a.body.contains("name=\"confirm\" value=\"yes\"")
+            && a.body.contains("href=\"/admin/users\" id=\"cancel\""),
+        "{}",
+        a.body
+    );
+    assert!(
+        ui.state.store.user("viewer").await.unwrap().is_some(),
+        "not yet"
+    );
+    let a = ui
+        .post(
+            &s,
+            "/admin/users",
+            &[("op", "delete"), ("name", "viewer"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(a.location, "/admin/users?done=user-deleted");
+    assert!(ui.state.store.user("viewer").await.unwrap().is_none());
+    // Users have an Edit link that fills the form with the account, name fixed.
+    let page = ui.get(&s, "/admin/users?edit=oper").await.body;
+    assert!(
+        page.contains("Edit User oper")
+            && page.contains("value=\"oper\" autocomplete=\"off\" readonly")
+    );
+    assert!(page.contains("<option value=\"operator\" selected>"));
+    assert_eq!(
+        ui.get(&s, "/admin/users?edit=nobody").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // A message that is not in the quarantine: nothing to ask about.
+    let a = ui.post(&s, "/monitor/quarantine/42/delete", &[]).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
