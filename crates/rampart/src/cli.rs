@@ -175,9 +175,27 @@ enum Command {
         recipient: Option<String>,
         #[arg(long)]
         subject: Option<String>,
+        /// The Message-ID header (a part of it).
+        #[arg(long)]
+        message_id: Option<String>,
+        /// The sending client's IP address (exact).
+        #[arg(long)]
+        remote_ip: Option<String>,
+        /// The mail policy (its exact name).
+        #[arg(long)]
+        policy: Option<String>,
+        /// delivered, queued, bounced, quarantined, dropped, journaled, journal_failed, spam, virus.
+        #[arg(long, value_parser = crate::status::parse_track_event)]
+        event: Option<rampart_store::TrackEvent>,
         /// Only messages received within this time back: e.g. 30m, 1h, 2d.
         #[arg(long, value_parser = crate::status::parse_age)]
         since: Option<i64>,
+        /// Most messages shown (newest first).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Matches skipped, to page through more than `limit`.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -249,7 +267,13 @@ pub(crate) fn main() -> ExitCode {
                 sender,
                 recipient,
                 subject,
+                message_id,
+                remote_ip,
+                policy,
+                event,
                 since,
+                limit,
+                offset,
                 json,
             } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
@@ -258,9 +282,14 @@ pub(crate) fn main() -> ExitCode {
                     sender,
                     recipient,
                     subject,
+                    message_id,
+                    remote_ip,
+                    policy,
+                    event,
                     since: since.map(|s| rampart_store::unix_now() - s),
                     until: None,
-                    limit: 100,
+                    limit,
+                    offset,
                 };
                 crate::status::tracking(&store, &filter, json).await
             }

@@ -86,6 +86,17 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
+/// `--event`: one of the tracking search's events.
+pub(crate) fn parse_track_event(s: &str) -> Result<rampart_store::TrackEvent, String> {
+    rampart_store::TrackEvent::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = rampart_store::TrackEvent::ALL
+            .iter()
+            .map(|(_, slug, _)| *slug)
+            .collect();
+        format!("unknown event {s:?}: use one of {}", names.join(", "))
+    })
+}
+
 pub(crate) async fn tracking(store: &Store, filter: &TrackFilter, json: bool) -> Result<()> {
     let found = store.track(filter).await?;
     if json {
@@ -104,9 +115,11 @@ pub(crate) async fn tracking(store: &Store, filter: &TrackFilter, json: bool) ->
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
+    let total = store.track_count(filter).await?;
     if found.is_empty() {
         println!("No messages found.");
     }
+    let shown = found.len() as u64;
     for t in found {
         println!(
             "MID {}  from <{}>  to {}  subject {}",
@@ -132,6 +145,14 @@ pub(crate) async fn tracking(store: &Store, filter: &TrackFilter, json: bool) ->
                 .unwrap_or_default();
             println!("  {time}  {}", e.text);
         }
+    }
+    if shown > 0 && total > shown {
+        let first = u64::from(filter.offset) + 1;
+        println!(
+            "Messages {first}-{} of {total} (newest first); --offset {} for more.",
+            first + shown - 1,
+            u64::from(filter.offset) + shown
+        );
     }
     Ok(())
 }

@@ -11,7 +11,9 @@ mod engines;
 pub mod rspamd;
 
 pub use clamd::{Clamd, ClamdAddress, VirusVerdict};
-pub use engines::{Counted, Engines, HourSummary, SpamService, Stats, VirusService};
+pub use engines::{
+    Counted, Engines, HourSummary, SpamService, Stats, Totals as ScanTotals, VirusService,
+};
 pub use rspamd::{Rspamd, ScanEnvelope, SpamAction, SpamVerdict};
 
 /// Runs `work` within `timeout`; running out of time is [`ScanError::Timeout`].

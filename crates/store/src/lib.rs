@@ -14,6 +14,7 @@ mod hosts;
 mod ids;
 mod ledger;
 mod messages;
+mod metrics;
 mod pending;
 mod quarantine;
 mod queue;
@@ -40,11 +41,12 @@ pub use ledger::{LedgerCounts, LedgerEntry};
 pub use messages::{
     NewMessage, NewMessageRef, NewRecipient, QueueKind, QueueRow, RowState, StoredMessage,
 };
+pub use metrics::{HostMetrics, PolicyCount};
 pub use quarantine::Quarantined;
 pub use queue::{Claimed, Outcome, RowOutcome};
 pub use retention::Pruned;
 pub use sessions::Session;
-pub use tracking::{TrackFilter, Tracked, TrackingEvent};
+pub use tracking::{TrackEvent, TrackFilter, Tracked, TrackingEvent};
 pub use users::{Role, User};
 
 #[derive(Debug, thiserror::Error)]

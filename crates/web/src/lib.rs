@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 mod engines;
 mod error;
+mod metrics;
 pub mod server;
 mod ui;
 
@@ -160,6 +161,7 @@ pub fn router(state: AppState) -> Router {
                 ApiError::not_found(format!("no such resource: /api/v1{}", uri.path()))
             }),
         )
+        .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(ui::router(state.clone()))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -6,6 +6,7 @@ mod settings;
 mod status;
 mod users;
 
+pub(crate) use status::track_filter;
 pub use status::{audit_json, ledger_json, status_report, syslog_json, tophost_json};
 
 use axum::Router;

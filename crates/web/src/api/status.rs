@@ -48,32 +48,83 @@ pub(crate) struct TrackingQuery {
     sender: Option<String>,
     recipient: Option<String>,
     subject: Option<String>,
+    message_id: Option<String>,
+    remote_ip: Option<String>,
+    policy: Option<String>,
+    /// One of [`rampart_store::TrackEvent::ALL`]'s names.
+    event: Option<String>,
     /// Only messages received within this many seconds back from now.
     since: Option<i64>,
-    /// Most messages returned (newest first); default 100.
+    /// Most messages returned (newest first); default 100, at most 1000.
     limit: Option<u32>,
+    /// Matches skipped, for paging; the total is in `X-Total-Count`.
+    offset: Option<u32>,
 }
 
-/// `GET /api/v1/tracking?mid=N` or `?sender=&recipient=&subject=` (substring matches).
+/// The tracking search of the API and the UI, from its text fields; errors are for people.
+/// A tracking search's MID, client IP and event, checked.
+pub(crate) type TrackKeys = (
+    Option<rampart_store::Mid>,
+    Option<String>,
+    Option<rampart_store::TrackEvent>,
+);
+
+pub(crate) fn track_filter(mid: &str, remote_ip: &str, event: &str) -> Result<TrackKeys, String> {
+    let mid = match mid.trim() {
+        "" => None,
+        m => {
+            Some(rampart_store::Mid(m.parse().map_err(|_| {
+                format!("the MID must be a number, not {m:?}")
+            })?))
+        }
+    };
+    let remote_ip = match remote_ip.trim() {
+        "" => None,
+        ip => Some(
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("{ip:?} is not an IP address"))?
+                .to_string(),
+        ),
+    };
+    let event = match event.trim() {
+        "" => None,
+        e => Some(rampart_store::TrackEvent::parse(e).ok_or_else(|| {
+            let names: Vec<&str> = rampart_store::TrackEvent::ALL
+                .iter()
+                .map(|(_, slug, _)| *slug)
+                .collect();
+            format!("unknown event {e:?}: use one of {}", names.join(", "))
+        })?),
+    };
+    Ok((mid, remote_ip, event))
+}
+
+/// `GET /api/v1/tracking?mid=N` or `?sender=&recipient=&subject=&message_id=&remote_ip=&policy=&event=&since=`
+/// (text as substrings), paged with `limit` and `offset`, the total in `X-Total-Count`.
 pub(crate) async fn tracking(
     State(state): State<AppState>,
     _caller: Caller,
     query: Result<Query<TrackingQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let Query(q) =
         query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
-    let mid = match q.mid.as_deref() {
-        None | Some("") => None,
-        Some(m) => Some(
-            m.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("mid must be a number, got {m:?}")))?,
-        ),
-    };
+    let (mid, remote_ip, event) = track_filter(
+        q.mid.as_deref().unwrap_or_default(),
+        q.remote_ip.as_deref().unwrap_or_default(),
+        q.event.as_deref().unwrap_or_default(),
+    )
+    .map_err(ApiError::bad_request)?;
+    let text = |s: Option<String>| s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let filter = rampart_store::TrackFilter {
-        mid: mid.map(rampart_store::Mid),
-        sender: q.sender.filter(|s| !s.is_empty()),
-        recipient: q.recipient.filter(|s| !s.is_empty()),
-        subject: q.subject.filter(|s| !s.is_empty()),
+        mid,
+        sender: text(q.sender),
+        recipient: text(q.recipient),
+        subject: text(q.subject),
+        message_id: text(q.message_id),
+        remote_ip,
+        policy: text(q.policy),
+        event,
         since: match q.since {
             Some(s) if s < 0 => {
                 return Err(ApiError::bad_request(
@@ -84,9 +135,11 @@ pub(crate) async fn tracking(
         },
         until: None,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        offset: q.offset.unwrap_or(0),
     };
+    let total = state.store.track_count(&filter).await?;
     let found = state.store.track(&filter).await?;
-    Ok(Json(Value::Array(
+    let body = Json(Value::Array(
         found
             .into_iter()
             .map(|t| {
@@ -101,7 +154,8 @@ pub(crate) async fn tracking(
                 })
             })
             .collect(),
-    )))
+    ));
+    Ok(([("x-total-count", total.to_string())], body).into_response())
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -4,8 +4,8 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use rampart_store::{Bucket, HostRow, Mid, Role, Totals, TrackFilter, Tracked};
-use serde::Deserialize;
+use rampart_store::{Bucket, HostRow, Mid, Role, Totals, TrackEvent, TrackFilter, Tracked};
+use serde::{Deserialize, Serialize};
 
 use super::{Done, Layout, Posted, Ui, UiError, done, render, time, time_ms};
 use crate::AppState;
@@ -178,7 +178,7 @@ pub(crate) async fn retry(
     Ok(done("/monitor/delivery", "retried"))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
 pub(crate) struct TrackingQuery {
     #[serde(default)]
     mid: String,
@@ -188,12 +188,27 @@ pub(crate) struct TrackingQuery {
     recipient: String,
     #[serde(default)]
     subject: String,
+    #[serde(default)]
+    message_id: String,
+    #[serde(default)]
+    remote_ip: String,
+    #[serde(default)]
+    policy: String,
+    /// A [`TrackEvent`] name.
+    #[serde(default)]
+    event: String,
     /// `YYYY-MM-DDTHH:MM` (a datetime-local input), UTC.
     #[serde(default)]
     since: String,
     #[serde(default)]
     until: String,
+    /// 1-based page of [`TRACKING_PAGE`] results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page: Option<u32>,
 }
+
+/// Results per page of Message Tracking.
+const TRACKING_PAGE: u32 = 50;
 
 #[derive(Template)]
 #[template(path = "tracking.html")]
@@ -203,6 +218,14 @@ struct TrackingPage {
     searched: bool,
     error: Option<String>,
     results: Vec<TrackedRow>,
+    /// The events to search for: (name, label).
+    events: Vec<(&'static str, &'static str)>,
+    /// Every mail policy's name, incoming first, for the policy list.
+    policies: Vec<String>,
+    /// "Messages 51–100 of 1,234", when anything matched.
+    range: Option<String>,
+    previous: Option<String>,
+    next: Option<String>,
 }
 
 #[derive(Debug)]
@@ -228,6 +251,19 @@ fn parse_time(s: &str, what: &str) -> Result<Option<i64>, String> {
         .ok_or_else(|| format!("{what} must be a date and time like 2026-11-28T09:30 (UTC)"))
 }
 
+/// 1234567 → "1,234,567".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub(crate) async fn tracking(
     State(state): State<AppState>,
     ui: Ui,
@@ -240,41 +276,106 @@ pub(crate) async fn tracking(
         &q.sender,
         &q.recipient,
         &q.subject,
+        &q.message_id,
+        &q.remote_ip,
+        &q.policy,
+        &q.event,
         &q.since,
         &q.until,
     ]
     .iter()
     .any(|f| !f.trim().is_empty());
+    let page = q.page.unwrap_or(1).max(1);
     let filter = (|| {
-        let mid = match q.mid.trim() {
-            "" => None,
-            m => Some(Mid(m
-                .parse()
-                .map_err(|_| format!("MID must be a number, not {m:?}"))?)),
-        };
+        let (mid, remote_ip, event) = crate::api::track_filter(&q.mid, &q.remote_ip, &q.event)
+            .map_err(|e| {
+                let mut chars = e.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_uppercase().chain(chars).collect::<String>() + ".")
+                    .unwrap_or_default()
+            })?;
         let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         Ok::<_, String>(TrackFilter {
             mid,
             sender: text(&q.sender),
             recipient: text(&q.recipient),
             subject: text(&q.subject),
+            message_id: text(&q.message_id),
+            remote_ip,
+            policy: text(&q.policy),
+            event,
             since: parse_time(&q.since, "From")?,
             until: parse_time(&q.until, "To")?,
-            limit: 200,
+            limit: TRACKING_PAGE,
+            offset: (page - 1).saturating_mul(TRACKING_PAGE),
         })
     })();
-    let (results, error) = match filter {
-        Err(e) => (Vec::new(), Some(e)),
+    let (mut results, mut error, mut total) = (Vec::new(), None, 0);
+    match filter {
+        Err(e) => error = Some(e),
         Ok(filter) => {
-            let found = state.store.track(&filter).await?;
-            (found.into_iter().map(row).collect(), None)
+            total = state.store.track_count(&filter).await?;
+            results = state
+                .store
+                .track(&filter)
+                .await?
+                .into_iter()
+                .map(row)
+                .collect();
         }
+    }
+    let first = u64::from(page - 1) * u64::from(TRACKING_PAGE);
+    let range = (!results.is_empty()).then(|| {
+        format!(
+            "Messages {}–{} of {} (newest first)",
+            thousands(first + 1),
+            thousands(first + results.len() as u64),
+            thousands(total)
+        )
+    });
+    let link = |page: u32| {
+        let mut to = q.clone();
+        to.page = Some(page);
+        format!(
+            "/monitor/tracking?{}",
+            serde_urlencoded::to_string(&to).unwrap_or_default()
+        )
     };
+    let previous = (page > 1 && error.is_none()).then(|| link(page - 1));
+    let next = (first + (results.len() as u64) < total).then(|| link(page + 1));
+    if error.is_none() && results.is_empty() && page > 1 && total > 0 {
+        error = Some(format!(
+            "There is no page {page}: the search found {} messages.",
+            thousands(total)
+        ));
+    }
+    let settings = state.settings.load();
+    let settings = settings.settings();
+    let policies = settings
+        .incoming_policies
+        .iter()
+        .chain(settings.outgoing_policies.iter())
+        .map(|p| p.name.clone())
+        .fold(Vec::<String>::new(), |mut names, n| {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+            names
+        });
     let mut page = render(&TrackingPage {
         l: Layout::new(&state, &ui, "monitor", "Message Tracking"),
         searched,
         error: error.clone(),
         results,
+        events: TrackEvent::ALL
+            .iter()
+            .map(|(_, slug, label)| (*slug, *label))
+            .collect(),
+        policies,
+        range,
+        previous,
+        next,
         q,
     });
     if error.is_some() {

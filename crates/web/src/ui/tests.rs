@@ -1478,6 +1478,37 @@ async fn tracking_search_escapes_and_checks_its_input() {
     let a = ui.get(&s, "/monitor/tracking?since=yesterday").await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.body.contains("From must be a date and time"));
+    let a = ui.get(&s, "/monitor/tracking?event=exploded").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body.contains("Unknown event &#34;exploded&#34;")
+            || a.body.contains("Unknown event &quot;exploded&quot;"),
+        "{}",
+        a.body
+    );
+    let a = ui.get(&s, "/monitor/tracking?remote_ip=10.0.0").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("is not an IP address"));
+    // The advanced fields keep what was searched for.
+    let a = ui
+        .get(
+            &s,
+            "/monitor/tracking?event=journal_failed&policy=DEFAULT&message_id=abc",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.body
+            .contains("<option value=\"journal_failed\" selected>Journal copy failed</option>")
+    );
+    assert!(
+        a.body
+            .contains("<option value=\"DEFAULT\" selected>DEFAULT</option>")
+    );
+    assert!(
+        a.body
+            .contains("id=\"message_id\" name=\"message_id\" value=\"abc\"")
+    );
     let a = ui.get(&s, "/security/tdc/ledger?state=lost").await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
 }
