@@ -76,7 +76,7 @@ pub(crate) async fn render(state: &AppState) -> Result<String, ApiError> {
     let totals = store.totals().await?;
     let policies = store.policy_counts().await?;
     let hosts = store.host_metrics(HOST_SERIES).await?;
-    let settings = state.settings.load().settings().clone();
+    let tdc_enabled = state.settings.load().settings().tdc.enabled;
     let mut r = Registry::with_prefix("rampart");
 
     let info = gauges();
@@ -213,7 +213,7 @@ pub(crate) async fn render(state: &AppState) -> Result<String, ApiError> {
         &mut r,
         "tdc_enabled",
         "1 when the Threat Defense Connector journals",
-        i64::from(settings.tdc.enabled),
+        i64::from(tdc_enabled),
     );
     let journal = counters();
     for (outcome, n) in [
