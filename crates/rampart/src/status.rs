@@ -88,13 +88,7 @@ pub(crate) fn thousands(n: u64) -> String {
 
 /// `--event`: one of the tracking search's events.
 pub(crate) fn parse_track_event(s: &str) -> Result<rampart_store::TrackEvent, String> {
-    rampart_store::TrackEvent::parse(s).ok_or_else(|| {
-        let names: Vec<&str> = rampart_store::TrackEvent::ALL
-            .iter()
-            .map(|(_, slug, _)| *slug)
-            .collect();
-        format!("unknown event {s:?}: use one of {}", names.join(", "))
-    })
+    rampart_store::TrackEvent::parse_named(s)
 }
 
 pub(crate) async fn tracking(store: &Store, filter: &TrackFilter, json: bool) -> Result<()> {

@@ -131,6 +131,14 @@ impl TrackEvent {
             .map(|(e, _, _)| *e)
     }
 
+    /// From its query name, or an error naming the allowed ones (for the API, UI and CLI).
+    pub fn parse_named(s: &str) -> Result<TrackEvent, String> {
+        TrackEvent::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = TrackEvent::ALL.iter().map(|(_, slug, _)| *slug).collect();
+            format!("unknown event {s:?}: use one of {}", names.join(", "))
+        })
+    }
+
     pub fn slug(self) -> &'static str {
         TrackEvent::ALL
             .iter()

@@ -88,13 +88,7 @@ pub(crate) fn track_filter(mid: &str, remote_ip: &str, event: &str) -> Result<Tr
     };
     let event = match event.trim() {
         "" => None,
-        e => Some(rampart_store::TrackEvent::parse(e).ok_or_else(|| {
-            let names: Vec<&str> = rampart_store::TrackEvent::ALL
-                .iter()
-                .map(|(_, slug, _)| *slug)
-                .collect();
-            format!("unknown event {e:?}: use one of {}", names.join(", "))
-        })?),
+        e => Some(rampart_store::TrackEvent::parse_named(e)?),
     };
     Ok((mid, remote_ip, event))
 }

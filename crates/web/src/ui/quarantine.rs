@@ -49,19 +49,24 @@ fn mid(s: &str) -> Result<Mid, UiError> {
         .map_err(|_| UiError::NotFound(format!("{s:?} is not a message ID.")))
 }
 
+/// The quarantine entry of `mid`, or a 404 page.
+async fn held(state: &AppState, mid: Mid) -> Result<Quarantined, UiError> {
+    state
+        .store
+        .quarantine()
+        .await?
+        .into_iter()
+        .find(|q| q.mid == mid)
+        .ok_or_else(|| UiError::NotFound(format!("MID {mid} is not in the quarantine.")))
+}
+
 pub(crate) async fn detail(
     State(state): State<AppState>,
     ui: Ui,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let mid = mid(&id)?;
-    let q = state
-        .store
-        .quarantine()
-        .await?
-        .into_iter()
-        .find(|q| q.mid == mid)
-        .ok_or_else(|| UiError::NotFound(format!("MID {mid} is not in the quarantine.")))?;
+    let q = held(&state, mid).await?;
     let message = state
         .store
         .message(mid)
@@ -104,13 +109,7 @@ pub(crate) async fn delete(
     }
     ui.require(Role::Operator)?;
     let mid = mid(&id)?;
-    let q = state
-        .store
-        .quarantine()
-        .await?
-        .into_iter()
-        .find(|q| q.mid == mid)
-        .ok_or_else(|| UiError::NotFound(format!("MID {mid} is not in the quarantine.")))?;
+    let q = held(&state, mid).await?;
     Ok(render(&ConfirmPage {
         l: Layout::new(&state, &ui, "monitor", "Delete Quarantined Message"),
         question: format!(
