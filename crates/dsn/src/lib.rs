@@ -133,6 +133,7 @@ pub fn notification(
         policy: String::new(),
         verdict: "deliver".into(),
         findings: String::new(),
+        threats: vec![],
         spam: None,
         virus: None,
         tls: None,

@@ -281,6 +281,7 @@ pub(crate) async fn process(
             policy: name.clone(),
             verdict: verdict.as_str().to_owned(),
             findings: verdict.findings.join("; "),
+            threats: verdict.threats(),
             spam: words.0,
             virus: words.1,
             tls: env.tls.map(str::to_owned),

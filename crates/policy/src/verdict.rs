@@ -5,6 +5,28 @@ use crate::filters::FilterAction;
 use crate::services::{ScanAction, SpamResult, VirusResult};
 use crate::table::CompiledPolicy;
 
+/// The category of one finding as [`CompiledPolicy::judge`] words it: `virus 'NAME'` →
+/// `Virus: NAME`, `spam positive (score …)` → `Spam`, `content filter NAME` → `Content filter:
+/// NAME`, `unscannable: …` → `Unscannable`; authentication results (`SPF fail`) stay as they are.
+fn threat_category(finding: &str) -> String {
+    if let Some(name) = finding.strip_prefix("virus '") {
+        return format!("Virus: {}", name.strip_suffix('\'').unwrap_or(name));
+    }
+    if finding.starts_with("spam positive") {
+        return "Spam".into();
+    }
+    if finding.starts_with("spam suspect") {
+        return "Suspected spam".into();
+    }
+    if let Some(name) = finding.strip_prefix("content filter ") {
+        return format!("Content filter: {name}");
+    }
+    if finding.starts_with("unscannable") {
+        return "Unscannable".into();
+    }
+    finding.to_owned()
+}
+
 /// What happens to the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -34,6 +56,12 @@ impl Verdict {
     /// the Threat Defense Connector journals.
     pub fn is_clean(&self) -> bool {
         self.disposition == Disposition::Deliver && self.findings.is_empty()
+    }
+
+    /// The threat categories of the findings, for the reports' *Threat categories* list: one
+    /// per finding, without its details (scores, reasons), so that counts add up per kind.
+    pub fn threats(&self) -> Vec<String> {
+        self.findings.iter().map(|f| threat_category(f)).collect()
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -780,5 +808,36 @@ mod tests {
         let t = PolicyTable::compile(&[p], "incoming_policies", true, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         t.get(0).unwrap().clone()
+    }
+
+    #[test]
+    fn each_kind_of_finding_has_a_threat_category() {
+        let v = Verdict {
+            disposition: Disposition::Drop,
+            matched_filters: vec![],
+            decided_by: None,
+            findings: vec![
+                "virus 'Eicar-Test-Signature'".into(),
+                "spam positive (score 15.00)".into(),
+                "spam suspect (score 6.10)".into(),
+                "content filter block_exe".into(),
+                "unscannable: more than 1000 MIME parts".into(),
+                "DMARC fail".into(),
+            ],
+            add_headers: vec![],
+            replace_headers: vec![],
+            subject_tags: vec![],
+        };
+        assert_eq!(
+            v.threats(),
+            [
+                "Virus: Eicar-Test-Signature",
+                "Spam",
+                "Suspected spam",
+                "Content filter: block_exe",
+                "Unscannable",
+                "DMARC fail"
+            ]
+        );
     }
 }

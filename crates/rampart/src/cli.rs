@@ -200,6 +200,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the reports of Monitor > Overview: incoming mail by category, delivery and
+    /// journaling outcomes, top senders, recipients and threat categories.
+    Report {
+        /// hour, day, week or month (30 days).
+        #[arg(long, default_value = "day", value_parser = rampart_web::reports::parse_range)]
+        range: rampart_store::ReportRange,
+        /// Keys per top list.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+        top: u32,
+        /// Print one table as CSV: series, sender_domains, sender_ips, recipients or threats.
+        #[arg(long, value_parser = rampart_web::reports::ReportTable::parse)]
+        csv: Option<rampart_web::reports::ReportTable>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -257,6 +273,15 @@ pub(crate) fn main() -> ExitCode {
                 let config = load_config(cli.config.as_deref())?;
                 let store = open_store(&config).await?;
                 crate::admin::logconfig(&config, &store, json).await
+            }
+            Command::Report {
+                range,
+                top,
+                csv,
+                json,
+            } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::status::report(&store, range, top as usize, csv, json).await
             }
             Command::Tophosts { sort, json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;

@@ -451,7 +451,7 @@ pub(crate) async fn trace(
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
 /// Retention (`[retention]`): empties old bodies and deletes old records of finished messages,
-/// at start and every few minutes.
+/// and keeps the reports' rollups small, at start and every few minutes.
 async fn prune(
     store: Store,
     retention: rampart_config::Retention,
@@ -477,6 +477,9 @@ async fn prune(
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention: pruning failed"),
+        }
+        if let Err(e) = store.compact_reports().await {
+            tracing::warn!(error = %e, "retention: compacting the reports failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}

@@ -1,4 +1,5 @@
-//! Read-only commands: `tophosts` and `tracking`, reading the store of a running appliance.
+//! Read-only commands: `tophosts`, `tracking` and `report`, reading the store of a running
+//! appliance.
 
 use anyhow::Result;
 use rampart_store::{HostRow, Store, TrackFilter};
@@ -87,6 +88,122 @@ pub(crate) fn thousands(n: u64) -> String {
 }
 
 /// `--event`: one of the tracking search's events.
+/// `rampart report`: the reports of *Monitor > Overview*, as text, JSON or one table as CSV.
+pub(crate) async fn report(
+    store: &Store,
+    range: rampart_store::ReportRange,
+    top: usize,
+    csv: Option<rampart_web::reports::ReportTable>,
+    json: bool,
+) -> Result<()> {
+    let report = store.report(range, top).await?;
+    if let Some(table) = csv {
+        print!("{}", rampart_web::reports::report_csv(&report, table)?);
+    } else if json {
+        let value = rampart_web::reports::report_json(&report);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", report_text(&report));
+    }
+    Ok(())
+}
+
+/// The report as the CLI prints it: the summary tables, then the top lists.
+pub(crate) fn report_text(r: &rampart_store::Report) -> String {
+    use rampart_store::Series;
+    let utc = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let mut out = format!(
+        "Report for the last {}: {} to {} UTC\n",
+        r.range.label().to_lowercase(),
+        utc(r.start),
+        utc(r.end)
+    );
+    let section = |out: &mut String, title: &str, series: &[Series]| {
+        let total: u64 = series.iter().map(|s| r.total(*s)).sum();
+        out.push_str(&format!("\n{title:<44}{:>12}{:>9}\n", "Count", "Share"));
+        for s in series {
+            let n = r.total(*s);
+            let share = if total == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1} %", n as f64 * 100.0 / total as f64)
+            };
+            out.push_str(&format!(
+                "  {:<42}{:>12}{share:>9}\n",
+                s.label(),
+                thousands(n)
+            ));
+        }
+    };
+    section(
+        &mut out,
+        "Incoming messages",
+        &[
+            Series::InClean,
+            Series::InSpam,
+            Series::InVirus,
+            Series::InFiltered,
+        ],
+    );
+    section(
+        &mut out,
+        "Outgoing messages",
+        &[
+            Series::OutClean,
+            Series::OutSpam,
+            Series::OutVirus,
+            Series::OutFiltered,
+        ],
+    );
+    section(
+        &mut out,
+        "Recipients",
+        &[Series::Delivered, Series::Bounced, Series::Expired],
+    );
+    section(
+        &mut out,
+        "Threat Defense journaling",
+        &[
+            Series::JournalDelivered,
+            Series::JournalFailed,
+            Series::JournalExpired,
+            Series::JournalReplayed,
+        ],
+    );
+    out.push_str(&format!("\nTop lists from {} UTC\n", utc(r.top_start)));
+    for (title, list) in [
+        ("Top senders by domain", &r.sender_domains),
+        ("Top senders by IP address", &r.sender_ips),
+        ("Top recipients", &r.recipients),
+        ("Threat categories", &r.threats),
+    ] {
+        out.push_str(&format!("\n{title}\n"));
+        if list.entries.is_empty() {
+            out.push_str("  (none)\n");
+        }
+        for (i, e) in list.entries.iter().enumerate() {
+            out.push_str(&format!(
+                "  {:<4}{:<50}{:>10}\n",
+                i + 1,
+                e.key,
+                thousands(e.n)
+            ));
+        }
+        if list.others > 0 {
+            out.push_str(&format!(
+                "  {:<54}{:>10}\n",
+                "Others",
+                thousands(list.others)
+            ));
+        }
+    }
+    out
+}
+
 pub(crate) fn parse_track_event(s: &str) -> Result<rampart_store::TrackEvent, String> {
     rampart_store::TrackEvent::parse_named(s)
 }

@@ -18,6 +18,7 @@ mod metrics;
 mod pending;
 mod quarantine;
 mod queue;
+mod reports;
 mod retention;
 mod sessions;
 mod settings;
@@ -44,6 +45,7 @@ pub use messages::{
 pub use metrics::{HostMetrics, PolicyCount};
 pub use quarantine::Quarantined;
 pub use queue::{Claimed, Outcome, RowOutcome};
+pub use reports::{Report, ReportBucket, ReportRange, Series, TopEntry, TopList};
 pub use retention::Pruned;
 pub use sessions::Session;
 pub use tracking::{TrackEvent, TrackFilter, Tracked, TrackingEvent};
@@ -231,6 +233,7 @@ mod tests {
             policy: "DEFAULT".into(),
             verdict: "deliver".into(),
             findings: String::new(),
+            threats: vec![],
             spam: None,
             virus: None,
             tls: None,

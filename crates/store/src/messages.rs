@@ -53,6 +53,8 @@ pub struct NewMessage {
     pub verdict: String,
     /// What the security services found, `; `-separated; empty when clean.
     pub findings: String,
+    /// The findings' threat categories (`Verdict::threats`), for the reports.
+    pub threats: Vec<String>,
     /// The anti-spam verdict (`positive`, `suspect`, `negative`, `unscannable`), if scanned.
     pub spam: Option<&'static str>,
     /// The anti-virus verdict (`positive`, `negative`, `unscannable`), if scanned.
@@ -312,7 +314,8 @@ pub(crate) async fn insert_messages(
         .iter()
         .flat_map(|m| m.tracking.iter().map(move |t| (m.mid, t.as_str())))
         .collect();
-    crate::tracking::insert_tracking(tx, &events, now_ms).await
+    crate::tracking::insert_tracking(tx, &events, now_ms).await?;
+    crate::reports::count_messages(tx, messages, received_at).await
 }
 
 impl Store {

@@ -10,6 +10,7 @@ pub mod auth;
 mod engines;
 mod error;
 mod metrics;
+pub mod reports;
 pub mod server;
 mod ui;
 

@@ -317,6 +317,23 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     assert!(ledger.contains("Last hour 1 0 0 0 0"), "{ledger}");
     b.shot("09-tdc-health").await;
 
+    // Monitor > Overview: the message in the incoming summary, its journal copy in the chart.
+    b.link("Monitor").await;
+    b.link("Overview").await;
+    assert_eq!(b.heading().await, "Overview");
+    b.link("Hour").await;
+    let summary = b.text("#incoming-summary").await;
+    assert!(summary.contains("Clean 1 100.0 %"), "{summary}");
+    assert!(b.text("#journal-summary").await.contains("Journaled 1"));
+    let bars = b
+        .client
+        .find_all(Locator::Css("#journal-chart rect"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 1, "one bucket with one journaled copy");
+    assert!(b.text("#sender_domains").await.contains("sender.test"));
+    b.shot("11-overview").await;
+
     // The audit log shows the commit with its comment.
     b.link("System Administration").await;
     b.link("Audit Log").await;
@@ -505,6 +522,8 @@ async fn pages_fit_a_narrow_window_and_destructive_actions_ask_first() {
     b.submit("button[type=submit]").await;
     assert_eq!(b.heading().await, "Quarantine");
     for path in [
+        "/monitor/overview",
+        "/monitor/overview?range=month",
         "/monitor/status",
         "/monitor/delivery",
         "/monitor/tracking",

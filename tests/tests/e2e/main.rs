@@ -17,6 +17,7 @@ mod emailauth;
 mod engines;
 mod hardening;
 mod metrics;
+mod reports;
 mod smtp_ingest;
 mod smtp_refusals;
 mod smuggling;

@@ -2,10 +2,12 @@
 
 mod policies;
 mod quarantine;
+mod reports;
 mod settings;
 mod status;
 mod users;
 
+pub(crate) use reports::csv_response;
 pub(crate) use status::track_filter;
 pub use status::{audit_json, ledger_json, status_report, syslog_json, tophost_json};
 
@@ -94,6 +96,8 @@ fn routes() -> Router<AppState> {
         .route("/tdc/replay", axum::routing::post(status::replay))
         .route("/trace", axum::routing::post(status::trace))
         .route("/audit", get(status::audit))
+        .route("/reports/overview", get(reports::overview))
+        .route("/reports/overview.csv", get(reports::overview_csv))
         .route("/users", get(users::list).post(users::add))
         .route(
             "/users/{name}",

@@ -13,6 +13,7 @@ mod network;
 mod policies;
 mod problems;
 mod quarantine;
+mod reports;
 mod services;
 pub(crate) mod session;
 mod tdc;
@@ -37,6 +38,8 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/static/rampart.css", get(stylesheet))
+        .route("/monitor/overview", get(reports::overview))
+        .route("/monitor/overview.csv", get(reports::overview_csv))
         .route("/monitor/status", get(monitor::status))
         .route("/monitor/delivery", get(monitor::delivery))
         .route("/monitor/delivery/retry", post(monitor::retry))
@@ -308,6 +311,7 @@ const SUBMENUS: &[(&str, &[Entry])] = &[
     (
         "monitor",
         &[
+            ("/monitor/overview", "Overview", Role::ReadOnly),
             ("/monitor/status", "System Status", Role::ReadOnly),
             ("/monitor/delivery", "Delivery Status", Role::ReadOnly),
             ("/monitor/tracking", "Message Tracking", Role::ReadOnly),

@@ -7,7 +7,7 @@ use axum::response::Response;
 use rampart_store::{Bucket, HostRow, Mid, Role, Totals, TrackEvent, TrackFilter, Tracked};
 use serde::{Deserialize, Serialize};
 
-use super::{Done, Layout, Posted, Ui, UiError, done, render, time, time_ms};
+use super::{Done, Layout, Posted, Ui, UiError, done, render, thousands, time, time_ms};
 use crate::AppState;
 
 /// Slots of the activity chart: 24 of 15 minutes, the last six hours.
@@ -249,19 +249,6 @@ fn parse_time(s: &str, what: &str) -> Result<Option<i64>, String> {
         .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
         .map(|t| Some(t.and_utc().timestamp()))
         .ok_or_else(|| format!("{what} must be a date and time like 2026-11-28T09:30 (UTC)"))
-}
-
-/// 1234567 → "1,234,567".
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 pub(crate) async fn tracking(

@@ -163,6 +163,10 @@ struct Session {
 
 /// Every page of the UI, as the menus link them.
 const PAGES: &[&str] = &[
+    "/monitor/overview",
+    "/monitor/overview?range=hour",
+    "/monitor/overview?range=week",
+    "/monitor/overview?range=month",
     "/monitor/status",
     "/monitor/delivery",
     "/monitor/tracking",
@@ -1996,4 +2000,89 @@ async fn deleting_a_user_or_a_quarantined_message_asks_first() {
     // A message that is not in the quarantine: nothing to ask about.
     let a = ui.post(&s, "/monitor/quarantine/42/delete", &[]).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn overview_counts_escapes_and_exports_csv() {
+    let ui = Ui::new().await;
+    let store = &ui.state.store;
+    for (sender, findings, threats) in [
+        ("a@<b>evil</b>.test", "", vec![]),
+        (
+            "b@example.org",
+            "content filter no_exe",
+            vec!["Content filter: no_exe".to_owned()],
+        ),
+        ("c@example.org", "", vec![]),
+    ] {
+        let mid = store.next_mid().await.unwrap();
+        store
+            .accept(rampart_store::NewMessage {
+                mid,
+                icid: 1,
+                sender: sender.into(),
+                remote_ip: "192.0.2.7".into(),
+                helo: "client".into(),
+                sender_group: "UNKNOWNLIST".into(),
+                relayed: false,
+                policy: "DEFAULT".into(),
+                verdict: "deliver".into(),
+                findings: findings.into(),
+                threats,
+                spam: None,
+                virus: None,
+                tls: None,
+                message_id: None,
+                subject: None,
+                body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+                recipients: vec![rampart_store::NewRecipient {
+                    rcpt_idx: 0,
+                    recipient: "=HYPERLINK(1)@example.com".into(),
+                    queue_name: "example.com".into(),
+                    kind: rampart_store::QueueKind::Deliver,
+                    state: rampart_store::RowState::Queued,
+                }],
+                tracking: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    let s = ui.login("viewer").await;
+    let a = ui.get(&s, "/monitor/overview?range=hour").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(!a.body.contains("<b>evil"), "keys are escaped");
+    assert!(
+        a.body.contains("&lt;b&gt;evil&lt;/b&gt;.test")
+            || a.body.contains("&#60;b&#62;evil&#60;/b&#62;.test"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("Content filter: no_exe"));
+    // Two clean, one content-filtered: the summary and the chart's bars say so.
+    assert!(
+        a.body
+            .contains("<td>Clean</td><td class=\"num\">2</td><td class=\"num\">66.7 %</td>")
+    );
+    assert!(
+        a.body
+            .contains("<td>Content filters and other findings</td><td class=\"num\">1</td>")
+    );
+    assert!(a.body.contains(": Clean 2</title>"));
+    assert!(a.body.contains("aria-current=\"page\">Hour</a>"));
+
+    let csv = ui
+        .get(&s, "/monitor/overview.csv?range=hour&table=recipients")
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.body, "recipient,count\n'=hyperlink(1)@example.com,3\n");
+    let series = ui.get(&s, "/monitor/overview.csv?range=day").await;
+    assert!(series.body.starts_with("start,in_clean,in_spam,"));
+    assert_eq!(series.body.lines().count(), 25, "a header and 24 hours");
+    assert_eq!(
+        ui.get(&s, "/monitor/overview?range=year").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let bad = ui.get(&s, "/monitor/overview.csv?table=passwords").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("table must be one of series"));
 }
