@@ -199,6 +199,44 @@ pub(crate) async fn deliverynow(store: &Store, host: Option<&str>, json: bool) -
     Ok(())
 }
 
+/// `rampart suspenddel HOST`: delivery to HOST waits until `resumedel`.
+pub(crate) async fn suspenddel(store: &Store, host: &str, json: bool) -> Result<()> {
+    let host = rampart_web::api::host_name(host).map_err(anyhow::Error::msg)?;
+    let by = format!("{} (cli)", crate::cli::cli_audit().user);
+    let n = store.hold_host(&host, &by).await?;
+    tracing::info!(host = %host, rows = n, by = %by, "delivery suspended from the CLI");
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"host": host, "held": true, "waiting_recipients": n})
+        );
+    } else {
+        eprintln!(
+            "delivery to {host} suspended; {n} queued recipient(s) wait, and new mail for it waits too, until `rampart resumedel {host}`"
+        );
+    }
+    Ok(())
+}
+
+/// `rampart resumedel HOST`.
+pub(crate) async fn resumedel(store: &Store, host: &str, json: bool) -> Result<()> {
+    let host = rampart_web::api::host_name(host).map_err(anyhow::Error::msg)?;
+    let Some(n) = store.resume_host(&host).await? else {
+        anyhow::bail!("delivery to {host} is not suspended");
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"host": host, "held": false, "rescheduled_recipients": n})
+        );
+    } else {
+        eprintln!(
+            "delivery to {host} resumed; {n} recipient(s) are due now and a running appliance starts within a second"
+        );
+    }
+    Ok(())
+}
+
 /// `rampart tail mail_logs`: the last `lines` lines, then new lines as they are written (across
 /// a roll-over to `mail_logs.@…s`, when a new file appears under the same name).
 pub(crate) async fn tail(path: &Path, lines: usize, follow: bool) -> Result<()> {

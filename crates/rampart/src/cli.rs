@@ -111,6 +111,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show one destination in detail (AsyncOS `hoststatus`): counters, last error, next retry,
+    /// held or not; the.tdc.queue per intake address.
+    Hoststatus {
+        /// A destination domain or the.tdc.queue.
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend delivery to a destination (AsyncOS `suspenddel`): its mail is accepted and waits.
+    Suspenddel {
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume delivery to a destination held with `suspenddel` (AsyncOS `resumedel`).
+    Resumedel {
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the end of a log and follow it as it grows (AsyncOS `tail`).
     Tail {
         /// The log to show.
@@ -361,6 +381,18 @@ pub(crate) fn main() -> ExitCode {
             Command::Deliverynow { host, json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
                 crate::admin::deliverynow(&store, host.as_deref(), json).await
+            }
+            Command::Hoststatus { host, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::status::hoststatus(&store, &host, json).await
+            }
+            Command::Suspenddel { host, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::admin::suspenddel(&store, &host, json).await
+            }
+            Command::Resumedel { host, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::admin::resumedel(&store, &host, json).await
             }
             Command::Tail {
                 log,

@@ -88,6 +88,95 @@ pub(crate) fn thousands(n: u64) -> String {
 }
 
 /// `--event`: one of the tracking search's events.
+/// `rampart hoststatus HOST`: one destination in detail, AsyncOS style.
+pub(crate) async fn hoststatus(store: &Store, host: &str, json: bool) -> Result<()> {
+    let host = rampart_web::api::host_name(host).map_err(anyhow::Error::msg)?;
+    let Some(d) = store.host_detail(&host).await? else {
+        anyhow::bail!("no delivery to {host} so far");
+    };
+    let intakes = if host == rampart_tdc::TDC_QUEUE {
+        store.intakes().await?
+    } else {
+        Vec::new()
+    };
+    if json {
+        let value = rampart_web::api::hoststatus_json(&d, &intakes);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", hoststatus_text(&d, &intakes));
+    }
+    Ok(())
+}
+
+/// The `hoststatus` text: counters, gauges, the last error.
+pub(crate) fn hoststatus_text(
+    d: &rampart_store::HostDetail,
+    intakes: &[rampart_store::IntakeRow],
+) -> String {
+    let when = |t: Option<i64>| {
+        t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map_or_else(
+                || "-".to_owned(),
+                |t| t.format("%a %b %e %H:%M:%S %Y UTC").to_string(),
+            )
+    };
+    let r = &d.row;
+    let state = match (&d.held, r.down) {
+        (Some((at, by)), _) => format!("delivery suspended since {} by {by}", when(Some(*at))),
+        (None, true) => "down".to_owned(),
+        (None, false) => "up".to_owned(),
+    };
+    let mut out = format!(
+        "Host mail status for: '{}'\nStatus as of: {}\nHost up/down: {state}\n\n",
+        r.host,
+        when(Some(rampart_store::unix_now()))
+    );
+    out.push_str("Counters:\n");
+    for (name, n) in [
+        ("Delivered Recipients", r.delivered),
+        ("Soft Bounced Events", r.soft_bounced),
+        ("Hard Bounced Recipients", r.hard_bounced),
+    ] {
+        out.push_str(&format!("  {name:<32}{:>12}\n", thousands(n)));
+    }
+    out.push_str("Gauges:\n");
+    for (name, n) in [
+        ("Active Recipients", r.active_recipients),
+        ("Connections Out", r.connections_out),
+    ] {
+        out.push_str(&format!("  {name:<32}{:>12}\n", thousands(n)));
+    }
+    out.push_str(&format!("\nLast Attempt:    {}\n", when(d.last_attempt_at)));
+    out.push_str(&format!("Last Delivery:   {}\n", when(d.last_delivered_at)));
+    match &d.last_error {
+        Some(e) => out.push_str(&format!(
+            "Last Error:      {} ({})\n",
+            e,
+            when(d.last_error_at)
+        )),
+        None => out.push_str("Last Error:      none\n"),
+    }
+    out.push_str(&format!("Next Retry:      {}\n", when(d.next_retry_at)));
+    if !intakes.is_empty() {
+        out.push_str(&format!(
+            "\n{:<40}{:>8}{:>11}{:>8}{:>9}  Last error\n",
+            "Intake address", "Queued", "Delivered", "Failed", "Expired"
+        ));
+        for i in intakes {
+            out.push_str(&format!(
+                "{:<40}{:>8}{:>11}{:>8}{:>9}  {}\n",
+                i.intake,
+                thousands(i.queued),
+                thousands(i.delivered),
+                thousands(i.failed),
+                thousands(i.expired),
+                i.last_error.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    out
+}
+
 /// `rampart report`: the reports of *Monitor > Overview*, as text, JSON or one table as CSV.
 pub(crate) async fn report(
     store: &Store,

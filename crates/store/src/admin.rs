@@ -157,7 +157,8 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let n = sqlx::query(
             "UPDATE queue SET next_attempt_at = ?1 \
-             WHERE state = 'queued' AND next_attempt_at > ?1 AND (?2 IS NULL OR queue_name = ?2)",
+             WHERE state = 'queued' AND next_attempt_at > ?1 AND (?2 IS NULL OR queue_name = ?2) \
+             AND queue_name NOT IN (SELECT host FROM held_hosts)",
         )
         .bind(now)
         .bind(host)

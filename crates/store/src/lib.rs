@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{Bucket, Totals};
 pub use audit::{Audit, AuditEntry};
-pub use hosts::{HostDelta, HostRow};
+pub use hosts::{HostDelta, HostDetail, HostRow, IntakeRow};
 pub use ids::{Dcid, Icid, Mid};
 pub use ledger::{LedgerCounts, LedgerEntry};
 pub use messages::{

@@ -89,6 +89,36 @@ pub(crate) struct Attempt {
     pub(crate) dsn: Option<NewMessage>,
 }
 
+/// What a host's attempts in one batch said last.
+#[derive(Debug, Default)]
+struct HostLast<'a> {
+    /// The reply of the last attempt that did not deliver.
+    error: Option<&'a str>,
+    delivered_at: Option<i64>,
+    /// When the last deferred recipient is tried again (None after a later delivery).
+    next_retry: Option<i64>,
+    /// Whether `next_retry` is known from this batch (else the stored one stays).
+    retry_known: bool,
+}
+
+impl<'a> HostLast<'a> {
+    fn see(&mut self, o: &'a RowOutcome, now: i64) {
+        match o.outcome {
+            Outcome::Delivered => {
+                self.delivered_at = Some(now);
+                self.next_retry = None;
+                self.retry_known = true;
+            }
+            Outcome::Retry { next_attempt_at } => {
+                self.error = Some(&o.reply);
+                self.next_retry = Some(next_attempt_at);
+                self.retry_known = true;
+            }
+            Outcome::Bounced | Outcome::Expired => self.error = Some(&o.reply),
+        }
+    }
+}
+
 /// Rows per multi-row statement (SQLite allows 32,766 bound parameters in one statement).
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -148,6 +178,29 @@ pub(crate) async fn claim(
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+    // Rows of a destination on hold that became due (queued after the hold, or a lease given
+    // back) wait with the others instead of being delivered.
+    let held: Vec<String> = sqlx::query_scalar("SELECT host FROM held_hosts")
+        .fetch_all(&mut *tx)
+        .await?;
+    if !held.is_empty() {
+        let (parked, kept): (Vec<Claimed>, Vec<Claimed>) =
+            out.into_iter().partition(|c| held.contains(&c.queue_name));
+        for chunk in parked.chunks(ROWS_PER_STATEMENT) {
+            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("?{i}")).collect();
+            let sql = format!(
+                "UPDATE queue SET next_attempt_at = ?1, lease_until = 0 WHERE id IN ({})",
+                list.join(", ")
+            );
+            // Only generated placeholders are formatted into the SQL; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::hosts::HELD_UNTIL);
+            for c in chunk {
+                q = q.bind(c.id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        out = kept;
+    }
     out.sort_by_key(|c| (c.mid, c.rcpt_idx));
     Ok(out)
 }
@@ -217,30 +270,44 @@ pub(crate) async fn apply_attempts(
         .flat_map(|a| a.tracking.iter().map(|(m, t)| (*m, t.as_str())))
         .collect();
     crate::tracking::insert_tracking(&mut *tx, &events, now_ms).await?;
-    // One counter update per host, however many attempts the batch holds for it.
-    let mut hosts: Vec<(&str, HostDelta)> = Vec::new();
+    // One counter update per host, however many attempts the batch holds for it, with what the
+    // last of them said (Delivery Status details, `hoststatus`).
+    let mut hosts: Vec<(&str, HostDelta, HostLast)> = Vec::new();
     for a in attempts {
-        if !hosts.iter().any(|(h, _)| *h == a.host) {
-            hosts.push((&a.host, HostDelta::default()));
+        if !hosts.iter().any(|(h, _, _)| *h == a.host) {
+            hosts.push((&a.host, HostDelta::default(), HostLast::default()));
         }
-        if let Some((_, d)) = hosts.iter_mut().find(|(h, _)| *h == a.host) {
+        if let Some((_, d, last)) = hosts.iter_mut().find(|(h, _, _)| *h == a.host) {
             d.delivered += a.delta.delivered;
             d.soft_bounced += a.delta.soft_bounced;
             d.hard_bounced += a.delta.hard_bounced;
+            for o in &a.outcomes {
+                last.see(o, now);
+            }
         }
     }
-    for (host, delta) in hosts {
+    for (host, delta, last) in hosts {
         sqlx::query(
-            "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(host) DO UPDATE SET \
+            "INSERT INTO host_counters (host, delivered, soft_bounced, hard_bounced, last_attempt_at, \
+             last_error, last_error_at, last_delivered_at, next_retry_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(host) DO UPDATE SET \
              delivered = delivered + excluded.delivered, soft_bounced = soft_bounced + excluded.soft_bounced, \
-             hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at",
+             hard_bounced = hard_bounced + excluded.hard_bounced, last_attempt_at = excluded.last_attempt_at, \
+             last_error = COALESCE(excluded.last_error, last_error), \
+             last_error_at = COALESCE(excluded.last_error_at, last_error_at), \
+             last_delivered_at = COALESCE(excluded.last_delivered_at, last_delivered_at), \
+             next_retry_at = CASE WHEN ?10 THEN excluded.next_retry_at ELSE next_retry_at END",
         )
         .bind(host)
         .bind(delta.delivered as i64)
         .bind(delta.soft_bounced as i64)
         .bind(delta.hard_bounced as i64)
         .bind(now)
+        .bind(last.error)
+        .bind(last.error.map(|_| now))
+        .bind(last.delivered_at)
+        .bind(last.next_retry)
+        .bind(last.retry_known)
         .execute(&mut *tx)
         .await?;
     }
@@ -378,6 +445,128 @@ mod tests {
         assert_eq!(body(waiting).await, Some(b"x\r\n".to_vec()));
         assert_eq!(body(held).await, Some(b"x\r\n".to_vec()));
         assert_eq!(store.queued_count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_held_destination_waits_until_resumed_and_its_details_tell_why() {
+        let (_dir, store) = temp_store().await;
+        queue_one(&store, 1).await;
+        assert_eq!(store.hold_host("example.com", "admin").await.unwrap(), 1);
+        assert!(store.claim_due(600, 100).await.unwrap().is_empty());
+        // Mail queued after the hold waits too, and Retry Delivery leaves it alone.
+        queue_one(&store, 1).await;
+        assert!(store.claim_due(600, 100).await.unwrap().is_empty());
+        assert_eq!(store.deliver_now(Some("example.com")).await.unwrap(), 0);
+        assert!(store.claim_due(600, 100).await.unwrap().is_empty());
+        let d = store.host_detail("example.com").await.unwrap().unwrap();
+        assert_eq!(d.row.active_recipients, 2);
+        assert_eq!(d.held.map(|h| h.1), Some("admin".to_owned()));
+        assert_eq!(store.held_hosts().await.unwrap(), ["example.com"]);
+        assert!(matches!(
+            store.hold_host("the.tdc.queue", "admin").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.resume_host("example.com").await.unwrap(), Some(2));
+        assert_eq!(store.resume_host("example.com").await.unwrap(), None);
+        let claimed = store.claim_due(600, 100).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+
+        // A deferral, then a delivery: the last error stays, the next retry goes.
+        let retry_at = unix_now() + 300;
+        let outcomes = [RowOutcome {
+            id: claimed[0].id,
+            outcome: Outcome::Retry {
+                next_attempt_at: retry_at,
+            },
+            reply: "451 4.3.0 try later".into(),
+            tls: None,
+        }];
+        let soft = HostDelta {
+            soft_bounced: 1,
+            ..HostDelta::default()
+        };
+        store
+            .record_attempt("example.com", &outcomes, &soft, &[], None)
+            .await
+            .unwrap();
+        let d = store.host_detail("example.com").await.unwrap().unwrap();
+        assert_eq!(d.last_error.as_deref(), Some("451 4.3.0 try later"));
+        assert_eq!(d.next_retry_at, Some(retry_at));
+        assert_eq!(d.last_delivered_at, None);
+        assert!(d.held.is_none());
+        let outcomes = [RowOutcome {
+            id: claimed[1].id,
+            outcome: Outcome::Delivered,
+            reply: "250 ok".into(),
+            tls: None,
+        }];
+        let delivered = HostDelta {
+            delivered: 1,
+            ..HostDelta::default()
+        };
+        store
+            .record_attempt("example.com", &outcomes, &delivered, &[], None)
+            .await
+            .unwrap();
+        let d = store.host_detail("example.com").await.unwrap().unwrap();
+        assert_eq!(d.last_error.as_deref(), Some("451 4.3.0 try later"));
+        assert_eq!(d.next_retry_at, None);
+        assert!(d.last_delivered_at.is_some());
+        assert_eq!((d.row.delivered, d.row.soft_bounced), (1, 1));
+        assert!(store.host_detail("nowhere.test").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_tdc_queue_is_counted_per_intake_address() {
+        let (_dir, store) = temp_store().await;
+        for intake in ["a@intake.test", "b@intake.test", "b@intake.test"] {
+            let mid = store.next_mid().await.unwrap();
+            store
+                .accept(NewMessage {
+                    recipients: vec![crate::NewRecipient {
+                        rcpt_idx: 0,
+                        recipient: intake.into(),
+                        queue_name: "the.tdc.queue".into(),
+                        kind: crate::QueueKind::Journal,
+                        state: crate::RowState::Queued,
+                    }],
+                    ..crate::tests::new_message(mid, 0)
+                })
+                .await
+                .unwrap();
+        }
+        let claimed = store.claim_due(600, 100).await.unwrap();
+        let outcomes: Vec<RowOutcome> = claimed
+            .iter()
+            .map(|c| RowOutcome {
+                id: c.id,
+                outcome: if c.recipient == "a@intake.test" {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Bounced
+                },
+                reply: if c.recipient == "a@intake.test" {
+                    "250 ok".into()
+                } else {
+                    "550 5.1.1 no such intake".into()
+                },
+                tls: None,
+            })
+            .collect();
+        store
+            .record_attempt("the.tdc.queue", &outcomes, &HostDelta::default(), &[], None)
+            .await
+            .unwrap();
+        let rows = store.intakes().await.unwrap();
+        assert_eq!(rows.len(), 2);
+        // The failing intake first.
+        let b = &rows[0];
+        assert_eq!(b.intake, "b@intake.test");
+        assert_eq!((b.queued, b.delivered, b.failed, b.expired), (0, 0, 2, 0));
+        assert_eq!(b.last_error.as_deref(), Some("550 5.1.1 no such intake"));
+        let a = &rows[1];
+        assert_eq!((a.queued, a.delivered, a.failed), (0, 1, 0));
+        assert!(a.last_error.is_none() && a.last_delivered_at.is_some());
     }
 
     #[tokio::test]

@@ -413,8 +413,9 @@ impl Store {
     }
 
     /// Keeps the reports small (run by retention every few minutes): an hour that is over keeps
-    /// its 100 biggest keys per list and sums the rest under ''; hours before yesterday are
-    /// folded into days, trimmed the same way; rows older than 32 days go.
+    /// its 100 biggest keys per list and sums the rest under ''; before yesterday, top lists are
+    /// folded into days (trimmed the same way) and 5-minute counts into hours; rows older than
+    /// 32 days go. A month is then about 11,000 count rows and 12,000 top-list rows.
     pub async fn compact_reports(&self) -> Result<(), StoreError> {
         self.compact_reports_at(unix_now()).await
     }
@@ -461,6 +462,22 @@ impl Store {
             .bind(since)
             .bind(this_hour)
             .bind(TOP_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        // 5-minute slots before yesterday become hours (the slot of the hour's start): only the
+        // week and 30-day ranges reach back that far, and their buckets are whole hours.
+        let hours_before = yesterday.div_euclid(SLOT_SECS);
+        sqlx::query(
+            "INSERT INTO report_counts (slot, series, n) \
+             SELECT slot / 12 * 12, series, SUM(n) FROM report_counts \
+             WHERE slot < ?1 AND slot % 12 != 0 GROUP BY 1, 2 \
+             ON CONFLICT (slot, series) DO UPDATE SET n = n + excluded.n",
+        )
+        .bind(hours_before)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM report_counts WHERE slot < ?1 AND slot % 12 != 0")
+            .bind(hours_before)
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM report_top WHERE start < ?1")
@@ -616,11 +633,23 @@ mod tests {
         insert("recipient", old + 3600, "a@x".into(), 3).await;
         // Forty days ago: gone.
         insert("recipient", now - 40 * 86_400, "gone@x".into(), 1).await;
-        sqlx::query("INSERT INTO report_counts (slot, series, n) VALUES (?1, 'in_clean', 1)")
-            .bind((now - 40 * 86_400) / 300)
-            .execute(store.pool())
-            .await
-            .unwrap();
+        // Counts: one slot forty days ago (gone), three 5-minute slots of one hour three days
+        // ago (one hour row), one slot of the last hour (kept as it is).
+        let hour_slot = old / 300 + 24;
+        for (slot, n) in [
+            ((now - 40 * 86_400) / 300, 1),
+            (hour_slot + 1, 2),
+            (hour_slot + 5, 3),
+            (hour_slot + 11, 4),
+            (last_hour / 300 + 3, 7),
+        ] {
+            sqlx::query("INSERT INTO report_counts (slot, series, n) VALUES (?1, 'in_clean', ?2)")
+                .bind(slot)
+                .bind(n)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
 
         store.compact_reports_at(now).await.unwrap();
 
@@ -653,11 +682,14 @@ mod tests {
         )
         .await;
         assert_eq!(recipients, [(old, 86_400, "a@x".to_owned(), 5)]);
-        let counts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM report_counts")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        assert_eq!(counts, 0);
+        let counts: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT slot, n FROM report_counts ORDER BY slot")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(counts, [(hour_slot, 9), (last_hour / 300 + 3, 7)]);
+        let week = store.report_at(ReportRange::Week, 5, now).await.unwrap();
+        assert_eq!(week.total(Series::InClean), 16);
 
         // A day report at that time still sees the trimmed hour whole.
         let r = store.report_at(ReportRange::Day, 5, now).await.unwrap();

@@ -303,6 +303,15 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
         "{row}"
     );
     b.shot("08-delivery-status-tdc").await;
+    // Its details: the policy's custom intake address with its delivered copy.
+    b.link("the.tdc.queue").await;
+    assert_eq!(b.heading().await, "Delivery Status: the.tdc.queue");
+    let intakes = b.text("#intakes").await;
+    assert!(
+        intakes.contains("finance-journal@intake.test 0 1 0 0"),
+        "{intakes}"
+    );
+    b.shot("08-delivery-status-tdc-details").await;
 
     // Security Services: the intake's health and the ledger count the copy.
     let health = b

@@ -229,6 +229,36 @@ impl Appliance {
         (status, json)
     }
 
+    /// A web UI page as the admin (logged in through the login form): its HTML.
+    pub async fn page(&self, path: &str) -> String {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let login = client
+            .post(self.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username=admin&password={ADMIN_PASSWORD}"))
+            .send()
+            .await
+            .unwrap();
+        let cookie = login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let resp = client
+            .get(self.url(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.text().await.unwrap()
+    }
+
     /// Runs a CLI subcommand against this appliance's configuration.
     pub async fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(binary())

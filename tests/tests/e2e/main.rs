@@ -12,6 +12,7 @@ mod api;
 mod browser;
 mod cli;
 mod delivery;
+mod delivery_status;
 mod durability;
 mod emailauth;
 mod engines;

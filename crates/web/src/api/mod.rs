@@ -8,8 +8,11 @@ mod status;
 mod users;
 
 pub(crate) use reports::csv_response;
+pub use status::host_name;
 pub(crate) use status::track_filter;
-pub use status::{audit_json, ledger_json, status_report, syslog_json, tophost_json};
+pub use status::{
+    audit_json, hoststatus_json, ledger_json, status_report, syslog_json, tophost_json,
+};
 
 use axum::Router;
 use axum::routing::get;
@@ -93,6 +96,9 @@ fn routes() -> Router<AppState> {
         .route("/antispam", get(status::antispam))
         .route("/antivirus", get(status::antivirus))
         .route("/deliverynow", axum::routing::post(status::deliver_now))
+        .route("/hoststatus/{host}", get(status::hoststatus))
+        .route("/suspenddel", axum::routing::post(status::suspenddel))
+        .route("/resumedel", axum::routing::post(status::resumedel))
         .route("/tdc/replay", axum::routing::post(status::replay))
         .route("/trace", axum::routing::post(status::trace))
         .route("/audit", get(status::audit))

@@ -302,6 +302,136 @@ pub(crate) async fn deliver_now(
     Ok(Json(json!({"host": host, "rescheduled_recipients": n})))
 }
 
+/// A destination as typed into a form or a request: trimmed, lower case, and made only of what
+/// a domain name (or `the.tdc.queue`) is made of.
+pub fn host_name(s: &str) -> Result<String, String> {
+    let host = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'));
+    if ok {
+        Ok(host)
+    } else {
+        Err(format!("{:?} is not a destination domain", s.trim()))
+    }
+}
+
+fn time_json(t: Option<i64>) -> Value {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map_or(Value::Null, |d| json!(d.to_rfc3339()))
+}
+
+/// One destination in detail, as `GET /api/v1/hoststatus/{host}` and `rampart hoststatus
+/// --json` show it; the.tdc.queue with its intake addresses.
+pub fn hoststatus_json(
+    d: &rampart_store::HostDetail,
+    intakes: &[rampart_store::IntakeRow],
+) -> Value {
+    let mut v = tophost_json(&d.row);
+    if let Some(map) = v.as_object_mut() {
+        map.insert("last_attempt".into(), time_json(d.last_attempt_at));
+        map.insert("last_delivered".into(), time_json(d.last_delivered_at));
+        map.insert("last_error".into(), json!(d.last_error));
+        map.insert("last_error_time".into(), time_json(d.last_error_at));
+        map.insert("next_retry".into(), time_json(d.next_retry_at));
+        map.insert(
+            "held".into(),
+            match &d.held {
+                Some((at, by)) => json!({"since": time_json(Some(*at)), "by": by}),
+                None => Value::Null,
+            },
+        );
+        if d.row.host == "the.tdc.queue" {
+            map.insert(
+                "intakes".into(),
+                Value::Array(
+                    intakes
+                        .iter()
+                        .map(|i| {
+                            json!({
+                                "intake_address": i.intake, "queued": i.queued,
+                                "delivered": i.delivered, "failed": i.failed, "expired": i.expired,
+                                "last_delivered": time_json(i.last_delivered_at),
+                                "last_error": i.last_error, "last_error_time": time_json(i.last_error_at),
+                                "next_retry": time_json(i.next_retry_at),
+                            })
+                        })
+                        .collect(),
+                ),
+            );
+        }
+    }
+    v
+}
+
+/// `GET /api/v1/hoststatus/{host}`: AsyncOS `hoststatus`.
+pub(crate) async fn hoststatus(
+    State(state): State<AppState>,
+    _caller: Caller,
+    axum::extract::Path(host): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let host = host_name(&host).map_err(ApiError::bad_request)?;
+    let detail = state
+        .store
+        .host_detail(&host)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no delivery to {host} so far")))?;
+    let intakes = if host == "the.tdc.queue" {
+        state.store.intakes().await?
+    } else {
+        Vec::new()
+    };
+    Ok(Json(hoststatus_json(&detail, &intakes)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HostBody {
+    host: String,
+}
+
+/// `POST /api/v1/suspenddel` `{"host": "example.com"}`: AsyncOS `suspenddel` for one
+/// destination; its mail is still accepted and waits. Operators may do it.
+pub(crate) async fn suspenddel(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_operator()?;
+    let req: HostBody = super::settings::typed_body(body)?;
+    let host = host_name(&req.host).map_err(ApiError::bad_request)?;
+    let n = match state.store.hold_host(&host, &caller.name).await {
+        Err(rampart_store::StoreError::Conflict(why)) => return Err(ApiError::conflict(why)),
+        other => other?,
+    };
+    tracing::info!(user = %caller.name, host = %host, rows = n, "delivery suspended through the API");
+    Ok(Json(
+        json!({"host": host, "held": true, "waiting_recipients": n}),
+    ))
+}
+
+/// `POST /api/v1/resumedel` `{"host": "example.com"}`: AsyncOS `resumedel`.
+pub(crate) async fn resumedel(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_operator()?;
+    let req: HostBody = super::settings::typed_body(body)?;
+    let host = host_name(&req.host).map_err(ApiError::bad_request)?;
+    let n = state
+        .store
+        .resume_host(&host)
+        .await?
+        .ok_or_else(|| ApiError::conflict(format!("delivery to {host} is not suspended")))?;
+    tracing::info!(user = %caller.name, host = %host, rows = n, "delivery resumed through the API");
+    Ok(Json(
+        json!({"host": host, "held": false, "rescheduled_recipients": n}),
+    ))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Replay {

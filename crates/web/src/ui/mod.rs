@@ -43,6 +43,9 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/monitor/status", get(monitor::status))
         .route("/monitor/delivery", get(monitor::delivery))
         .route("/monitor/delivery/retry", post(monitor::retry))
+        .route("/monitor/delivery/host/{host}", get(monitor::host_detail))
+        .route("/monitor/delivery/hold", post(monitor::hold))
+        .route("/monitor/delivery/resume", post(monitor::resume))
         .route("/monitor/tracking", get(monitor::tracking))
         .route("/monitor/tracking/{mid}", get(monitor::tracking_detail))
         .route("/monitor/mail-logs", get(monitor::mail_logs))
@@ -464,6 +467,8 @@ impl Layout {
                 "released" => "The message was released for delivery.",
                 "deleted" => "The message was deleted.",
                 "retried" => "Delivery was rescheduled for now.",
+                "held" => "Delivery to this destination is suspended: its mail is accepted and waits until you resume delivery.",
+                "resumed" => "Delivery was resumed; the waiting recipients are due now.",
                 "resent" => "The failed and expired journal copies of that period were queued again; the ledger shows the old copies as replayed.",
                 "user-saved" => "The account was saved.",
                 "user-deleted" => "The account was removed.",

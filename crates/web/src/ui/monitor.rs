@@ -143,6 +143,7 @@ pub(crate) async fn status(State(state): State<AppState>, ui: Ui) -> Result<Resp
 struct DeliveryPage {
     l: Layout,
     hosts: Vec<HostRow>,
+    held: Vec<String>,
     now: String,
 }
 
@@ -155,6 +156,7 @@ pub(crate) async fn delivery(
     Ok(render(&DeliveryPage {
         l: Layout::new(&state, &ui, "monitor", "Delivery Status").flash(q.done.as_deref()),
         hosts,
+        held: state.store.held_hosts().await?,
         now: time(rampart_store::unix_now()),
     }))
 }
@@ -164,6 +166,9 @@ pub(crate) struct RetryForm {
     /// A host of the table, or empty for all.
     #[serde(default)]
     host: String,
+    /// `host` to come back to the host's details page.
+    #[serde(default)]
+    back: String,
 }
 
 /// *Retry Delivery*: everything queued for the host is due now.
@@ -175,7 +180,103 @@ pub(crate) async fn retry(
     let host = Some(form.host.trim()).filter(|h| !h.is_empty());
     let n = state.store.deliver_now(host).await?;
     tracing::info!(user = %ui.user, host = host.unwrap_or("all"), rows = n, "retry delivery from the web UI");
-    Ok(done("/monitor/delivery", "retried"))
+    match (host, form.back.as_str()) {
+        (Some(h), "host") => Ok(done(&host_page(&h.to_ascii_lowercase()), "retried")),
+        _ => Ok(done("/monitor/delivery", "retried")),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "delivery_host.html")]
+struct HostPage {
+    l: Layout,
+    d: rampart_store::HostDetail,
+    intakes: Vec<rampart_store::IntakeRow>,
+    is_tdc: bool,
+    /// Message Tracking's search for this destination's waiting recipients.
+    tracking_link: String,
+}
+
+/// A unix time as the details show it, or a dash.
+pub(crate) fn maybe_time(t: &Option<i64>) -> String {
+    t.map_or_else(|| "–".to_owned(), time)
+}
+
+/// *Delivery Status* details of one destination (AsyncOS `hoststatus`): the counters, the last
+/// error, the next retry, Retry / Hold / Resume; the.tdc.queue per intake address.
+pub(crate) async fn host_detail(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(host): Path<String>,
+    Query(q): Query<Done>,
+) -> Result<Response, UiError> {
+    let host = crate::api::host_name(&host).map_err(UiError::BadRequest)?;
+    let d =
+        state.store.host_detail(&host).await?.ok_or_else(|| {
+            UiError::NotFound(format!("Nothing was delivered or queued for {host}."))
+        })?;
+    let is_tdc = host == rampart_tdc::TDC_QUEUE;
+    let intakes = if is_tdc {
+        state.store.intakes().await?
+    } else {
+        Vec::new()
+    };
+    let tracking_link = format!(
+        "/monitor/tracking?{}",
+        serde_urlencoded::to_string([
+            ("recipient", format!("@{host}")),
+            ("event", "queued".into())
+        ])
+        .unwrap_or_default()
+    );
+    Ok(render(&HostPage {
+        l: Layout::new(&state, &ui, "monitor", format!("Delivery Status: {host}"))
+            .flash(q.done.as_deref()),
+        d,
+        intakes,
+        is_tdc,
+        tracking_link,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct HostForm {
+    host: String,
+}
+
+fn host_page(host: &str) -> String {
+    format!("/monitor/delivery/host/{host}")
+}
+
+/// *Hold Delivery* (AsyncOS `suspenddel` for one destination).
+pub(crate) async fn hold(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<HostForm>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Operator)?;
+    let host = crate::api::host_name(&form.host).map_err(UiError::BadRequest)?;
+    let n = match state.store.hold_host(&host, &ui.user).await {
+        Err(rampart_store::StoreError::Conflict(why)) => return Err(UiError::BadRequest(why)),
+        other => other?,
+    };
+    tracing::info!(user = %ui.user, host = %host, rows = n, "delivery suspended from the web UI");
+    Ok(done(&host_page(&host), "held"))
+}
+
+/// *Resume Delivery* (AsyncOS `resumedel`).
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    Posted { ui, form }: Posted<HostForm>,
+) -> Result<Response, UiError> {
+    ui.require(Role::Operator)?;
+    let host = crate::api::host_name(&form.host).map_err(UiError::BadRequest)?;
+    let n = state
+        .store
+        .resume_host(&host)
+        .await?
+        .ok_or_else(|| UiError::BadRequest(format!("Delivery to {host} is not suspended.")))?;
+    tracing::info!(user = %ui.user, host = %host, rows = n, "delivery resumed from the web UI");
+    Ok(done(&host_page(&host), "resumed"))
 }
 
 #[derive(Debug, Deserialize, Serialize, Default, Clone)]

@@ -2086,3 +2086,136 @@ async fn overview_counts_escapes_and_exports_csv() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("table must be one of series"));
 }
+
+#[tokio::test]
+async fn delivery_details_hold_and_resume_by_role() {
+    let ui = Ui::new().await;
+    let store = &ui.state.store;
+    let mid = store.next_mid().await.unwrap();
+    store
+        .accept(rampart_store::NewMessage {
+            mid,
+            icid: 1,
+            sender: "a@example.org".into(),
+            remote_ip: "192.0.2.7".into(),
+            helo: "client".into(),
+            sender_group: "UNKNOWNLIST".into(),
+            relayed: false,
+            policy: "DEFAULT".into(),
+            verdict: "deliver".into(),
+            findings: String::new(),
+            threats: vec![],
+            spam: None,
+            virus: None,
+            tls: None,
+            message_id: None,
+            subject: None,
+            body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+            recipients: vec![rampart_store::NewRecipient {
+                rcpt_idx: 0,
+                recipient: "u@example.com".into(),
+                queue_name: "example.com".into(),
+                kind: rampart_store::QueueKind::Deliver,
+                state: rampart_store::RowState::Queued,
+            }],
+            tracking: vec![],
+        })
+        .await
+        .unwrap();
+    let viewer = ui.login("viewer").await;
+    let a = ui.get(&viewer, "/monitor/delivery").await;
+    assert!(
+        a.body
+            .contains("href=\"/monitor/delivery/host/example.com\"")
+    );
+    let a = ui.get(&viewer, "/monitor/delivery/host/example.com").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("Delivery Status: example.com"));
+    assert!(
+        !a.body.contains("Hold Delivery"),
+        "read-only users see no buttons"
+    );
+    assert_eq!(
+        ui.get(&viewer, "/monitor/delivery/host/nowhere.test")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ui.get(&viewer, "/monitor/delivery/host/a%20b").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let a = ui
+        .post(
+            &viewer,
+            "/monitor/delivery/hold",
+            &[("host", "example.com")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+
+    let oper = ui.login("oper").await;
+    let a = ui.get(&oper, "/monitor/delivery/host/example.com").await;
+    assert!(a.body.contains("Hold Delivery") && a.body.contains("Retry Delivery"));
+    let a = ui
+        .post_raw(
+            &oper.cookie,
+            "/monitor/delivery/hold",
+            &[("host", "example.com")],
+        )
+        .await;
+    assert_ne!(a.status, StatusCode::SEE_OTHER, "no CSRF token, no hold");
+    assert!(store.held_hosts().await.unwrap().is_empty());
+    let a = ui
+        .post(&oper, "/monitor/delivery/hold", &[("host", "example.com")])
+        .await;
+    assert_eq!(a.location, "/monitor/delivery/host/example.com?done=held");
+    let a = ui
+        .get(&oper, "/monitor/delivery/host/example.com?done=held")
+        .await;
+    assert!(a.body.contains("Delivery suspended"));
+    assert!(a.body.contains("Resume Delivery") && !a.body.contains("Retry Delivery"));
+    assert!(a.body.contains("by oper"));
+    let a = ui.get(&oper, "/monitor/delivery").await;
+    assert!(a.body.contains("(held)"));
+    let a = ui
+        .post(
+            &oper,
+            "/monitor/delivery/hold",
+            &[("host", "the.tdc.queue")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("cannot be held"));
+    let a = ui
+        .post(
+            &oper,
+            "/monitor/delivery/resume",
+            &[("host", "example.com")],
+        )
+        .await;
+    assert_eq!(
+        a.location,
+        "/monitor/delivery/host/example.com?done=resumed"
+    );
+    let a = ui
+        .post(
+            &oper,
+            "/monitor/delivery/resume",
+            &[("host", "example.com")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("is not suspended"));
+    let a = ui
+        .post(
+            &oper,
+            "/monitor/delivery/retry",
+            &[("host", "example.com"), ("back", "host")],
+        )
+        .await;
+    assert_eq!(
+        a.location,
+        "/monitor/delivery/host/example.com?done=retried"
+    );
+}
