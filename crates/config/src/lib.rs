@@ -350,6 +350,16 @@ section! {
     }
 }
 
+section! {
+    /// `[alerts]`: how often the alert conditions are checked. Who gets alerts, the webhook
+    /// and the thresholds are runtime settings (*System Administration > Alerts*).
+    Alerts in "alerts." {
+        /// Seconds between two checks of the alert conditions (intake, engines, queue, disk,
+        /// destinations).
+        check_secs: u64 = 30,
+    }
+}
+
 /// Delimiting of syslog messages on a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -461,6 +471,7 @@ pub struct Config {
     pub antivirus: Antivirus,
     pub logs: Logs,
     pub retention: Retention,
+    pub alerts: Alerts,
 }
 
 impl Config {
@@ -468,6 +479,7 @@ impl Config {
     pub fn embedded_default() -> Config {
         Config::from_root(
             Root::default(),
+            Default::default(),
             Default::default(),
             Default::default(),
             Default::default(),
@@ -492,6 +504,7 @@ impl Config {
         antivirus: Antivirus,
         logs: Logs,
         retention: Retention,
+        alerts: Alerts,
     ) -> Config {
         Config {
             hostname: root.hostname,
@@ -505,6 +518,7 @@ impl Config {
             antivirus,
             logs,
             retention,
+            alerts,
         }
     }
 
@@ -521,14 +535,14 @@ impl Config {
             match (key.as_str(), value) {
                 (
                     "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs"
-                    | "retention",
+                    | "retention" | "alerts",
                     toml::Value::Table(t),
                 ) => {
                     sections.push((key.as_str(), t));
                 }
                 (
                     "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs"
-                    | "retention",
+                    | "retention" | "alerts",
                     _,
                 ) => {
                     errors.push(format!("`{key}`: must be a table ([{key}])"));
@@ -555,8 +569,9 @@ impl Config {
         let antivirus = Antivirus::read(section("antivirus"), &mut errors);
         let logs = Logs::read(section("logs"), &mut errors);
         let retention = Retention::read(section("retention"), &mut errors);
+        let alerts = Alerts::read(section("alerts"), &mut errors);
         let config = Config::from_root(
-            root, smtp, web, dns, delivery, tdc, antispam, antivirus, logs, retention,
+            root, smtp, web, dns, delivery, tdc, antispam, antivirus, logs, retention, alerts,
         );
         config.validate(&mut errors);
         if errors.is_empty() {
@@ -719,6 +734,9 @@ impl Config {
         if self.logs.syslog_queue_lines == 0 {
             bad("logs.syslog_queue_lines", "must be greater than 0");
         }
+        if self.alerts.check_secs == 0 || self.alerts.check_secs > 3600 {
+            bad("alerts.check_secs", "must be 1-3600 seconds");
+        }
         if self.retention.message_body_hours == 0 {
             bad("retention.message_body_hours", "must be greater than 0");
         }
@@ -778,6 +796,7 @@ pub fn reference() -> Vec<FieldDoc> {
     Antivirus::reference(&mut out);
     Logs::reference(&mut out);
     Retention::reference(&mut out);
+    Alerts::reference(&mut out);
     out
 }
 

@@ -199,6 +199,68 @@ pub(crate) async fn deliverynow(store: &Store, host: Option<&str>, json: bool) -
     Ok(())
 }
 
+/// `rampart alertconfig`: who gets alerts, the thresholds, and the latest alerts.
+pub(crate) async fn alertconfig(store: &Store, limit: u32, json: bool) -> Result<()> {
+    let (settings, _) = store.load_settings_at().await?;
+    let log = store.alert_log(limit).await?;
+    let a = &settings.alerts;
+    if json {
+        let value = serde_json::json!({
+            "settings": a,
+            "log": log.iter().map(rampart_web::api::alert_json).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("Alert recipients:");
+    if a.recipients.is_empty() {
+        println!("  (none)");
+    }
+    for r in &a.recipients {
+        println!("  {:<40} {} and above", r.address, r.severity.label());
+    }
+    println!(
+        "Webhook: {}",
+        if a.webhook_url.is_empty() {
+            "(none)".to_owned()
+        } else {
+            format!(
+                "{} ({} and above)",
+                a.webhook_url,
+                a.webhook_severity.label()
+            )
+        }
+    );
+    println!(
+        "From: {}",
+        if a.from_address.is_empty() {
+            "rampart-alerts@<hostname>"
+        } else {
+            &a.from_address
+        }
+    );
+    println!("Repeat a lasting alert after: {} minutes", a.repeat_mins);
+    println!(
+        "Queue threshold: {} recipients (0 = off)",
+        a.queue_threshold
+    );
+    println!(
+        "Free disk space below: {} % (0 = off)\n",
+        a.disk_free_percent
+    );
+    println!("Latest alerts:");
+    if log.is_empty() {
+        println!("  (none)");
+    }
+    for e in &log {
+        let when = chrono::DateTime::from_timestamp(e.at, 0)
+            .map(|t| t.format("%a %b %e %H:%M:%S %Y").to_string())
+            .unwrap_or_default();
+        println!("  {when}  {:<8} {}  → {}", e.severity, e.subject, e.sent_to);
+    }
+    Ok(())
+}
+
 /// `rampart suspenddel HOST`: delivery to HOST waits until `resumedel`.
 pub(crate) async fn suspenddel(store: &Store, host: &str, json: bool) -> Result<()> {
     let host = rampart_web::api::host_name(host).map_err(anyhow::Error::msg)?;

@@ -185,6 +185,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The alert settings and the latest alerts (AsyncOS `alertconfig`). Change the settings
+    /// with `loadconfig --partial` or the API (`/api/v1/alerts`).
+    Alertconfig {
+        /// Alerts of the log to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Search message tracking, or show one message's events with --mid.
     Tracking {
         #[arg(long)]
@@ -293,6 +302,10 @@ pub(crate) fn main() -> ExitCode {
                 let config = load_config(cli.config.as_deref())?;
                 let store = open_store(&config).await?;
                 crate::admin::logconfig(&config, &store, json).await
+            }
+            Command::Alertconfig { limit, json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::admin::alertconfig(&store, limit, json).await
             }
             Command::Report {
                 range,

@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "antivirus",
     "logs",
     "retention",
+    "alerts",
 ];
 
 /// Returns the configuration text with the overrides from `vars` applied.

@@ -129,6 +129,18 @@ pub(crate) async fn serve(
     if let Some(syslog) = syslog.clone() {
         tokio::spawn(record_syslog_status(store.clone(), syslog, stop_rx.clone()));
     }
+    let alerts = Arc::new(rampart_alerts::Alerts::new(
+        store.clone(),
+        shared.clone(),
+        engines.clone(),
+        config.data_dir.clone(),
+        config.hostname.clone(),
+    ));
+    tokio::spawn(rampart_alerts::run(
+        alerts.clone(),
+        Duration::from_secs(config.alerts.check_secs),
+        stop_rx.clone(),
+    ));
 
     let web_listener = listen(config.web.listen)
         .with_context(|| format!("cannot listen for the web UI on {}", config.web.listen))?;
@@ -158,6 +170,7 @@ pub(crate) async fn serve(
     let app = rampart_web::router(
         rampart_web::AppState::new(store.clone(), shared.clone(), options)
             .with_engines(engines)
+            .with_alerts(alerts)
             .with_tracer(mta.tracer())
             .with_syslog(syslog),
     );

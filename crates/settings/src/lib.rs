@@ -13,12 +13,14 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod alerts;
 pub mod delivery;
 mod domains;
 pub mod hat;
 pub mod rat;
 pub mod routes;
 
+pub use alerts::{AlertRecipient, AlertSettings, Severity};
 pub use delivery::{BounceProfile, DestinationControl, TlsPolicy};
 pub use hat::{FlowPolicy, HatMatch, SenderGroup};
 pub use rampart_policy::{MailPolicy, PolicyTable, Problem};
@@ -63,6 +65,10 @@ pub struct Settings {
     pub outgoing_policies: Vec<MailPolicy>,
     /// The global Threat Defense Connector setting.
     pub tdc: TdcSettings,
+    /// Alert recipients, webhook and thresholds (settings stored before alerts existed have
+    /// none).
+    #[serde(default)]
+    pub alerts: AlertSettings,
 }
 
 impl Default for Settings {
@@ -78,6 +84,7 @@ impl Default for Settings {
             incoming_policies: vec![MailPolicy::default_policy()],
             outgoing_policies: vec![MailPolicy::default_policy()],
             tdc: TdcSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -92,6 +99,7 @@ pub const TABLES: &[&str] = &[
     "incoming_policies",
     "outgoing_policies",
     "tdc",
+    "alerts",
 ];
 
 /// A table as the menus name it, for messages about it.
@@ -105,6 +113,7 @@ pub fn table_title(table: &str) -> &str {
         "tdc" => "The Threat Defense Connector settings",
         "incoming_policies" => "Incoming Mail Policies",
         "outgoing_policies" => "Outgoing Mail Policies",
+        "alerts" => "The alert settings",
         other => other,
     }
 }
@@ -131,6 +140,7 @@ impl Settings {
             false,
             &mut errors,
         );
+        alerts::validate(&self.alerts, &mut errors);
         if let Some(e) = rampart_tdc::choice::validate_settings(&self.tdc) {
             errors.push(Problem::new("tdc", e));
         }
@@ -183,6 +193,7 @@ impl Settings {
             "incoming_policies" => self.incoming_policies = from_json(table, value).map_err(one)?,
             "outgoing_policies" => self.outgoing_policies = from_json(table, value).map_err(one)?,
             "tdc" => self.tdc = from_json(table, value).map_err(one)?,
+            "alerts" => self.alerts = from_json(table, value).map_err(one)?,
             _ => {
                 let message = format!("unknown settings table `{table}`");
                 return Err(one(Problem::new("", message)));
@@ -202,6 +213,7 @@ impl Settings {
             "incoming_policies" => serde_json::to_value(&self.incoming_policies).ok(),
             "outgoing_policies" => serde_json::to_value(&self.outgoing_policies).ok(),
             "tdc" => serde_json::to_value(&self.tdc).ok(),
+            "alerts" => serde_json::to_value(&self.alerts).ok(),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@
 //! write lock. `accept` returns only after that commit, which is when the session may answer `250`.
 
 mod admin;
+mod alerts;
 mod audit;
 mod hosts;
 mod ids;
@@ -35,6 +36,7 @@ use sqlx::{ConnectOptions, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{Bucket, Totals};
+pub use alerts::AlertRecord;
 pub use audit::{Audit, AuditEntry};
 pub use hosts::{HostDelta, HostDetail, HostRow, IntakeRow};
 pub use ids::{Dcid, Icid, Mid};

@@ -40,6 +40,8 @@ pub struct AppState {
     pub(crate) tracer: Option<rampart_mta::Tracer>,
     /// The syslog push of mail_logs, when one is configured.
     pub(crate) syslog: Option<Arc<rampart_maillog::Syslog>>,
+    /// The alert sender, for *Send Test Alert*.
+    pub(crate) alerts: Option<Arc<rampart_alerts::Alerts>>,
 }
 
 /// How the web UI behaves; from the `[web]` section of the bootstrap configuration.
@@ -114,6 +116,7 @@ impl AppState {
             })),
             options: Arc::new(options),
             started: std::time::Instant::now(),
+            alerts: None,
             engines: Arc::default(),
             tracer: None,
             syslog: None,
@@ -129,6 +132,12 @@ impl AppState {
     /// The syslog push whose counters *System Status* and *Log Subscriptions* show.
     pub fn with_syslog(mut self, syslog: Option<Arc<rampart_maillog::Syslog>>) -> AppState {
         self.syslog = syslog;
+        self
+    }
+
+    /// The alert sender of this appliance (*System Administration > Alerts*).
+    pub fn with_alerts(mut self, alerts: Arc<rampart_alerts::Alerts>) -> AppState {
+        self.alerts = Some(alerts);
         self
     }
 

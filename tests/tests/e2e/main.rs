@@ -8,6 +8,7 @@ mod scanning;
 mod sink;
 
 mod admin;
+mod alerts;
 mod api;
 mod browser;
 mod cli;

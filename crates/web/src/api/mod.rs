@@ -11,7 +11,7 @@ pub(crate) use reports::csv_response;
 pub use status::host_name;
 pub(crate) use status::track_filter;
 pub use status::{
-    audit_json, hoststatus_json, ledger_json, status_report, syslog_json, tophost_json,
+    alert_json, audit_json, hoststatus_json, ledger_json, status_report, syslog_json, tophost_json,
 };
 
 use axum::Router;
@@ -70,6 +70,9 @@ fn routes() -> Router<AppState> {
         )
         .route("/bounce-profile", settings::get_handler("bounce_profile"))
         .route("/tdc", settings::get_handler("tdc"))
+        .route("/alerts", settings::get_handler("alerts"))
+        .route("/alerts/test", axum::routing::post(status::alert_test))
+        .route("/alert-log", get(status::alert_log))
         .route(
             "/policies/{direction}",
             get(policies::get_list).post(policies::add),

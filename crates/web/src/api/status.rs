@@ -432,6 +432,55 @@ pub(crate) async fn resumedel(
     ))
 }
 
+/// One alert as the API and `rampart alertconfig --json` show it.
+pub fn alert_json(a: &rampart_store::AlertRecord) -> Value {
+    json!({
+        "time": time_json(Some(a.at)), "severity": a.severity, "key": a.key,
+        "subject": a.subject, "text": a.text, "sent_to": a.sent_to,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AlertLogQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/alert-log?limit=100`: the alerts sent, newest first.
+pub(crate) async fn alert_log(
+    State(state): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<AlertLogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let limit = match q.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "limit must be 1-1000, got {n}"
+            )));
+        }
+    };
+    let log = state.store.alert_log(limit).await?;
+    Ok(Json(Value::Array(log.iter().map(alert_json).collect())))
+}
+
+/// `POST /api/v1/alerts/test`: an Info alert to every recipient and the webhook (operator).
+pub(crate) async fn alert_test(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_operator()?;
+    let Some(alerts) = &state.alerts else {
+        return Err(ApiError::conflict(
+            "this web server runs without the appliance's alert sender",
+        ));
+    };
+    let sent_to = alerts.send_test(&caller.name).await;
+    Ok(Json(json!({"sent_to": sent_to})))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Replay {

@@ -7,6 +7,7 @@
 //! AsyncOS appliance; each commit is recorded in the audit log.
 
 mod admin;
+mod alerts;
 mod logs;
 mod monitor;
 mod network;
@@ -121,6 +122,8 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/admin/audit", get(admin::audit))
         .route("/admin/trace", get(trace::page).post(trace::run))
         .route("/admin/log-subscriptions", get(logs::page))
+        .route("/admin/alerts", get(alerts::view).post(alerts::save))
+        .route("/admin/alerts/test", post(alerts::test))
         .route("/admin/users", get(admin::users).post(admin::users_post))
         .route(
             "/admin/password",
@@ -382,6 +385,7 @@ const SUBMENUS: &[(&str, &[Entry])] = &[
                 "Log Subscriptions",
                 Role::ReadOnly,
             ),
+            ("/admin/alerts", "Alerts", Role::Operator),
             ("/admin/trace", "Trace", Role::Operator),
             ("/commit", "Commit Changes", Role::ReadOnly),
         ],

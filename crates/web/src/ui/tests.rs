@@ -2068,7 +2068,7 @@ async fn overview_counts_escapes_and_exports_csv() {
             .contains("<td>Content filters and other findings</td><td class=\"num\">1</td>")
     );
     assert!(a.body.contains(": Clean 2</title>"));
-    assert!(a.body.contains("aria-current=\"page\">Hour</a>"));
+    assert!(a.body.contains("aria-current=\"true\">Hour</a>"));
 
     let csv = ui
         .get(&s, "/monitor/overview.csv?range=hour&table=recipients")
@@ -2218,4 +2218,70 @@ async fn delivery_details_hold_and_resume_by_role() {
         a.location,
         "/monitor/delivery/host/example.com?done=retried"
     );
+}
+
+#[tokio::test]
+async fn alert_settings_stage_validate_and_are_for_operators_and_admins() {
+    let ui = Ui::new().await;
+    let viewer = ui.login("viewer").await;
+    assert_eq!(
+        ui.get(&viewer, "/admin/alerts").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let oper = ui.login("oper").await;
+    let a = ui.get(&oper, "/admin/alerts").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.body.contains("<fieldset class=\"plain\" disabled>"),
+        "operators only look"
+    );
+    assert!(a.body.contains("Send Test Alert"));
+    assert!(a.body.contains("No alerts so far."));
+    let a = ui
+        .post(&oper, "/admin/alerts", &[("recipients", "ops@example.com")])
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // Without the appliance's alert sender (this test's web server), the test is refused.
+    let a = ui.post(&oper, "/admin/alerts/test", &[]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+
+    let admin = ui.login("admin").await;
+    let form = |recipients: &'static str, repeat: &'static str| {
+        vec![
+            ("recipients", recipients),
+            ("webhook_url", ""),
+            ("webhook_severity", "critical"),
+            ("from_address", ""),
+            ("repeat_mins", repeat),
+            ("queue_threshold", "5000"),
+            ("disk_free_percent", "10"),
+        ]
+    };
+    let a = ui
+        .post(&admin, "/admin/alerts", &form("ops@example.com loud", "60"))
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body
+            .contains("the severity must be critical, warning or info")
+    );
+    let a = ui
+        .post(&admin, "/admin/alerts", &form("ops@example.com", "0"))
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("1-10080"), "{}", a.body);
+    let a = ui
+        .post(
+            &admin,
+            "/admin/alerts",
+            &form("ops@example.com critical\nnoc@example.com", "30"),
+        )
+        .await;
+    assert_eq!(a.location, "/admin/alerts?done=staged");
+    let a = ui.get(&admin, "/admin/alerts").await;
+    assert!(
+        a.body
+            .contains("ops@example.com critical\nnoc@example.com warning")
+    );
+    assert!(a.body.contains("Commit Changes (1)"));
 }
