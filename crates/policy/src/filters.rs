@@ -275,6 +275,27 @@ impl Compiled {
     }
 }
 
+/// What one filter says of a message (the content filter builder's *Test*): each condition's
+/// result, and the filter's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterTest {
+    pub conditions: Vec<bool>,
+    pub matches: bool,
+}
+
+/// Tests `filter` against `facts`, or says why it does not compile.
+pub fn test_filter(filter: &ContentFilter, facts: &Facts) -> Result<FilterTest, Vec<Problem>> {
+    let mut errors = Vec::new();
+    let compiled = compile(std::slice::from_ref(filter), "filter", &mut errors);
+    let Some(f) = compiled.first().filter(|_| errors.is_empty()) else {
+        return Err(errors);
+    };
+    Ok(FilterTest {
+        conditions: f.conditions.iter().map(|c| c.matches(facts)).collect(),
+        matches: f.matches(facts),
+    })
+}
+
 impl CompiledFilter {
     pub(crate) fn matches(&self, facts: &Facts) -> bool {
         match self.combine {

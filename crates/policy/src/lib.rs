@@ -17,7 +17,7 @@ mod table;
 mod verdict;
 
 pub use facts::{AuthResult, DmarcRequest, Facts};
-pub use filters::{ContentFilter, FilterAction, FilterCondition};
+pub use filters::{ContentFilter, FilterAction, FilterCondition, FilterTest, test_filter};
 pub use problem::Problem;
 pub use services::{
     Antispam, Antivirus, ScanAction, ServiceMode, SpamResult, SuspectTreatment, Treatment,

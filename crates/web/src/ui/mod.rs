@@ -8,6 +8,7 @@
 
 mod admin;
 mod alerts;
+mod filters;
 mod logs;
 mod monitor;
 mod network;
@@ -93,6 +94,14 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route(
             "/mail-policies/{direction}/{name}/content-filters",
             get(policies::filters_form).post(policies::filters),
+        )
+        .route(
+            "/mail-policies/{direction}/{name}/content-filters/builder",
+            get(filters::builder_form).post(filters::builder),
+        )
+        .route(
+            "/mail-policies/{direction}/{name}/content-filters/{op}",
+            post(filters::arrange),
         )
         .route(
             "/mail-policies/{direction}/{name}/{service}",

@@ -745,12 +745,14 @@ pub(crate) async fn filters_form(
     State(state): State<AppState>,
     ui: Ui,
     Path((direction, name)): Path<(String, String)>,
+    Query(q): Query<super::Done>,
 ) -> Result<Response, UiError> {
     let direction = Direction::parse(&direction)?;
     let mut settings = working(&state, &ui).await?;
     let p = find(direction.of(&mut settings), &name)?.clone();
     Ok(render(&FiltersPage {
-        l: Layout::new(&state, &ui, "policies", format!("Content Filters: {name}")),
+        l: Layout::new(&state, &ui, "policies", format!("Content Filters: {name}"))
+            .flash(q.done.as_deref()),
         direction: direction.slug(),
         summary: summarise(&p.content_filters),
         json: serde_json::to_string_pretty(&p.content_filters).unwrap_or_default(),

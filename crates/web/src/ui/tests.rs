@@ -2285,3 +2285,157 @@ async fn alert_settings_stage_validate_and_are_for_operators_and_admins() {
     );
     assert!(a.body.contains("Commit Changes (1)"));
 }
+
+#[tokio::test]
+async fn content_filter_builder_tests_saves_reorders_and_deletes() {
+    let ui = Ui::new().await;
+    let base = "/mail-policies/incoming/DEFAULT/content-filters";
+    let viewer = ui.login("viewer").await;
+    let a = ui.get(&viewer, &format!("{base}/builder")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        !a.body.contains("id=\"save\""),
+        "read-only users test but do not save"
+    );
+    let message =
+        "From: a@example.org\nSubject: Invoice 42\nContent-Type: text/plain\n\nPlease pay.\n";
+    let filter = |name: &'static str, subject: &'static str, op: &'static str| {
+        vec![
+            ("name", name),
+            ("combine", "all"),
+            ("c0_type", "subject"),
+            ("c0_name", ""),
+            ("c0_value", subject),
+            ("c1_type", "body"),
+            ("c1_name", ""),
+            ("c1_value", "pay"),
+            ("c2_type", ""),
+            ("c2_name", ""),
+            ("c2_value", ""),
+            ("a0_type", "tag_subject"),
+            ("a0_name", ""),
+            ("a0_value", "[INVOICE]"),
+            ("a1_type", "quarantine"),
+            ("a1_name", ""),
+            ("a1_value", ""),
+            ("message", message),
+            ("client_ip", "192.0.2.1"),
+            ("op", op),
+        ]
+    };
+    // Test: each condition's result, and whether the filter matches.
+    let a = ui
+        .post(
+            &viewer,
+            &format!("{base}/builder"),
+            &filter("invoices", "^invoice", "test"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body.contains("The filter matches this message"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body
+            .contains("Its actions would apply: Tag subject: [INVOICE], Quarantine.")
+    );
+    let a = ui
+        .post(
+            &viewer,
+            &format!("{base}/builder"),
+            &filter("invoices", "^receipt", "test"),
+        )
+        .await;
+    assert!(a.body.contains("The filter does not match this message"));
+    assert!(
+        a.body
+            .contains("does not match</span> — Subject matches: ^receipt")
+    );
+    // A bad regex and a bad row are named; nothing is saved by a read-only user.
+    let a = ui
+        .post(
+            &viewer,
+            &format!("{base}/builder"),
+            &filter("invoices", "(", "test"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("invalid regex"), "{}", a.body);
+    let a = ui
+        .post(
+            &viewer,
+            &format!("{base}/builder"),
+            &filter("invoices", "^invoice", "save"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+
+    let admin = ui.login("admin").await;
+    let a = ui
+        .post(
+            &admin,
+            &format!("{base}/builder"),
+            &filter("invoices", "^invoice", "save"),
+        )
+        .await;
+    assert_eq!(a.location, format!("{base}?done=staged"), "{}", a.body);
+    let a = ui
+        .post(
+            &admin,
+            &format!("{base}/builder"),
+            &filter("receipts", "^receipt", "save"),
+        )
+        .await;
+    assert_eq!(a.location, format!("{base}?done=staged"));
+    // A second filter with the same name is refused.
+    let a = ui
+        .post(
+            &admin,
+            &format!("{base}/builder"),
+            &filter("receipts", "^x", "save"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body.contains("is named &#34;receipts&#34; already")
+            || a.body.contains("is named &quot;receipts&quot; already"),
+        "{}",
+        a.body
+    );
+    let page = ui.get(&admin, base).await.body;
+    let first = page.find("<strong>invoices</strong>").unwrap();
+    let second = page.find("<strong>receipts</strong>").unwrap();
+    assert!(first < second);
+    // Edit shows the filter in the rows; move down swaps; delete removes.
+    let a = ui.get(&admin, &format!("{base}/builder?index=1")).await;
+    assert!(a.body.contains("value=\"^receipt\""), "{}", a.body);
+    let a = ui
+        .post(
+            &admin,
+            &format!("{base}/move"),
+            &[("index", "0"), ("to", "down")],
+        )
+        .await;
+    assert_eq!(a.location, format!("{base}?done=staged"));
+    let page = ui.get(&admin, base).await.body;
+    assert!(
+        page.find("<strong>receipts</strong>").unwrap()
+            < page.find("<strong>invoices</strong>").unwrap()
+    );
+    let a = ui
+        .post(&admin, &format!("{base}/delete"), &[("index", "0")])
+        .await;
+    assert_eq!(a.location, format!("{base}?done=staged"));
+    let page = ui.get(&admin, base).await.body;
+    assert!(
+        !page.contains("<strong>receipts</strong>") && page.contains("<strong>invoices</strong>")
+    );
+    assert_eq!(
+        ui.post(&admin, &format!("{base}/delete"), &[("index", "7")])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
