@@ -83,6 +83,8 @@ pub struct Mta {
     pub(crate) connections: Arc<Semaphore>,
     /// Open sessions per client address.
     pub(crate) per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>>,
+    /// Recipients accepted this hour per client address, for mail flow policies that limit them.
+    pub(crate) recipients_per_hour: Arc<HourlyCounter>,
     /// Message memory still free, in KiB.
     pub(crate) memory: Arc<Semaphore>,
     /// The second of the last refused-connection warning and how many were left out since.
@@ -120,6 +122,7 @@ impl Mta {
             .min(Semaphore::MAX_PERMITS);
         Mta {
             per_ip: Arc::default(),
+            recipients_per_hour: Arc::default(),
             refusals: Arc::default(),
             memory: Arc::new(Semaphore::new(kib)),
             config: Arc::new(config),
@@ -214,5 +217,55 @@ impl Mta {
         tokio::time::timeout(grace, self.connections.acquire_many(all))
             .await
             .is_ok()
+    }
+}
+
+/// Counts per client address within the current clock hour (a fixed window, reset on the hour).
+/// At most [`HourlyCounter::TRACKED`] addresses are counted in one hour; past that, an address
+/// not yet counted is let through rather than making the table grow without bound.
+#[derive(Debug, Default)]
+pub(crate) struct HourlyCounter {
+    inner: std::sync::Mutex<(i64, std::collections::HashMap<std::net::IpAddr, u32>)>,
+}
+
+impl HourlyCounter {
+    const TRACKED: usize = 100_000;
+
+    /// Counts one for `ip` if it is under `limit` this hour; false when it is not.
+    pub(crate) fn take(&self, ip: std::net::IpAddr, limit: u32) -> bool {
+        self.take_at(ip, limit, rampart_store::unix_now() / 3600)
+    }
+
+    fn take_at(&self, ip: std::net::IpAddr, limit: u32, hour: i64) -> bool {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (current, counts) = &mut *guard;
+        if *current != hour {
+            *current = hour;
+            counts.clear();
+        }
+        if counts.len() >= Self::TRACKED && !counts.contains_key(&ip) {
+            return true;
+        }
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod hourly_tests {
+    use super::HourlyCounter;
+
+    #[test]
+    fn counts_per_address_and_resets_on_the_hour() {
+        let c = HourlyCounter::default();
+        let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        assert!(c.take_at(a, 2, 10) && c.take_at(a, 2, 10));
+        assert!(!c.take_at(a, 2, 10), "the third in the hour is refused");
+        assert!(c.take_at(b, 2, 10), "another address has its own count");
+        assert!(c.take_at(a, 2, 11), "a new hour starts again");
     }
 }

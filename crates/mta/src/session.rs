@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use rampart_dns::canonical_ip;
 use rampart_maillog::line;
-use rampart_settings::{FlowPolicy, HatMatch};
+use rampart_settings::{FlowPolicy, HatMatch, TlsPolicy};
 use rampart_smtp::reply::{code, replies};
 use rampart_smtp::{
     Command, DataDecoder, DataStatus, Enhanced, MailParams, Mailbox, Reply, tls_names,
@@ -77,6 +77,29 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
         &hat.group,
         &hat.matched,
     ));
+    // The mail flow policy's own cap on connections from one address (this one included).
+    if let Some(max) = hat.limits.max_connections_per_ip {
+        let open = mta
+            .per_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer_ip)
+            .copied()
+            .unwrap_or(0);
+        if open > max {
+            mta.refusal(format!(
+                "ICID {icid} refused: {open} concurrent connections from {peer_ip}, sender group {} allows {max}",
+                hat.group
+            ));
+            let _ = tokio::time::timeout(
+                mta.config.timeout,
+                stream.write_all(&replies::TOO_MANY_FROM_ADDRESS.to_wire()),
+            )
+            .await;
+            mta.log.info(line::icid_close(icid));
+            return;
+        }
+    }
     // The span goes with the task (`instrument`), never entered across an await: a task moves
     // between worker threads, and a guard held over an await left the span on one thread's stack
     // while the task finished on another — tracing-subscriber then panicked in whatever task ran
@@ -96,6 +119,7 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
             helo: None,
             tls: None,
             tx: None,
+            messages: 0,
             errors: 0,
             junk: 0,
             ends_at: tokio::time::Instant::now() + mta.config.max_session,
@@ -146,6 +170,8 @@ impl Drop for PerIp {
 enum Next {
     Continue,
     Quit,
+    /// End the session without a further reply (the command's reply said why).
+    Close,
     StartTls,
     Data,
 }
@@ -175,6 +201,8 @@ struct Session<S> {
     /// `(protocol, cipher)` once STARTTLS succeeded.
     tls: Option<(String, String)>,
     tx: Option<Transaction>,
+    /// Messages accepted in this connection.
+    messages: u32,
     /// Error replies sent so far.
     errors: u32,
     /// Commands that moved no mail since the last message (NOOP, RSET, VRFY, HELP, refused
@@ -230,6 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.io.reply(&replies::BYE);
                     break;
                 }
+                Ok(Next::Close) => break,
                 Ok(Next::Data) => {
                     if !self.receive_data().await {
                         break;
@@ -350,7 +379,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     "{}\nPIPELINING\nSIZE {}\n8BITMIME\nENHANCEDSTATUSCODES",
                     self.mta.config.hostname, self.mta.config.max_message_size
                 );
-                if self.mta.tls.is_some() && self.tls.is_none() {
+                if self.mta.tls.is_some() && self.tls.is_none() && !self.tls_off() {
                     text.push_str("\nSTARTTLS");
                 }
                 self.helo = Some(host);
@@ -401,7 +430,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Command::StartTls => {
                 if self.tls.is_some() {
                     Err(replies::ALREADY_TLS)
-                } else if self.mta.tls.is_none() {
+                } else if self.mta.tls.is_none() || self.tls_off() {
                     Err(replies::TLS_NOT_AVAILABLE)
                 } else if self.tx.is_some() {
                     Err(replies::BAD_SEQUENCE)
@@ -413,6 +442,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// The sender group's mail flow policy offers no STARTTLS.
+    fn tls_off(&self) -> bool {
+        self.hat.limits.tls == Some(TlsPolicy::Off)
+    }
+
     /// MAIL FROM (RFC 5321 §4.1.1.2): starts a transaction and gives it its MID.
     async fn mail(&mut self, from: Option<Mailbox>, params: MailParams) -> Result<Next, Reply> {
         if self.helo.is_none() {
@@ -420,6 +454,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         if self.tx.is_some() {
             return Err(replies::NESTED_MAIL);
+        }
+        let (icid, group) = (self.icid, &self.hat.group);
+        if self.hat.limits.tls == Some(TlsPolicy::Required) && self.tls.is_none() {
+            self.mta.log.info(format!(
+                "ICID {icid} MAIL refused: sender group {group} requires TLS, replied 530"
+            ));
+            return Err(replies::TLS_REQUIRED);
+        }
+        if let Some(max) = self.hat.limits.max_messages_per_connection
+            && self.messages >= max
+        {
+            self.mta.log.info(format!(
+                "ICID {icid} MAIL refused: {max} messages in this connection, the limit of sender group {group}; replied 421 and closed"
+            ));
+            self.io.reply(&replies::TOO_MANY_MESSAGES);
+            return Ok(Next::Close);
         }
         if params
             .size
@@ -483,6 +533,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // as junk instead, so endless refused recipients still end the session.
             self.junk += 1;
             self.io.reply(&replies::RELAY_DENIED);
+            return Ok(Next::Continue);
+        }
+        if let Some(limit) = self.hat.limits.max_recipients_per_hour
+            && !self.mta.recipients_per_hour.take(self.peer, limit)
+        {
+            self.mta.log.info(format!(
+                "MID {mid} ICID {icid} To: <{to}> Rejected: {limit} recipients this hour from {}, the limit of sender group {}; replied 452",
+                self.peer, self.hat.group
+            ));
+            self.junk += 1;
+            self.io.reply(&replies::RECIPIENT_RATE);
             return Ok(Next::Continue);
         }
         let rid = tx.rcpts.len();
@@ -617,6 +678,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         drop(reserved);
         if reply.code == code::OK {
             self.junk = 0;
+            self.messages += 1;
         }
         self.io.reply(&reply);
         true

@@ -48,6 +48,35 @@ pub struct SenderGroup {
     /// IP addresses, CIDR ranges, host names (`mail.example.com`, `.example.com`) or `ALL`.
     pub hosts: Vec<String>,
     pub policy: FlowPolicy,
+    /// The mail flow policy's limits and TLS for this group's clients; none by default.
+    #[serde(default, skip_serializing_if = "FlowLimits::is_none")]
+    pub limits: FlowLimits,
+}
+
+/// What a mail flow policy allows a client of its sender group (AsyncOS *Mail Flow Policies*):
+/// each limit unset means only the listener's own limits apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowLimits {
+    /// Messages accepted in one connection; the next MAIL gets `421` and the connection closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_messages_per_connection: Option<u32>,
+    /// Recipients accepted per hour from one client IP address; more get `452`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_recipients_per_hour: Option<u32>,
+    /// Simultaneous connections from one client IP address; more get `421`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<u32>,
+    /// STARTTLS: `off` (not offered), `preferred` (offered, the default), `required` (MAIL
+    /// before STARTTLS gets `530`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::TlsPolicy>,
+}
+
+impl FlowLimits {
+    pub fn is_none(&self) -> bool {
+        *self == FlowLimits::default()
+    }
 }
 
 /// The result of matching a client against the HAT.
@@ -57,12 +86,14 @@ pub struct HatMatch {
     pub policy: FlowPolicy,
     /// The host entry that matched, for the log line (`match 127.0.0.0/8`).
     pub matched: String,
+    pub limits: FlowLimits,
 }
 
 #[derive(Debug)]
 pub(crate) struct Compiled {
     name: String,
     policy: FlowPolicy,
+    limits: FlowLimits,
     hosts: Vec<(String, Host)>,
 }
 
@@ -79,11 +110,13 @@ pub(crate) fn default_table() -> Vec<SenderGroup> {
             name: "LOOPBACK".into(),
             hosts: vec!["127.0.0.0/8".into(), "::1/128".into()],
             policy: FlowPolicy::Accept,
+            limits: FlowLimits::default(),
         },
         SenderGroup {
             name: "ALL".into(),
             hosts: vec!["ALL".into()],
             policy: FlowPolicy::Accept,
+            limits: FlowLimits::default(),
         },
     ]
 }
@@ -131,9 +164,35 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<Problem>) -> Vec<
                 errors.push(Problem::new(format!("hat[{i}] ({})", g.name), format!("host {h:?} is not an IP address, a CIDR range, a host name (mail.example.com, .example.com) or ALL")));
             }
         }
+        let here = || format!("hat[{i}] ({})", g.name);
+        for (what, value, max) in [
+            (
+                "limits.max_messages_per_connection",
+                g.limits.max_messages_per_connection,
+                100_000,
+            ),
+            (
+                "limits.max_recipients_per_hour",
+                g.limits.max_recipients_per_hour,
+                100_000_000,
+            ),
+            (
+                "limits.max_connections_per_ip",
+                g.limits.max_connections_per_ip,
+                10_000,
+            ),
+        ] {
+            if value.is_some_and(|v| v == 0 || v > max) {
+                errors.push(Problem::new(
+                    here(),
+                    format!("{what} must be 1-{max}, or left out for no limit"),
+                ));
+            }
+        }
         out.push(Compiled {
             name: g.name.clone(),
             policy: g.policy,
+            limits: g.limits,
             hosts,
         });
     }
@@ -160,6 +219,7 @@ pub(crate) fn classify(table: &[Compiled], ip: IpAddr, verified_name: Option<&st
                     group: g.name.clone(),
                     policy: g.policy,
                     matched: text.clone(),
+                    limits: g.limits,
                 };
             }
         }
@@ -168,6 +228,7 @@ pub(crate) fn classify(table: &[Compiled], ip: IpAddr, verified_name: Option<&st
         group: "ALL".into(),
         policy: FlowPolicy::Reject,
         matched: "no sender group".into(),
+        limits: FlowLimits::default(),
     }
 }
 
@@ -182,6 +243,7 @@ mod tests {
                 name: n.to_string(),
                 hosts: h.iter().map(|s| s.to_string()).collect(),
                 policy: *p,
+                limits: FlowLimits::default(),
             })
             .collect();
         let mut errors = Vec::new();
@@ -250,16 +312,19 @@ mod tests {
                 name: "bad name".into(),
                 hosts: vec!["10.0.0.0/33".into()],
                 policy: FlowPolicy::Accept,
+                limits: FlowLimits::default(),
             },
             SenderGroup {
                 name: "X".into(),
                 hosts: vec!["mail..example.com".into(), "10.0.0".into()],
                 policy: FlowPolicy::Accept,
+                limits: FlowLimits::default(),
             },
             SenderGroup {
                 name: "x".into(),
                 hosts: vec![],
                 policy: FlowPolicy::Accept,
+                limits: FlowLimits::default(),
             },
         ];
         let mut errors = Vec::new();

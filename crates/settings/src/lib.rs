@@ -22,7 +22,7 @@ pub mod routes;
 
 pub use alerts::{AlertRecipient, AlertSettings, Severity};
 pub use delivery::{BounceProfile, DestinationControl, TlsPolicy};
-pub use hat::{FlowPolicy, HatMatch, SenderGroup};
+pub use hat::{FlowLimits, FlowPolicy, HatMatch, SenderGroup};
 pub use rampart_policy::{MailPolicy, PolicyTable, Problem};
 pub use rampart_tdc::{TdcChoice, TdcMode, TdcSettings};
 pub use rat::{RatAction, RatEntry};
@@ -504,6 +504,7 @@ mod tests {
                 name: "RELAYLIST".into(),
                 hosts: vec!["10.0.0.0/8".into()],
                 policy: FlowPolicy::Relay,
+                limits: hat::FlowLimits::default(),
             },
         );
         let filter: rampart_policy::ContentFilter = serde_json::from_value(serde_json::json!({

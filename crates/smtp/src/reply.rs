@@ -268,6 +268,18 @@ pub mod replies {
         Some(E(4, 3, 2)),
         "Service shutting down, try again later",
     );
+    pub const TLS_REQUIRED: Reply =
+        Reply::new(530, Some(E(5, 7, 0)), "Must issue a STARTTLS command first");
+    pub const TOO_MANY_MESSAGES: Reply = Reply::new(
+        code::SERVICE_NOT_AVAILABLE,
+        Some(E(4, 7, 0)),
+        "Too many messages in this connection, send the rest in a new one",
+    );
+    pub const RECIPIENT_RATE: Reply = Reply::new(
+        code::INSUFFICIENT_STORAGE,
+        Some(E(4, 5, 3)),
+        "Too many recipients received this hour from your address, try again later",
+    );
     pub const TOO_MANY_FROM_ADDRESS: Reply = Reply::new(
         code::SERVICE_NOT_AVAILABLE,
         Some(E(4, 7, 0)),

@@ -17,6 +17,7 @@ mod delivery_status;
 mod durability;
 mod emailauth;
 mod engines;
+mod flow_policies;
 mod hardening;
 mod metrics;
 mod reports;

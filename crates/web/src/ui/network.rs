@@ -10,8 +10,8 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use rampart_settings::{
-    BounceProfile, DestinationControl, FlowPolicy, RatAction, RatEntry, SenderGroup, Settings,
-    SmtpRoute, TlsPolicy,
+    BounceProfile, DestinationControl, FlowLimits, FlowPolicy, RatAction, RatEntry, SenderGroup,
+    Settings, SmtpRoute, TlsPolicy,
 };
 use rampart_store::Role;
 use serde::Deserialize;
@@ -56,6 +56,10 @@ pub(crate) struct TableForm {
     max_retry_secs: String,
     #[serde(default)]
     send_dsn: Option<String>,
+    #[serde(default)]
+    max_recipients_per_hour: String,
+    #[serde(default)]
+    max_connections_per_ip: String,
 }
 
 /// A table page's query: the confirmation of the last form, or the row to edit.
@@ -295,10 +299,38 @@ impl TablePage for HatPage {
             "TCPREFUSE" => FlowPolicy::Tcprefuse,
             _ => FlowPolicy::Accept,
         };
+        // A limit left empty is no limit.
+        let limit = |value: &str, what: &str| -> Result<Option<u32>, String> {
+            match value.trim() {
+                "" => Ok(None),
+                v => number(v, what).map(Some),
+            }
+        };
+        let limits = FlowLimits {
+            max_messages_per_connection: limit(
+                &form.max_messages_per_connection,
+                "Max. Messages per Connection",
+            )?,
+            max_recipients_per_hour: limit(
+                &form.max_recipients_per_hour,
+                "Max. Recipients per Hour",
+            )?,
+            max_connections_per_ip: limit(
+                &form.max_connections_per_ip,
+                "Max. Concurrent Connections per IP",
+            )?,
+            tls: match form.tls.as_str() {
+                "off" => Some(TlsPolicy::Off),
+                "required" => Some(TlsPolicy::Required),
+                "preferred" => Some(TlsPolicy::Preferred),
+                _ => None,
+            },
+        };
         let group = SenderGroup {
             name: form.name.trim().to_owned(),
             hosts: items(&form.hosts),
             policy,
+            limits,
         };
         if group.name.is_empty() {
             return Err("Enter a sender group name.".to_owned());
@@ -332,6 +364,28 @@ impl TablePage for HatPage {
             name: g.name.clone(),
             hosts: g.hosts.join("\n"),
             policy: g.policy.as_str().to_owned(),
+            max_messages_per_connection: g
+                .limits
+                .max_messages_per_connection
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            max_recipients_per_hour: g
+                .limits
+                .max_recipients_per_hour
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            max_connections_per_ip: g
+                .limits
+                .max_connections_per_ip
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            tls: match g.limits.tls {
+                Some(TlsPolicy::Off) => "off",
+                Some(TlsPolicy::Required) => "required",
+                Some(TlsPolicy::Preferred) => "preferred",
+                None => "",
+            }
+            .to_owned(),
             ..TableForm::default()
         }
     }

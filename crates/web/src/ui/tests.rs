@@ -2439,3 +2439,41 @@ async fn content_filter_builder_tests_saves_reorders_and_deletes() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn hat_rows_carry_mail_flow_policy_limits() {
+    let ui = Ui::new().await;
+    let admin = ui.login("admin").await;
+    let form = |messages: &'static str| {
+        vec![
+            ("op", "add"),
+            ("name", "THROTTLED"),
+            ("hosts", "192.0.2.0/24"),
+            ("policy", "ACCEPT"),
+            ("max_messages_per_connection", messages),
+            ("max_recipients_per_hour", "500"),
+            ("max_connections_per_ip", ""),
+            ("tls", "required"),
+        ]
+    };
+    let a = ui.post(&admin, "/mail-policies/hat", &form("many")).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body
+            .contains("Max. Messages per Connection must be a whole number"),
+        "{}",
+        a.body
+    );
+    let a = ui.post(&admin, "/mail-policies/hat", &form("10")).await;
+    assert_eq!(a.location, "/mail-policies/hat?done=staged", "{}", a.body);
+    let page = ui.get(&admin, "/mail-policies/hat").await.body;
+    assert!(
+        page.contains("10 msgs/connection<br>500 rcpts/hour per IP<br>TLS required"),
+        "{page}"
+    );
+    let working = ui.state.changes.working("admin").await.unwrap();
+    let g = working.hat.iter().find(|g| g.name == "THROTTLED").unwrap();
+    assert_eq!(g.limits.max_messages_per_connection, Some(10));
+    assert_eq!(g.limits.max_connections_per_ip, None);
+    assert_eq!(g.limits.tls, Some(rampart_settings::TlsPolicy::Required));
+}
