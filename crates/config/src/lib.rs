@@ -360,6 +360,19 @@ section! {
     }
 }
 
+section! {
+    /// `[[listener]]`: an SMTP listener besides the one of `[smtp]`, with a HAT of its own (the
+    /// runtime settings' `listener_hats`; until it has one, only loopback clients are accepted).
+    /// Everything else is as in `[smtp]`: the limits, TLS, the mail policies.
+    Listener in "listener." {
+        /// The listener's name: one word, shown as the interface in mail logs and on the HAT
+        /// page (`OutboundMail`).
+        name: String = String::new(),
+        /// Addresses to listen on.
+        listen: Vec<SocketAddr> = Vec::new(),
+    }
+}
+
 /// Delimiting of syslog messages on a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -472,6 +485,8 @@ pub struct Config {
     pub logs: Logs,
     pub retention: Retention,
     pub alerts: Alerts,
+    /// SMTP listeners besides `[smtp]`'s, each with its own HAT.
+    pub listeners: Vec<Listener>,
 }
 
 impl Config {
@@ -489,6 +504,7 @@ impl Config {
             Default::default(),
             Default::default(),
             Default::default(),
+            Vec::new(),
         )
     }
 
@@ -505,6 +521,7 @@ impl Config {
         logs: Logs,
         retention: Retention,
         alerts: Alerts,
+        listeners: Vec<Listener>,
     ) -> Config {
         Config {
             hostname: root.hostname,
@@ -519,6 +536,7 @@ impl Config {
             logs,
             retention,
             alerts,
+            listeners,
         }
     }
 
@@ -531,6 +549,7 @@ impl Config {
         let mut root_keys = toml::Table::new();
         let empty = toml::Table::new();
         let mut sections: Vec<(&str, &toml::Table)> = Vec::new();
+        let mut listeners = Vec::new();
         for (key, value) in &table {
             match (key.as_str(), value) {
                 (
@@ -546,6 +565,20 @@ impl Config {
                     _,
                 ) => {
                     errors.push(format!("`{key}`: must be a table ([{key}])"));
+                }
+                ("listener", toml::Value::Array(list)) => {
+                    for (i, item) in list.iter().enumerate() {
+                        match item {
+                            toml::Value::Table(t) => listeners.push(Listener::read(t, &mut errors)),
+                            _ => errors.push(format!(
+                                "`listener` #{}: must be a table ([[listener]])",
+                                i + 1
+                            )),
+                        }
+                    }
+                }
+                ("listener", _) => {
+                    errors.push("`listener`: must be an array of tables ([[listener]])".into());
                 }
                 _ => {
                     root_keys.insert(key.clone(), value.clone());
@@ -572,6 +605,7 @@ impl Config {
         let alerts = Alerts::read(section("alerts"), &mut errors);
         let config = Config::from_root(
             root, smtp, web, dns, delivery, tdc, antispam, antivirus, logs, retention, alerts,
+            listeners,
         );
         config.validate(&mut errors);
         if errors.is_empty() {
@@ -734,6 +768,43 @@ impl Config {
         if self.logs.syslog_queue_lines == 0 {
             bad("logs.syslog_queue_lines", "must be greater than 0");
         }
+        let mut names = vec![self.smtp.interface.as_str()];
+        let mut addresses: Vec<SocketAddr> = self.smtp.listen.clone();
+        if self.listeners.len() > 16 {
+            bad("listener", "at most 16 listeners besides [smtp]'s");
+        }
+        for l in &self.listeners {
+            let key = format!("listener.name ({:?})", l.name);
+            let word = !l.name.is_empty()
+                && l.name.len() <= 32
+                && l.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !word {
+                bad(&key, "must be one word of 1-32 letters, digits, '_' or '-'");
+            } else if names.iter().any(|n| n.eq_ignore_ascii_case(&l.name)) {
+                bad(
+                    &key,
+                    "is taken already (smtp.interface or another listener)",
+                );
+            }
+            names.push(&l.name);
+            if l.listen.is_empty() {
+                bad(
+                    &format!("listener.listen ({:?})", l.name),
+                    "needs an address",
+                );
+            }
+            for a in &l.listen {
+                if addresses.contains(a) && a.port() != 0 {
+                    bad(
+                        &format!("listener.listen ({:?})", l.name),
+                        &format!("{a} is used by another listener"),
+                    );
+                }
+                addresses.push(*a);
+            }
+        }
         if self.alerts.check_secs == 0 || self.alerts.check_secs > 3600 {
             bad("alerts.check_secs", "must be 1-3600 seconds");
         }
@@ -797,6 +868,7 @@ pub fn reference() -> Vec<FieldDoc> {
     Logs::reference(&mut out);
     Retention::reference(&mut out);
     Alerts::reference(&mut out);
+    Listener::reference(&mut out);
     out
 }
 
@@ -886,6 +958,42 @@ envelope_sender = "journal@example.com"
             .0
             .join("\n");
         assert!(errors.contains("`antispam.url`: must be rspamd's address as http://host:port"));
+    }
+
+    #[test]
+    fn listeners_are_named_once_with_their_own_addresses() {
+        let c = Config::parse(
+            "[smtp]\nlisten = [\"127.0.0.1:25\"]\n\n[[listener]]\nname = \"OutboundMail\"\nlisten = [\"127.0.0.1:587\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].name, "OutboundMail");
+        let errors = Config::parse(
+            "[smtp]\nlisten = [\"127.0.0.1:25\"]\n\
+             [[listener]]\nname = \"Management\"\nlisten = [\"127.0.0.1:587\"]\n\
+             [[listener]]\nname = \"two words\"\nlisten = [\"127.0.0.1:25\"]\n\
+             [[listener]]\nname = \"X\"\nport = 1\n",
+        )
+        .unwrap_err()
+        .0;
+        let text = errors.join("\n");
+        assert!(
+            text.contains("`listener.name (\"Management\")`: is taken already"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`listener.name (\"two words\")`: must be one word"),
+            "{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1:25 is used by another listener"),
+            "{text}"
+        );
+        assert!(text.contains("`listener.port`: unknown key"), "{text}");
+        assert!(
+            text.contains("`listener.listen (\"X\")`: needs an address"),
+            "{text}"
+        );
     }
 
     #[test]

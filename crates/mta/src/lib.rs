@@ -182,6 +182,12 @@ impl Mta {
 
     /// Accepts connections on `listener` until shutdown is signalled.
     pub async fn serve(self, listener: TcpListener) {
+        self.serve_as(listener, None).await
+    }
+
+    /// Accepts SMTP sessions on a `[[listener]]`: its name is the interface in the mail log and
+    /// picks its HAT.
+    pub async fn serve_as(self, listener: TcpListener, name: Option<std::sync::Arc<str>>) {
         let local = listener.local_addr().ok();
         let mut shutdown = self.shutdown.clone();
         loop {
@@ -205,8 +211,9 @@ impl Mta {
                 .or(local)
                 .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
             let mta = self.clone();
+            let name = name.clone();
             tokio::spawn(async move {
-                session::run(mta, stream, peer, local).await;
+                session::run(mta, stream, peer, local, name).await;
             });
         }
     }

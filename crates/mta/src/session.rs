@@ -22,7 +22,13 @@ use crate::Mta;
 use crate::io::{Io, Line, Stream};
 
 /// Runs a session on an accepted connection, enforcing the connection limit and the HAT.
-pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local: SocketAddr) {
+pub(crate) async fn run(
+    mta: Mta,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: Option<std::sync::Arc<str>>,
+) {
     let Ok(_permit) = mta.connections.clone().try_acquire_owned() else {
         mta.refusal(format!(
             "Connection from {} refused: {} concurrent connections reached",
@@ -61,7 +67,7 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
         mta.config.reverse_dns_timeout,
     )
     .await;
-    let iface = &mta.config.interface;
+    let iface = listener.as_deref().unwrap_or(&mta.config.interface);
     mta.log.info(line::new_icid(
         icid,
         iface,
@@ -70,7 +76,10 @@ pub(crate) async fn run(mta: Mta, mut stream: TcpStream, peer: SocketAddr, local
         rdns.host.as_deref(),
         rdns.verified,
     ));
-    let hat = mta.settings.load().classify(peer_ip, rdns.verified_name());
+    let hat = mta
+        .settings
+        .load()
+        .classify_on(listener.as_deref(), peer_ip, rdns.verified_name());
     mta.log.info(line::sender_group(
         icid,
         hat.policy.as_str(),

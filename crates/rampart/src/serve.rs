@@ -120,6 +120,32 @@ pub(crate) async fn serve(
         println!("smtp listening on {bound}");
         smtp_tasks.push(tokio::spawn(mta.clone().serve(listener)));
     }
+    let own_hats: Vec<String> = shared
+        .load()
+        .settings()
+        .listener_hats
+        .iter()
+        .map(|h| h.listener.clone())
+        .collect();
+    for l in &config.listeners {
+        let name: Arc<str> = Arc::from(l.name.as_str());
+        for addr in &l.listen {
+            let listener = listen(*addr).with_context(|| {
+                format!("cannot listen for SMTP on {addr} (listener {})", l.name)
+            })?;
+            let bound = listener.local_addr()?;
+            println!("smtp listener {} listening on {bound}", l.name);
+            smtp_tasks.push(tokio::spawn(
+                mta.clone().serve_as(listener, Some(name.clone())),
+            ));
+        }
+        if !own_hats.iter().any(|h| h.eq_ignore_ascii_case(&l.name)) {
+            log.info(format!(
+                "Listener {} has no HAT of its own yet: only loopback clients are accepted; add sender groups on the HAT Overview page (listener {})",
+                l.name, l.name
+            ));
+        }
+    }
 
     tokio::spawn(prune(
         store.clone(),
@@ -160,6 +186,17 @@ pub(crate) async fn serve(
         hostname: config.hostname.clone(),
         mail_log: Some(config.data_dir.join("logs").join("mail_logs")),
         message_body_hours: config.retention.message_body_hours,
+        listeners: std::iter::once(rampart_web::ListenerInfo {
+            name: config.smtp.interface.clone(),
+            listen: config.smtp.listen.iter().map(ToString::to_string).collect(),
+            main: true,
+        })
+        .chain(config.listeners.iter().map(|l| rampart_web::ListenerInfo {
+            name: l.name.clone(),
+            listen: l.listen.iter().map(ToString::to_string).collect(),
+            main: false,
+        }))
+        .collect(),
         logs: rampart_web::LogOptions {
             retain_files: config.logs.retain_files,
             max_file_bytes: config.logs.max_file_bytes,

@@ -122,6 +122,26 @@ pub(crate) fn default_table() -> Vec<SenderGroup> {
 }
 
 pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<Problem>) -> Vec<Compiled> {
+    compile_at(groups, "hat", errors)
+}
+
+/// The HAT of a listener without one of its own: loopback clients are accepted, everyone else
+/// is refused, until the administrator adds sender groups.
+pub(crate) fn loopback_only() -> Vec<SenderGroup> {
+    vec![SenderGroup {
+        name: "LOOPBACK".into(),
+        hosts: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        policy: FlowPolicy::Accept,
+        limits: FlowLimits::default(),
+    }]
+}
+
+/// `at` names the table in problems (`hat`, `listener_hats[0].hat`).
+pub(crate) fn compile_at(
+    groups: &[SenderGroup],
+    at: &str,
+    errors: &mut Vec<Problem>,
+) -> Vec<Compiled> {
     let mut out = Vec::with_capacity(groups.len());
     for (i, g) in groups.iter().enumerate() {
         let name_ok = !g.name.is_empty()
@@ -131,7 +151,7 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<Problem>) -> Vec<
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !name_ok {
             errors.push(Problem::new(
-                format!("hat[{i}]"),
+                format!("{at}[{i}]"),
                 format!("name {:?} must be 1-64 letters, digits, '_' or '-'", g.name),
             ));
         }
@@ -141,7 +161,7 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<Problem>) -> Vec<
             .any(|o| o.name.eq_ignore_ascii_case(&g.name))
         {
             errors.push(Problem::new(
-                format!("hat[{i}]"),
+                format!("{at}[{i}]"),
                 format!("sender group name {:?} is used twice", g.name),
             ));
         }
@@ -161,10 +181,10 @@ pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<Problem>) -> Vec<
             {
                 hosts.push((h.to_ascii_lowercase(), Host::Name(p)));
             } else {
-                errors.push(Problem::new(format!("hat[{i}] ({})", g.name), format!("host {h:?} is not an IP address, a CIDR range, a host name (mail.example.com, .example.com) or ALL")));
+                errors.push(Problem::new(format!("{at}[{i}] ({})", g.name), format!("host {h:?} is not an IP address, a CIDR range, a host name (mail.example.com, .example.com) or ALL")));
             }
         }
-        let here = || format!("hat[{i}] ({})", g.name);
+        let here = || format!("{at}[{i}] ({})", g.name);
         for (what, value, max) in [
             (
                 "limits.max_messages_per_connection",

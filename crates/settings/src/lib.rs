@@ -69,6 +69,22 @@ pub struct Settings {
     /// none).
     #[serde(default)]
     pub alerts: AlertSettings,
+    /// The HATs of the listeners besides `[smtp]`'s (`[[listener]]`), by listener name.
+    #[serde(default)]
+    pub listener_hats: Vec<ListenerHat>,
+}
+
+/// The HAT a `[[listener]]` runs with until it has one of its own: loopback clients only.
+pub fn loopback_only_hat() -> Vec<SenderGroup> {
+    hat::loopback_only()
+}
+
+/// The HAT of one `[[listener]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerHat {
+    pub listener: String,
+    pub hat: Vec<SenderGroup>,
 }
 
 impl Default for Settings {
@@ -85,6 +101,7 @@ impl Default for Settings {
             outgoing_policies: vec![MailPolicy::default_policy()],
             tdc: TdcSettings::default(),
             alerts: AlertSettings::default(),
+            listener_hats: Vec::new(),
         }
     }
 }
@@ -100,6 +117,7 @@ pub const TABLES: &[&str] = &[
     "outgoing_policies",
     "tdc",
     "alerts",
+    "listener_hats",
 ];
 
 /// A table as the menus name it, for messages about it.
@@ -114,6 +132,7 @@ pub fn table_title(table: &str) -> &str {
         "incoming_policies" => "Incoming Mail Policies",
         "outgoing_policies" => "Outgoing Mail Policies",
         "alerts" => "The alert settings",
+        "listener_hats" => "The listeners' HATs",
         other => other,
     }
 }
@@ -123,6 +142,27 @@ impl Settings {
     pub fn compile(self) -> Result<Snapshot, SettingsErrors> {
         let mut errors = Vec::new();
         let hat = hat::compile(&self.hat, &mut errors);
+        let mut listener_hats = Vec::new();
+        for (k, l) in self.listener_hats.iter().enumerate() {
+            let at = format!("listener_hats[{k}]");
+            if l.listener.trim().is_empty() {
+                errors.push(Problem::new(at.clone(), "needs the listener's name"));
+            }
+            if self
+                .listener_hats
+                .iter()
+                .take(k)
+                .any(|o| o.listener.eq_ignore_ascii_case(&l.listener))
+            {
+                errors.push(Problem::new(
+                    at.clone(),
+                    format!("listener {:?} has a HAT already", l.listener),
+                ));
+            }
+            let table = hat::compile_at(&l.hat, &format!("{at}.hat"), &mut errors);
+            listener_hats.push((l.listener.clone(), table));
+        }
+        let loopback_only = hat::compile(&hat::loopback_only(), &mut errors);
         let rat = rat::compile(&self.rat, &mut errors);
         let routes = routes::compile(&self.smtp_routes, &mut errors);
         let (default_control, controls) =
@@ -148,6 +188,8 @@ impl Settings {
             Ok(Snapshot {
                 settings: self,
                 hat,
+                listener_hats,
+                loopback_only,
                 rat,
                 routes,
                 default_control,
@@ -194,6 +236,7 @@ impl Settings {
             "outgoing_policies" => self.outgoing_policies = from_json(table, value).map_err(one)?,
             "tdc" => self.tdc = from_json(table, value).map_err(one)?,
             "alerts" => self.alerts = from_json(table, value).map_err(one)?,
+            "listener_hats" => self.listener_hats = from_json(table, value).map_err(one)?,
             _ => {
                 let message = format!("unknown settings table `{table}`");
                 return Err(one(Problem::new("", message)));
@@ -214,6 +257,7 @@ impl Settings {
             "outgoing_policies" => serde_json::to_value(&self.outgoing_policies).ok(),
             "tdc" => serde_json::to_value(&self.tdc).ok(),
             "alerts" => serde_json::to_value(&self.alerts).ok(),
+            "listener_hats" => serde_json::to_value(&self.listener_hats).ok(),
             _ => None,
         }
     }
@@ -286,6 +330,10 @@ fn from_json<T: serde::de::DeserializeOwned>(
 pub struct Snapshot {
     settings: Settings,
     hat: Vec<hat::Compiled>,
+    /// Each `[[listener]]`'s HAT, by name.
+    listener_hats: Vec<(String, Vec<hat::Compiled>)>,
+    /// The HAT of a listener that has none yet.
+    loopback_only: Vec<hat::Compiled>,
     rat: Vec<rat::Compiled>,
     routes: Vec<routes::Compiled>,
     default_control: DestinationControl,
@@ -303,6 +351,25 @@ impl Snapshot {
     /// `verified_name` is its forward-confirmed reverse DNS name, if any.
     pub fn classify(&self, ip: IpAddr, verified_name: Option<&str>) -> HatMatch {
         hat::classify(&self.hat, ip, verified_name)
+    }
+
+    /// The same on a listener: `None` is `[smtp]`'s (the `hat` table), a name a `[[listener]]`
+    /// (its own HAT, or loopback only while it has none).
+    pub fn classify_on(
+        &self,
+        listener: Option<&str>,
+        ip: IpAddr,
+        verified_name: Option<&str>,
+    ) -> HatMatch {
+        let Some(name) = listener else {
+            return self.classify(ip, verified_name);
+        };
+        let table = self
+            .listener_hats
+            .iter()
+            .find(|(l, _)| l.eq_ignore_ascii_case(name))
+            .map_or(&self.loopback_only, |(_, t)| t);
+        hat::classify(table, ip, verified_name)
     }
 
     /// Whether mail to `domain` is accepted for delivery (first matching RAT entry).

@@ -64,6 +64,8 @@ pub struct WebOptions {
     pub logs: LogOptions,
     /// `retention.message_body_hours`: how long a message can be replayed, for the TDC page.
     pub message_body_hours: u64,
+    /// The SMTP listeners, the main one first (empty in tests that run no MTA).
+    pub listeners: Vec<ListenerInfo>,
 }
 
 /// The `[logs]` settings *Log Subscriptions* shows.
@@ -86,9 +88,20 @@ impl Default for LogOptions {
     }
 }
 
+/// An SMTP listener, as the HAT page and `GET /api/v1/listeners` show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// The interface name (`smtp.interface` for the main listener, a `[[listener]]`'s name).
+    pub name: String,
+    pub listen: Vec<String>,
+    /// `[smtp]`'s listener, whose HAT is the `hat` table.
+    pub main: bool,
+}
+
 impl Default for WebOptions {
     fn default() -> WebOptions {
         WebOptions {
+            listeners: Vec::new(),
             https: false,
             session_idle_secs: 30 * 60,
             max_failed_logins: 5,

@@ -27,6 +27,8 @@ pub struct Appliance {
     child: Child,
     pub smtp: SocketAddr,
     pub web: SocketAddr,
+    /// The `[[listener]]`s' addresses by name.
+    pub listeners: std::collections::HashMap<String, SocketAddr>,
     pub config_path: PathBuf,
     pub stderr_path: PathBuf,
     _dns: Option<crate::dns::DnsServer>,
@@ -100,10 +102,16 @@ impl Appliance {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let (mut smtp, mut web) = (None, None);
+        let mut listeners = std::collections::HashMap::new();
         let found = tokio::time::timeout(DEADLINE, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(a) = line.strip_prefix("smtp listening on ") {
                     smtp = Some(a.parse().unwrap());
+                }
+                if let Some(rest) = line.strip_prefix("smtp listener ")
+                    && let Some((name, a)) = rest.split_once(" listening on ")
+                {
+                    listeners.insert(name.to_owned(), a.parse().unwrap());
                 }
                 if let Some(a) = line.strip_prefix("web listening on ") {
                     web = Some(a.parse().unwrap());
@@ -127,6 +135,7 @@ impl Appliance {
             child,
             smtp: smtp.unwrap(),
             web: web.unwrap(),
+            listeners,
             config_path,
             stderr_path,
             _dns: dns,

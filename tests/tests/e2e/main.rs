@@ -19,6 +19,7 @@ mod emailauth;
 mod engines;
 mod flow_policies;
 mod hardening;
+mod listeners;
 mod metrics;
 mod reports;
 mod smtp_ingest;

@@ -735,6 +735,13 @@ async fn failed_journal_copies_can_be_replayed_once() {
             .contains("queued, delivered, failed, expired or replayed"),
         "{bad}"
     );
+    // At most 10,000 entries a request, the newest first.
+    let (code, bad) = s.app.api(Method::GET, "/ledger?limit=20000", None).await;
+    assert_eq!(code, 400);
+    assert!(bad.to_string().contains("limit must be 1-10000"), "{bad}");
+    let (code, one) = s.app.api(Method::GET, "/ledger?limit=1", None).await;
+    assert_eq!(code, 200, "{one}");
+    assert_eq!(one.as_array().map(Vec::len), Some(1));
     s.app
         .wait_log(&format!(
             "TDC: MID {failed} successfully delivered for scanning with Cisco Secure Email Threat Defense"

@@ -62,6 +62,8 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/hat", settings::get_handler("hat"))
+        .route("/listener-hats", settings::get_handler("listener_hats"))
+        .route("/listeners", get(status::listeners))
         .route("/rat", settings::get_handler("rat"))
         .route("/smtp-routes", settings::get_handler("smtp_routes"))
         .route(

@@ -167,7 +167,8 @@ pub(crate) struct LedgerQuery {
     limit: Option<u32>,
 }
 
-/// `GET /api/v1/ledger?since=SECONDS&state=queued|delivered|failed|expired|replayed`: the fate of every
+/// `GET /api/v1/ledger?since=SECONDS&state=queued|delivered|failed|expired|replayed&limit=1000`
+/// (at most 10,000, newest first): the fate of every
 /// journal copy — "which clean messages of the last hour never reached Threat Defense?".
 pub(crate) async fn ledger(
     State(state): State<AppState>,
@@ -191,13 +192,19 @@ pub(crate) async fn ledger(
             "since is a number of seconds back from now and cannot be negative",
         ));
     }
+    // Each entry is read whole into memory: a caller gets at most 10,000 per request.
+    let limit = match q.limit {
+        None => 1000,
+        Some(n @ 1..=10_000) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "limit must be 1-10000, got {n}"
+            )));
+        }
+    };
     let entries = state
         .store
-        .ledger(
-            rampart_store::unix_now() - since,
-            filter,
-            q.limit.unwrap_or(1000),
-        )
+        .ledger(rampart_store::unix_now() - since, filter, limit)
         .await?;
     Ok(Json(Value::Array(
         entries.into_iter().map(ledger_json).collect(),
@@ -429,6 +436,28 @@ pub(crate) async fn resumedel(
     tracing::info!(user = %caller.name, host = %host, rows = n, "delivery resumed through the API");
     Ok(Json(
         json!({"host": host, "held": false, "rescheduled_recipients": n}),
+    ))
+}
+
+/// `GET /api/v1/listeners`: the SMTP listeners, the main one (`[smtp]`, HAT `hat`) first, each
+/// `[[listener]]` with whether it has a HAT of its own (`listener-hats`).
+pub(crate) async fn listeners(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+    let snapshot = state.settings.load();
+    let own = &snapshot.settings().listener_hats;
+    Json(Value::Array(
+        state
+            .options
+            .listeners
+            .iter()
+            .map(|l| {
+                json!({
+                    "name": l.name,
+                    "listen": l.listen,
+                    "hat": if l.main { "hat" } else { "listener-hats" },
+                    "own_hat": l.main || own.iter().any(|h| h.listener == l.name),
+                })
+            })
+            .collect(),
     ))
 }
 

@@ -63,6 +63,10 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             get(network::view::<network::HatPage>).post(network::post::<network::HatPage>),
         )
         .route(
+            "/mail-policies/hat/{listener}",
+            get(network::view_in::<network::HatPage>).post(network::post_in::<network::HatPage>),
+        )
+        .route(
             "/mail-policies/rat",
             get(network::view::<network::RatPage>).post(network::post::<network::RatPage>),
         )
@@ -316,6 +320,8 @@ pub(crate) struct Layout {
     pub page: String,
     /// The pages of this page's menu that the user's role may open, in menu order.
     pub submenu: Vec<(&'static str, &'static str)>,
+    /// The SMTP listeners (name, whether it is `[smtp]`'s), for the HAT page's choice.
+    pub listeners: Vec<(String, bool)>,
 }
 
 /// A sub-menu entry: its path, its title, the least role that sees it.
@@ -429,6 +435,12 @@ impl Layout {
     pub fn new(state: &AppState, ui: &Ui, menu: &'static str, title: impl Into<String>) -> Layout {
         let mut l = Layout::bare(ui, menu, title.into());
         l.hostname = state.options.hostname.clone();
+        l.listeners = state
+            .options
+            .listeners
+            .iter()
+            .map(|x| (x.name.clone(), x.main))
+            .collect();
         l
     }
 
@@ -446,6 +458,7 @@ impl Layout {
             hostname: String::new(),
             page: ui.path.clone(),
             submenu: submenu(menu, ui.role),
+            listeners: Vec::new(),
         }
     }
 

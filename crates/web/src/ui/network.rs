@@ -7,7 +7,7 @@
 //! one [`post`]: a [`TablePage`] says what differs. The bounce profile is one record, not a table.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use rampart_settings::{
     BounceProfile, DestinationControl, FlowLimits, FlowPolicy, RatAction, RatEntry, SenderGroup,
@@ -60,6 +60,21 @@ pub(crate) struct TableForm {
     max_recipients_per_hour: String,
     #[serde(default)]
     max_connections_per_ip: String,
+    /// The `[[listener]]` whose table this is ("" for a table kept once); set by the handler
+    /// from the address, never read from the form.
+    #[serde(skip)]
+    listener: String,
+}
+
+impl TableForm {
+    /// The HAT page this form belongs to: `[smtp]`'s, or a `[[listener]]`'s.
+    pub(crate) fn hat_path(&self) -> String {
+        if self.listener.is_empty() {
+            "/mail-policies/hat".to_owned()
+        } else {
+            format!("/mail-policies/hat/{}", self.listener)
+        }
+    }
 }
 
 /// A table page's query: the confirmation of the last form, or the row to edit.
@@ -142,6 +157,17 @@ pub(crate) trait TablePage {
     const LABEL: &'static str;
 
     fn rows(settings: &mut Settings) -> &mut Vec<Self::Row>;
+    /// A table kept per listener (the HAT) is edited for `scope`, a `[[listener]]`'s name; the
+    /// others have only `""`.
+    fn rows_in<'a>(settings: &'a mut Settings, _scope: &str) -> &'a mut Vec<Self::Row> {
+        Self::rows(settings)
+    }
+    /// The settings table `scope`'s rows are staged in.
+    fn table_in(_scope: &str) -> &'static str {
+        Self::TABLE
+    }
+    /// Whether the table is kept per listener.
+    const PER_LISTENER: bool = false;
     /// The add form's starting values.
     fn blank() -> TableForm {
         TableForm::default()
@@ -164,14 +190,55 @@ pub(crate) trait TablePage {
 
 /// Shows a table page with the administrator's pending changes.
 pub(crate) async fn view<P: TablePage>(
+    state: State<AppState>,
+    ui: Ui,
+    q: Result<Query<TableQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    show::<P>(state, ui, q, String::new()).await
+}
+
+/// The same for one `[[listener]]`'s table (`/mail-policies/hat/{listener}`).
+pub(crate) async fn view_in<P: TablePage>(
+    state: State<AppState>,
+    ui: Ui,
+    Path(listener): Path<String>,
+    q: Result<Query<TableQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, UiError> {
+    let scope = listener_scope::<P>(&state, &listener)?;
+    show::<P>(state, ui, q, scope).await
+}
+
+/// A `[[listener]]` of this appliance (not `[smtp]`'s), for a table kept per listener.
+fn listener_scope<P: TablePage>(state: &AppState, name: &str) -> Result<String, UiError> {
+    state
+        .options
+        .listeners
+        .iter()
+        .find(|l| !l.main && l.name == name)
+        .filter(|_| P::PER_LISTENER)
+        .map(|l| l.name.clone())
+        .ok_or_else(|| UiError::NotFound(format!("There is no listener named {name:?}.")))
+}
+
+/// Where a table's page is: its path, or its path for a listener.
+fn path_in<P: TablePage>(scope: &str) -> String {
+    if scope.is_empty() {
+        P::PATH.to_owned()
+    } else {
+        format!("{}/{scope}", P::PATH)
+    }
+}
+
+async fn show<P: TablePage>(
     State(state): State<AppState>,
     ui: Ui,
     q: Result<Query<TableQuery>, axum::extract::rejection::QueryRejection>,
+    scope: String,
 ) -> Result<Response, UiError> {
     let Query(q) =
         q.map_err(|e| UiError::BadRequest(format!("Invalid address: {}", e.body_text())))?;
     let mut settings = working(&state, &ui).await?;
-    let rows = std::mem::take(P::rows(&mut settings));
+    let rows = std::mem::take(P::rows_in(&mut settings, &scope));
     let form = match q.edit {
         None => P::blank(),
         Some(i) => {
@@ -188,20 +255,46 @@ pub(crate) async fn view<P: TablePage>(
             }
         }
     };
+    let form = TableForm {
+        listener: scope,
+        ..form
+    };
     let l = Layout::new(&state, &ui, P::MENU, P::TITLE).flash(q.done.as_deref());
     Ok(P::page(l, rows, form, None))
 }
 
 /// Stages a delete, a move or an added entry, or shows the page again with what to fix.
 pub(crate) async fn post<P: TablePage>(
+    state: State<AppState>,
+    posted: Posted<TableForm>,
+) -> Result<Response, UiError> {
+    save::<P>(state, posted, String::new()).await
+}
+
+/// The same for one `[[listener]]`'s table.
+pub(crate) async fn post_in<P: TablePage>(
+    state: State<AppState>,
+    Path(listener): Path<String>,
+    posted: Posted<TableForm>,
+) -> Result<Response, UiError> {
+    let scope = listener_scope::<P>(&state, &listener)?;
+    save::<P>(state, posted, scope).await
+}
+
+async fn save<P: TablePage>(
     State(state): State<AppState>,
     Posted { ui, form }: Posted<TableForm>,
+    scope: String,
 ) -> Result<Response, UiError> {
     ui.require(Role::Admin)?;
+    let form = TableForm {
+        listener: scope.clone(),
+        ..form
+    };
     let mut settings = working(&state, &ui).await?;
-    P::check_op(P::rows(&mut settings), &form)?;
+    P::check_op(P::rows_in(&mut settings, &scope), &form)?;
     let editing = match (form.op.as_str(), form.index) {
-        ("edit", Some(i)) if i < P::rows(&mut settings).len() => Some(i),
+        ("edit", Some(i)) if i < P::rows_in(&mut settings, &scope).len() => Some(i),
         ("edit", _) => {
             return Err(UiError::BadRequest(
                 "That row does not exist (any more); reload the page.".into(),
@@ -209,10 +302,15 @@ pub(crate) async fn post<P: TablePage>(
         }
         _ => None,
     };
-    let description = match row_op(P::rows(&mut settings), &form) {
-        Some(r) => format!("{}: {}", P::LABEL, r?),
+    let label = if scope.is_empty() {
+        P::LABEL.to_owned()
+    } else {
+        format!("{} of listener {scope}", P::LABEL)
+    };
+    let description = match row_op(P::rows_in(&mut settings, &scope), &form) {
+        Some(r) => format!("{label}: {}", r?),
         None => {
-            let rows = P::rows(&mut settings);
+            let rows = P::rows_in(&mut settings, &scope);
             let others: Vec<P::Row> = rows
                 .iter()
                 .enumerate()
@@ -224,11 +322,11 @@ pub(crate) async fn post<P: TablePage>(
                     if let Some(slot) = rows.get_mut(i) {
                         *slot = row;
                     }
-                    format!("{}: row {} changed to {words}", P::LABEL, i + 1)
+                    format!("{label}: row {} changed to {words}", i + 1)
                 }
                 (Ok((row, words)), None) => {
                     P::insert(rows, row);
-                    format!("{}: added {words}", P::LABEL)
+                    format!("{label}: added {words}")
                 }
                 (Err(error), _) => {
                     let rows = std::mem::take(rows);
@@ -238,14 +336,14 @@ pub(crate) async fn post<P: TablePage>(
             }
         }
     };
-    let rows = P::rows(&mut settings).clone();
+    let rows = P::rows_in(&mut settings, &scope).clone();
     commit_or_show(
         &state,
         &ui,
         &settings,
-        P::TABLE,
+        P::table_in(&scope),
         description,
-        P::PATH,
+        &path_in::<P>(&scope),
         |e| {
             P::page(
                 Layout::new(&state, &ui, P::MENU, P::TITLE),
@@ -290,6 +388,41 @@ impl TablePage for HatPage {
 
     fn rows(settings: &mut Settings) -> &mut Vec<SenderGroup> {
         &mut settings.hat
+    }
+
+    const PER_LISTENER: bool = true;
+
+    /// A listener without a HAT of its own starts from the one it runs with: loopback only.
+    fn rows_in<'a>(settings: &'a mut Settings, scope: &str) -> &'a mut Vec<SenderGroup> {
+        if scope.is_empty() {
+            return &mut settings.hat;
+        }
+        let at = match settings
+            .listener_hats
+            .iter()
+            .position(|h| h.listener == scope)
+        {
+            Some(i) => i,
+            None => {
+                settings.listener_hats.push(rampart_settings::ListenerHat {
+                    listener: scope.to_owned(),
+                    hat: rampart_settings::loopback_only_hat(),
+                });
+                settings.listener_hats.len() - 1
+            }
+        };
+        match settings.listener_hats.get_mut(at) {
+            Some(h) => &mut h.hat,
+            None => &mut settings.hat,
+        }
+    }
+
+    fn table_in(scope: &str) -> &'static str {
+        if scope.is_empty() {
+            "hat"
+        } else {
+            "listener_hats"
+        }
     }
 
     fn parse(form: &TableForm, rows: &[SenderGroup]) -> Result<(SenderGroup, String), String> {

@@ -2477,3 +2477,77 @@ async fn hat_rows_carry_mail_flow_policy_limits() {
     assert_eq!(g.limits.max_connections_per_ip, None);
     assert_eq!(g.limits.tls, Some(rampart_settings::TlsPolicy::Required));
 }
+
+#[tokio::test]
+async fn each_listener_has_its_own_hat_page() {
+    let ui = Ui::with(WebOptions {
+        listeners: vec![
+            crate::ListenerInfo {
+                name: "InboundMail".into(),
+                listen: vec!["0.0.0.0:25".into()],
+                main: true,
+            },
+            crate::ListenerInfo {
+                name: "OutboundMail".into(),
+                listen: vec!["10.0.0.1:587".into()],
+                main: false,
+            },
+        ],
+        ..WebOptions::default()
+    })
+    .await;
+    let admin = ui.login("admin").await;
+    let a = ui.get(&admin, "/mail-policies/hat").await;
+    assert!(
+        a.body.contains("href=\"/mail-policies/hat/OutboundMail\""),
+        "{}",
+        a.body
+    );
+    let a = ui.get(&admin, "/mail-policies/hat/OutboundMail").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.body.contains("127.0.0.0/8") && !a.body.contains("<strong>ALL</strong>"),
+        "loopback only until changed"
+    );
+    for path in ["/mail-policies/hat/InboundMail", "/mail-policies/hat/Nope"] {
+        assert_eq!(
+            ui.get(&admin, path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let a = ui
+        .post(
+            &admin,
+            "/mail-policies/hat/OutboundMail",
+            &[
+                ("op", "add"),
+                ("name", "RELAYLIST"),
+                ("hosts", "10.0.0.0/8"),
+                ("policy", "RELAY"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        a.location, "/mail-policies/hat/OutboundMail?done=staged",
+        "{}",
+        a.body
+    );
+    let working = ui.state.changes.working("admin").await.unwrap();
+    let hat = &working.listener_hats.first().unwrap().hat;
+    assert_eq!(
+        hat.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+        ["LOOPBACK", "RELAYLIST"]
+    );
+    assert!(
+        working.hat.iter().all(|g| g.name != "RELAYLIST"),
+        "the main HAT is untouched"
+    );
+    let a = ui
+        .get(&admin, "/mail-policies/hat/OutboundMail?edit=1")
+        .await;
+    assert!(
+        a.body
+            .contains("action=\"/mail-policies/hat/OutboundMail\"")
+    );
+}
