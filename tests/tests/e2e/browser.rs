@@ -343,6 +343,23 @@ async fn administrator_sets_up_journaling_in_the_browser_and_tracks_a_message() 
     assert!(b.text("#sender_domains").await.contains("sender.test"));
     b.shot("11-overview").await;
 
+    // System Administration > Alerts: a recipient for Warning and above, staged like any setting.
+    b.link("System Administration").await;
+    b.link("Alerts").await;
+    assert_eq!(b.heading().await, "Alerts");
+    b.type_into("#recipients", "postmaster@example.com warning")
+        .await;
+    b.submit("form[action='/admin/alerts'] button.primary")
+        .await;
+    assert!(b.text("p.flash").await.contains("pending"));
+    assert_eq!(
+        b.css("#recipients").await.prop("value").await.unwrap(),
+        Some("postmaster@example.com warning".to_owned())
+    );
+    b.shot("19-alerts").await;
+    b.submit("#commit-link").await;
+    b.submit("#commit").await;
+
     // The audit log shows the commit with its comment.
     b.link("System Administration").await;
     b.link("Audit Log").await;
