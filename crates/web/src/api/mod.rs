@@ -8,6 +8,7 @@ mod status;
 mod users;
 
 pub(crate) use reports::csv_response;
+pub use settings::mask_webhook;
 pub use status::host_name;
 pub(crate) use status::track_filter;
 pub use status::{

@@ -134,11 +134,35 @@ fn stale(expected: i64, current: i64) -> ApiError {
     }
 }
 
+/// A webhook URL often carries its credential in the path (`/services/T0/B0/XXXX`): callers
+/// that may not change settings see only its scheme and host.
+pub fn mask_webhook(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if host.len() == rest.len() {
+                url.to_owned()
+            } else {
+                format!("{scheme}://{host}/…")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// `GET /api/v1/{resource}` for a settings table.
 pub(crate) fn get_handler(table: &'static str) -> axum::routing::MethodRouter<AppState> {
     axum::routing::get(
-        move |State(state): State<AppState>, _caller: Caller| async move {
-            get_table(&state, table).await
+        move |State(state): State<AppState>, caller: Caller| async move {
+            let (headers, Json(mut value)) = get_table(&state, table).await?;
+            if table == "alerts"
+                && caller.role != rampart_store::Role::Admin
+                && let Some(url) = value.get_mut("webhook_url")
+                && let Some(text) = url.as_str()
+            {
+                *url = Value::String(mask_webhook(text));
+            }
+            Ok::<_, ApiError>((headers, Json(value)))
         },
     )
     .put(
@@ -149,4 +173,26 @@ pub(crate) fn get_handler(table: &'static str) -> axum::routing::MethodRouter<Ap
             put_table(&state, &caller, if_match, table, body).await
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_webhook;
+
+    #[test]
+    fn a_webhook_path_is_hidden() {
+        assert_eq!(
+            mask_webhook("https://hooks.example.com/services/T0/B0/secret"),
+            "https://hooks.example.com/…"
+        );
+        assert_eq!(
+            mask_webhook("http://10.0.0.5:8080?token=x"),
+            "http://10.0.0.5:8080/…"
+        );
+        assert_eq!(
+            mask_webhook("https://alerts.example.com"),
+            "https://alerts.example.com"
+        );
+        assert_eq!(mask_webhook(""), "");
+    }
 }

@@ -142,6 +142,10 @@ pub(crate) async fn view(
 ) -> Result<Response, UiError> {
     ui.require(Role::Operator)?;
     let settings = working(&state, &ui).await?;
+    let mut form = AlertForm::of(&settings.alerts);
+    if !ui.is_admin() {
+        form.webhook_url = crate::api::mask_webhook(&form.webhook_url);
+    }
     let done = q.done.as_deref().filter(|d| *d != "tested");
     // After Send Test Alert: where the newest alert, the test, went.
     let test = if q.done.as_deref() == Some("tested") {
@@ -155,15 +159,7 @@ pub(crate) async fn view(
     } else {
         None
     };
-    page(
-        &state,
-        &ui,
-        AlertForm::of(&settings.alerts),
-        None,
-        done,
-        test,
-    )
-    .await
+    page(&state, &ui, form, None, done, test).await
 }
 
 pub(crate) async fn save(

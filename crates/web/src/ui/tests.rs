@@ -2284,6 +2284,37 @@ async fn alert_settings_stage_validate_and_are_for_operators_and_admins() {
             .contains("ops@example.com critical\nnoc@example.com warning")
     );
     assert!(a.body.contains("Commit Changes (1)"));
+    // A webhook URL's path (often its credential) is shown to administrators only.
+    ui.state
+        .changes
+        .apply(
+            &rampart_store::Audit::new("admin", "api", "webhook".to_owned()),
+            None,
+            |s: &mut Settings| {
+                s.alerts.webhook_url = "https://hooks.example.com/services/T0/B0/secret".into();
+                Ok::<_, crate::ApiError>(())
+            },
+        )
+        .await
+        .unwrap();
+    let a = ui.get(&oper, "/admin/alerts").await;
+    assert!(!a.body.contains("secret"), "{}", a.body);
+    assert!(a.body.contains("https://hooks.example.com/…"));
+    // The same through the API: masked for an operator, whole for an administrator.
+    for (user, whole) in [("oper", false), ("admin", true)] {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:password1"));
+        let a = ui
+            .send(
+                Request::get("/api/v1/alerts")
+                    .header(header::AUTHORIZATION, format!("Basic {basic}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body.contains("secret"), whole, "{user}: {}", a.body);
+    }
 }
 
 #[tokio::test]
