@@ -415,7 +415,8 @@ impl Store {
     /// Keeps the reports small (run by retention every few minutes): an hour that is over keeps
     /// its 100 biggest keys per list and sums the rest under ''; before yesterday, top lists are
     /// folded into days (trimmed the same way) and 5-minute counts into hours; rows older than
-    /// 32 days go. A month is then about 11,000 count rows and 12,000 top-list rows.
+    /// 32 days go. A month is then about 11,000 count rows and 12,000 top-list rows. The
+    /// per-minute counters of System Status and the ledger summaries are kept 2 and 32 days.
     pub async fn compact_reports(&self) -> Result<(), StoreError> {
         self.compact_reports_at(unix_now()).await
     }
@@ -486,6 +487,16 @@ impl Store {
             .await?;
         sqlx::query("DELETE FROM report_counts WHERE slot < ?1")
             .bind((now - KEEP_SECS).div_euclid(SLOT_SECS))
+            .execute(&mut *tx)
+            .await?;
+        // The per-minute counters of System Status (its chart shows six hours) and of the
+        // ledger's summaries (an hour and a day) would otherwise grow a row per minute forever.
+        sqlx::query("DELETE FROM activity_minutes WHERE minute < ?1")
+            .bind((now - 2 * 86_400).div_euclid(60))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM journal_minutes WHERE minute < ?1")
+            .bind((now - KEEP_SECS).div_euclid(60))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -651,7 +662,34 @@ mod tests {
                 .unwrap();
         }
 
+        for (table, minute) in [
+            ("activity_minutes", (now - 3 * 86_400) / 60),
+            ("activity_minutes", now / 60),
+            ("journal_minutes", (now - 40 * 86_400) / 60),
+            ("journal_minutes", now / 60),
+        ] {
+            let sql = if table == "activity_minutes" {
+                "INSERT INTO activity_minutes (minute, kind, state, n) VALUES (?1, 'message', 'received', 1)"
+            } else {
+                "INSERT INTO journal_minutes (minute, state, replayed, n) VALUES (?1, 'delivered', 0, 1)"
+            };
+            sqlx::query(sql)
+                .bind(minute)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+
         store.compact_reports_at(now).await.unwrap();
+
+        for table in ["activity_minutes", "journal_minutes"] {
+            let minutes: Vec<i64> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT minute FROM {table}")))
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(minutes, [now / 60], "{table}: only the recent minute stays");
+        }
 
         let rows = |sql: &'static str| {
             let store = store.clone();
