@@ -105,20 +105,14 @@ enum Host {
 }
 
 pub(crate) fn default_table() -> Vec<SenderGroup> {
-    vec![
-        SenderGroup {
-            name: "LOOPBACK".into(),
-            hosts: vec!["127.0.0.0/8".into(), "::1/128".into()],
-            policy: FlowPolicy::Accept,
-            limits: FlowLimits::default(),
-        },
-        SenderGroup {
-            name: "ALL".into(),
-            hosts: vec!["ALL".into()],
-            policy: FlowPolicy::Accept,
-            limits: FlowLimits::default(),
-        },
-    ]
+    let mut table = loopback_only();
+    table.push(SenderGroup {
+        name: "ALL".into(),
+        hosts: vec!["ALL".into()],
+        policy: FlowPolicy::Accept,
+        limits: FlowLimits::default(),
+    });
+    table
 }
 
 pub(crate) fn compile(groups: &[SenderGroup], errors: &mut Vec<Problem>) -> Vec<Compiled> {

@@ -28,16 +28,22 @@ pub struct HostDelta {
 impl Store {
     /// The `tophosts` table: every host with counters or queued recipients.
     pub async fn tophosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        self.host_rows(None).await
+    }
+
+    /// The `tophosts` rows, of every host or of one (its keys only, not the whole table).
+    async fn host_rows(&self, only: Option<&str>) -> Result<Vec<HostRow>, StoreError> {
         let rows = sqlx::query(
             "WITH active AS (SELECT queue_name AS host, SUM(n) AS n FROM queue_counts WHERE state = 'queued' \
-             GROUP BY queue_name HAVING SUM(n) > 0), \
-             hosts AS (SELECT host FROM host_counters UNION SELECT host FROM active) \
+             AND (?1 IS NULL OR queue_name = ?1) GROUP BY queue_name HAVING SUM(n) > 0), \
+             hosts AS (SELECT host FROM host_counters WHERE ?1 IS NULL OR host = ?1 UNION SELECT host FROM active) \
              SELECT hosts.host AS host, COALESCE(active.n, 0) AS active, COALESCE(c.connections_out, 0) AS conns, \
              COALESCE(c.delivered, 0) AS delivered, COALESCE(c.soft_bounced, 0) AS soft, \
              COALESCE(c.hard_bounced, 0) AS hard, COALESCE(c.down, 0) AS down \
              FROM hosts LEFT JOIN active ON active.host = hosts.host LEFT JOIN host_counters c ON c.host = hosts.host \
              ORDER BY active DESC, hosts.host",
         )
+        .bind(only)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
@@ -95,7 +101,7 @@ pub struct IntakeRow {
 impl Store {
     /// One destination in detail, or None when it has neither counters nor queued rows.
     pub async fn host_detail(&self, host: &str) -> Result<Option<HostDetail>, StoreError> {
-        let Some(row) = self.tophosts().await?.into_iter().find(|r| r.host == host) else {
+        let Some(row) = self.host_rows(Some(host)).await?.into_iter().next() else {
             return Ok(None);
         };
         let c = sqlx::query(

@@ -81,10 +81,9 @@ pub fn parse_range(s: &str) -> Result<ReportRange, String> {
     })
 }
 
+/// Unix seconds in RFC 3339.
 fn rfc3339(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.to_rfc3339())
-        .unwrap_or_default()
+    crate::api::rfc3339(t.saturating_mul(1000))
 }
 
 fn list_json(l: &TopList) -> Value {

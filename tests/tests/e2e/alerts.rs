@@ -79,6 +79,23 @@ async fn log(app: &Appliance) -> Vec<serde_json::Value> {
     body.as_array().unwrap().clone()
 }
 
+/// ops@example.com takes Warning and up, the webhook Critical; the disk check is off and the
+/// queue check at `queue_threshold`.
+async fn put_alerts(app: &Appliance, hook: &Hook, queue_threshold: u64) {
+    let (status, body) = app
+        .api(
+            Method::PUT,
+            "/alerts",
+            Some(json!({
+                "recipients": [{"address": "ops@example.com", "severity": "warning"}],
+                "webhook_url": hook.url, "webhook_severity": "critical",
+                "repeat_mins": 60, "queue_threshold": queue_threshold, "disk_free_percent": 0,
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 fn keys(log: &[serde_json::Value]) -> Vec<&str> {
     log.iter().map(|a| a["key"].as_str().unwrap()).collect()
 }
@@ -104,18 +121,7 @@ async fn an_unreachable_intake_alerts_once_by_email_and_webhook_then_clears() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("alerts.recipients[0]"), "{body}");
-    let (status, body) = app
-        .api(
-            Method::PUT,
-            "/alerts",
-            Some(json!({
-                "recipients": [{"address": "ops@example.com", "severity": "warning"}],
-                "webhook_url": hook.url, "webhook_severity": "critical",
-                "repeat_mins": 60, "queue_threshold": 0, "disk_free_percent": 0,
-            })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    put_alerts(&app, &hook, 0).await;
 
     // A clean message: its journal copy cannot reach the intake.
     let (mut c, _) = SmtpClient::greeted(app.smtp).await;
@@ -158,18 +164,7 @@ async fn an_unreachable_intake_alerts_once_by_email_and_webhook_then_clears() {
             .await,
     );
     c.cmd("QUIT").await;
-    let (status, _) = app
-        .api(
-            Method::PUT,
-            "/alerts",
-            Some(json!({
-                "recipients": [{"address": "ops@example.com", "severity": "warning"}],
-                "webhook_url": hook.url, "webhook_severity": "critical",
-                "repeat_mins": 60, "queue_threshold": 1, "disk_free_percent": 0,
-            })),
-        )
-        .await;
-    assert_eq!(status, 200);
+    put_alerts(&app, &hook, 1).await;
     wait_until("the queue alert", || async {
         keys(&log(&app).await).contains(&"queue")
     })

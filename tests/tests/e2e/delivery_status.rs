@@ -2,39 +2,16 @@
 //! destination's mail waits while other mail flows, the last error and the.tdc.queue per intake
 //! address, through the API, the web page and the CLI.
 
-use std::collections::{HashMap, VecDeque};
-
 use reqwest::Method;
 use serde_json::json;
 
 use crate::harness::*;
-use crate::sink::{Script, Sink};
 use crate::tdc;
 
 #[tokio::test]
 async fn a_held_destination_waits_the_last_error_shows_and_each_intake_is_counted() {
     // The intake refuses the finance policy's custom intake address.
-    let intake = Sink::start(Script {
-        rcpt: HashMap::from([(
-            "refused@intake.test".to_owned(),
-            "550 5.1.1 no such intake".to_owned(),
-        )]),
-        data: VecDeque::new(),
-        ..Script::default()
-    })
-    .await;
-    let tdc::Setup { app, dest, .. } = tdc::setup(&intake.addr.to_string(), "").await;
-    let (status, body) = app
-        .api(
-            Method::POST,
-            "/policies/incoming",
-            Some(
-                json!({"name": "finance", "senders": [], "recipients": ["@finance.example.com"],
-                        "tdc": {"mode": "custom", "intake_address": "refused@intake.test"}}),
-            ),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
+    let (tdc::Setup { app, dest, .. }, _intake) = tdc::setup_with_refused_finance(json!([])).await;
     dest.set(|s| {
         s.rcpt.insert(
             "busy@example.com".into(),

@@ -1,13 +1,10 @@
 //! Reporting end to end (Monitor > Overview): mail sent over SMTP shows up in the report's
 //! categories, journaling outcomes and top lists, in the API (JSON and CSV) and the CLI.
 
-use std::collections::{HashMap, VecDeque};
-
 use reqwest::Method;
 use serde_json::json;
 
 use crate::harness::*;
-use crate::sink::{Script, Sink};
 use crate::tdc;
 
 async fn report(app: &Appliance, query: &str) -> serde_json::Value {
@@ -21,29 +18,11 @@ async fn report(app: &Appliance, query: &str) -> serde_json::Value {
 #[tokio::test]
 async fn mail_through_the_gateway_is_reported_by_category_outcome_and_top_list() {
     // The intake refuses the finance policy's custom intake address: its copy fails.
-    let intake = Sink::start(Script {
-        rcpt: HashMap::from([(
-            "refused@intake.test".to_owned(),
-            "550 5.1.1 no such intake".to_owned(),
-        )]),
-        data: VecDeque::new(),
-        ..Script::default()
-    })
+    let (tdc::Setup { app, .. }, _intake) = tdc::setup_with_refused_finance(json!([
+        {"name": "no_lottery", "conditions": [{"type": "subject", "regex": "lottery"}],
+         "actions": [{"type": "drop"}]}
+    ]))
     .await;
-    let tdc::Setup { app, .. } = tdc::setup(&intake.addr.to_string(), "").await;
-    let (status, body) = app
-        .api(
-            Method::POST,
-            "/policies/incoming",
-            Some(json!({
-                "name": "finance", "senders": [], "recipients": ["@finance.example.com"],
-                "tdc": {"mode": "custom", "intake_address": "refused@intake.test"},
-                "content_filters": [{"name": "no_lottery", "conditions": [{"type": "subject", "regex": "lottery"}],
-                                     "actions": [{"type": "drop"}]}],
-            })),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
 
     let (mut c, _) = SmtpClient::greeted(app.smtp).await;
     for i in 0..3 {

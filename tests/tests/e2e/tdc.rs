@@ -58,6 +58,36 @@ pub async fn setup(intake_route: &str, extra: &str) -> Setup {
     Setup { app, dest, senders }
 }
 
+/// [`setup`] with an intake that refuses `refused@intake.test` (`550 5.1.1 no such intake`) and
+/// an incoming policy `finance` (recipients `@finance.example.com`) journaling there, so its
+/// copies fail while DEFAULT's are delivered; `content_filters` are finance's filters. The
+/// intake sink comes back too: it must live as long as the appliance.
+pub async fn setup_with_refused_finance(content_filters: serde_json::Value) -> (Setup, Sink) {
+    let intake = Sink::start(Script {
+        rcpt: std::collections::HashMap::from([(
+            "refused@intake.test".to_owned(),
+            "550 5.1.1 no such intake".to_owned(),
+        )]),
+        ..Script::default()
+    })
+    .await;
+    let setup = setup(&intake.addr.to_string(), "").await;
+    let (status, body) = setup
+        .app
+        .api(
+            Method::POST,
+            "/policies/incoming",
+            Some(json!({
+                "name": "finance", "senders": [], "recipients": ["@finance.example.com"],
+                "tdc": {"mode": "custom", "intake_address": "refused@intake.test"},
+                "content_filters": content_filters,
+            })),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    (setup, intake)
+}
+
 pub async fn put(app: &Appliance, path: &str, body: serde_json::Value) {
     let (status, resp) = app.api(Method::PUT, path, Some(body)).await;
     assert!(status == 200, "PUT {path}: {status} {resp}");

@@ -1,13 +1,9 @@
 //! Message Tracking's advanced search end to end: by Message-ID, client IP, policy and event,
 //! paged with the total in `X-Total-Count`, in the API, the web page and the CLI.
 
-use std::collections::{HashMap, VecDeque};
-
-use reqwest::Method;
 use serde_json::json;
 
 use crate::harness::*;
-use crate::sink::{Script, Sink};
 use crate::tdc;
 
 /// GET /api/v1/tracking with `query`: status, MIDs found, `X-Total-Count`.
@@ -37,27 +33,7 @@ async fn search(app: &Appliance, query: &str) -> (u16, Vec<u64>, Option<u64>, St
 #[tokio::test]
 async fn tracking_finds_messages_by_message_id_ip_policy_and_event_and_pages_with_a_total() {
     // The intake refuses the finance policy's custom intake address: its copies fail.
-    let intake = Sink::start(Script {
-        rcpt: HashMap::from([(
-            "refused@intake.test".to_owned(),
-            "550 5.1.1 no such intake".to_owned(),
-        )]),
-        data: VecDeque::new(),
-        ..Script::default()
-    })
-    .await;
-    let tdc::Setup { app, .. } = tdc::setup(&intake.addr.to_string(), "").await;
-    let (status, body) = app
-        .api(
-            Method::POST,
-            "/policies/incoming",
-            Some(
-                json!({"name": "finance", "senders": [], "recipients": ["@finance.example.com"],
-                        "tdc": {"mode": "custom", "intake_address": "refused@intake.test"}}),
-            ),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{status} {body}");
+    let (tdc::Setup { app, .. }, _intake) = tdc::setup_with_refused_finance(json!([])).await;
 
     let (mut c, _) = SmtpClient::greeted(app.smtp).await;
     let alpha = queued_mid(

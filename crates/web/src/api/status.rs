@@ -152,7 +152,8 @@ pub(crate) async fn tracking(
     Ok(([("x-total-count", total.to_string())], body).into_response())
 }
 
-fn rfc3339(ms: i64) -> String {
+/// Unix milliseconds in RFC 3339, as every time in the API is written.
+pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339())
         .unwrap_or_default()
@@ -325,9 +326,9 @@ pub fn host_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// Unix seconds in RFC 3339, or null.
 fn time_json(t: Option<i64>) -> Value {
-    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map_or(Value::Null, |d| json!(d.to_rfc3339()))
+    t.map_or(Value::Null, |t| json!(rfc3339(t.saturating_mul(1000))))
 }
 
 /// One destination in detail, as `GET /api/v1/hoststatus/{host}` and `rampart hoststatus

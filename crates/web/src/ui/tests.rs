@@ -2002,6 +2002,38 @@ async fn deleting_a_user_or_a_quarantined_message_asks_first() {
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
 
+/// A clean incoming message from `sender` to one recipient of example.com, queued, not yet
+/// accepted.
+async fn incoming(store: &Store, sender: &str, recipient: &str) -> rampart_store::NewMessage {
+    rampart_store::NewMessage {
+        mid: store.next_mid().await.unwrap(),
+        icid: 1,
+        sender: sender.into(),
+        remote_ip: "192.0.2.7".into(),
+        helo: "client".into(),
+        sender_group: "UNKNOWNLIST".into(),
+        relayed: false,
+        policy: "DEFAULT".into(),
+        verdict: "deliver".into(),
+        findings: String::new(),
+        threats: vec![],
+        spam: None,
+        virus: None,
+        tls: None,
+        message_id: None,
+        subject: None,
+        body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+        recipients: vec![rampart_store::NewRecipient {
+            rcpt_idx: 0,
+            recipient: recipient.into(),
+            queue_name: "example.com".into(),
+            kind: rampart_store::QueueKind::Deliver,
+            state: rampart_store::RowState::Queued,
+        }],
+        tracking: vec![],
+    }
+}
+
 #[tokio::test]
 async fn overview_counts_escapes_and_exports_csv() {
     let ui = Ui::new().await;
@@ -2015,37 +2047,10 @@ async fn overview_counts_escapes_and_exports_csv() {
         ),
         ("c@example.org", "", vec![]),
     ] {
-        let mid = store.next_mid().await.unwrap();
-        store
-            .accept(rampart_store::NewMessage {
-                mid,
-                icid: 1,
-                sender: sender.into(),
-                remote_ip: "192.0.2.7".into(),
-                helo: "client".into(),
-                sender_group: "UNKNOWNLIST".into(),
-                relayed: false,
-                policy: "DEFAULT".into(),
-                verdict: "deliver".into(),
-                findings: findings.into(),
-                threats,
-                spam: None,
-                virus: None,
-                tls: None,
-                message_id: None,
-                subject: None,
-                body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
-                recipients: vec![rampart_store::NewRecipient {
-                    rcpt_idx: 0,
-                    recipient: "=HYPERLINK(1)@example.com".into(),
-                    queue_name: "example.com".into(),
-                    kind: rampart_store::QueueKind::Deliver,
-                    state: rampart_store::RowState::Queued,
-                }],
-                tracking: vec![],
-            })
-            .await
-            .unwrap();
+        let mut m = incoming(store, sender, "=HYPERLINK(1)@example.com").await;
+        m.findings = findings.into();
+        m.threats = threats;
+        store.accept(m).await.unwrap();
     }
     let s = ui.login("viewer").await;
     let a = ui.get(&s, "/monitor/overview?range=hour").await;
@@ -2091,37 +2096,8 @@ async fn overview_counts_escapes_and_exports_csv() {
 async fn delivery_details_hold_and_resume_by_role() {
     let ui = Ui::new().await;
     let store = &ui.state.store;
-    let mid = store.next_mid().await.unwrap();
-    store
-        .accept(rampart_store::NewMessage {
-            mid,
-            icid: 1,
-            sender: "a@example.org".into(),
-            remote_ip: "192.0.2.7".into(),
-            helo: "client".into(),
-            sender_group: "UNKNOWNLIST".into(),
-            relayed: false,
-            policy: "DEFAULT".into(),
-            verdict: "deliver".into(),
-            findings: String::new(),
-            threats: vec![],
-            spam: None,
-            virus: None,
-            tls: None,
-            message_id: None,
-            subject: None,
-            body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
-            recipients: vec![rampart_store::NewRecipient {
-                rcpt_idx: 0,
-                recipient: "u@example.com".into(),
-                queue_name: "example.com".into(),
-                kind: rampart_store::QueueKind::Deliver,
-                state: rampart_store::RowState::Queued,
-            }],
-            tracking: vec![],
-        })
-        .await
-        .unwrap();
+    let m = incoming(store, "a@example.org", "u@example.com").await;
+    store.accept(m).await.unwrap();
     let viewer = ui.login("viewer").await;
     let a = ui.get(&viewer, "/monitor/delivery").await;
     assert!(
