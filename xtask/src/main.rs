@@ -30,6 +30,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     // The scanning engines the anti-spam and anti-virus services use; the tests start their own.
     ("rspamd", "/usr/bin/rspamd"),
     ("clamav-daemon", "/usr/sbin/clamd"),
+    // Cluster mode's shared database; the tests start their own server.
+    ("postgresql", "/usr/lib/postgresql"),
 ];
 
 fn main() -> Result<()> {

@@ -361,6 +361,22 @@ section! {
 }
 
 section! {
+    /// `[cluster]`: several nodes managed as one. Without `database_url`, a single appliance.
+    /// With it, the runtime settings, accounts, audit log and staged changes live in that
+    /// PostgreSQL database, and a change made on any node is in force on every node within
+    /// seconds; mail, queues and tracking stay in each node's own store.
+    Cluster in "cluster." {
+        /// `postgres://user:password@host:5432/database`; add `?sslmode=verify-full` for TLS
+        /// with the server's certificate checked against the webpki roots (`&sslrootcert=FILE`
+        /// for a private CA). Empty: no cluster.
+        database_url: String = String::new(),
+        /// This node's name in the cluster (letters, digits, `.`, `-`, `_`; unique per node);
+        /// empty: the `hostname`.
+        node_name: String = String::new(),
+    }
+}
+
+section! {
     /// `[[listener]]`: an SMTP listener besides the one of `[smtp]`, with a HAT of its own (the
     /// runtime settings' `listener_hats`; until it has one, only loopback clients are accepted).
     /// Everything else is as in `[smtp]`: the limits, TLS, the mail policies.
@@ -487,9 +503,19 @@ pub struct Config {
     pub alerts: Alerts,
     /// SMTP listeners besides `[smtp]`'s, each with its own HAT.
     pub listeners: Vec<Listener>,
+    pub cluster: Cluster,
 }
 
 impl Config {
+    /// This node's name in a cluster: `cluster.node_name`, or the host name.
+    pub fn node_name(&self) -> &str {
+        if self.cluster.node_name.is_empty() {
+            &self.hostname
+        } else {
+            &self.cluster.node_name
+        }
+    }
+
     /// The embedded default: what `rampart serve` runs without `--config`.
     pub fn embedded_default() -> Config {
         Config::from_root(
@@ -505,6 +531,7 @@ impl Config {
             Default::default(),
             Default::default(),
             Vec::new(),
+            Default::default(),
         )
     }
 
@@ -522,6 +549,7 @@ impl Config {
         retention: Retention,
         alerts: Alerts,
         listeners: Vec<Listener>,
+        cluster: Cluster,
     ) -> Config {
         Config {
             hostname: root.hostname,
@@ -537,6 +565,7 @@ impl Config {
             retention,
             alerts,
             listeners,
+            cluster,
         }
     }
 
@@ -554,14 +583,14 @@ impl Config {
             match (key.as_str(), value) {
                 (
                     "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs"
-                    | "retention" | "alerts",
+                    | "retention" | "alerts" | "cluster",
                     toml::Value::Table(t),
                 ) => {
                     sections.push((key.as_str(), t));
                 }
                 (
                     "smtp" | "web" | "dns" | "delivery" | "tdc" | "antispam" | "antivirus" | "logs"
-                    | "retention" | "alerts",
+                    | "retention" | "alerts" | "cluster",
                     _,
                 ) => {
                     errors.push(format!("`{key}`: must be a table ([{key}])"));
@@ -603,9 +632,10 @@ impl Config {
         let logs = Logs::read(section("logs"), &mut errors);
         let retention = Retention::read(section("retention"), &mut errors);
         let alerts = Alerts::read(section("alerts"), &mut errors);
+        let cluster = Cluster::read(section("cluster"), &mut errors);
         let config = Config::from_root(
             root, smtp, web, dns, delivery, tdc, antispam, antivirus, logs, retention, alerts,
-            listeners,
+            listeners, cluster,
         );
         config.validate(&mut errors);
         if errors.is_empty() {
@@ -808,6 +838,28 @@ impl Config {
         if self.alerts.check_secs == 0 || self.alerts.check_secs > 3600 {
             bad("alerts.check_secs", "must be 1-3600 seconds");
         }
+        let url = &self.cluster.database_url;
+        if !url.is_empty()
+            && (!(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                || url.len() > 2048)
+        {
+            bad(
+                "cluster.database_url",
+                "must be a postgres:// or postgresql:// URL (at most 2048 characters)",
+            );
+        }
+        let node = &self.cluster.node_name;
+        if !node.is_empty()
+            && (node.len() > 64
+                || !node
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+        {
+            bad(
+                "cluster.node_name",
+                "must be 1-64 letters, digits, '.', '-' or '_'",
+            );
+        }
         if self.retention.message_body_hours == 0 {
             bad("retention.message_body_hours", "must be greater than 0");
         }
@@ -868,6 +920,7 @@ pub fn reference() -> Vec<FieldDoc> {
     Logs::reference(&mut out);
     Retention::reference(&mut out);
     Alerts::reference(&mut out);
+    Cluster::reference(&mut out);
     Listener::reference(&mut out);
     out
 }
@@ -1023,6 +1076,28 @@ listen = "localhost"
             "`web.listen`",
         ] {
             assert!(joined.contains(key), "missing {key} in:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn cluster_keys() {
+        let c = Config::parse("hostname = \"mx1.example\"\n[cluster]\ndatabase_url = \"postgres://r@db:5432/rampart\"\n").unwrap();
+        assert_eq!(c.cluster.database_url, "postgres://r@db:5432/rampart");
+        assert_eq!(c.node_name(), "mx1.example", "the hostname by default");
+        let c = Config::parse("[cluster]\nnode_name = \"node-2\"\n").unwrap();
+        assert_eq!(c.node_name(), "node-2");
+        let errors = Config::parse(
+            "[cluster]\ndatabase_url = \"mysql://db/x\"\nnode_name = \"a b/c\"\nport = 5\n",
+        )
+        .unwrap_err()
+        .0
+        .join("\n");
+        for key in [
+            "`cluster.database_url`",
+            "`cluster.node_name`",
+            "`cluster.port`: unknown key",
+        ] {
+            assert!(errors.contains(key), "missing {key} in:\n{errors}");
         }
     }
 

@@ -495,10 +495,69 @@ pub(crate) async fn auditlog(store: &Store, limit: u32, json: bool) -> Result<()
         } else {
             format!(" — {}", e.audit.comment)
         };
-        println!("{at} {} ({}){comment}", e.audit.user, e.audit.source);
+        let node = e.node.map(|n| format!(" on {n}")).unwrap_or_default();
+        println!("{at} {} ({}{node}){comment}", e.audit.user, e.audit.source);
         for c in e.audit.changes {
             println!("    {c}");
         }
+    }
+    Ok(())
+}
+
+/// `rampart clusterconfig`.
+pub(crate) async fn clusterconfig(store: &Store, json: bool) -> Result<()> {
+    let Some(view) = rampart_web::cluster::ClusterView::read(store).await? else {
+        if json {
+            println!("{}", rampart_web::cluster::standalone_json());
+        } else {
+            println!(
+                "This appliance is not in a cluster ([cluster] database_url is not set in its configuration)."
+            );
+        }
+        return Ok(());
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view.json())?);
+        return Ok(());
+    }
+    let Some(nodes) = &view.nodes else {
+        anyhow::bail!(
+            "the cluster database {} cannot be reached: {}",
+            view.health.database,
+            view.health.error.as_deref().unwrap_or("no answer")
+        );
+    };
+    println!("Cluster database: {} (reachable)", view.health.database);
+    if let Some(g) = view.generation {
+        println!("Settings generation: {g}");
+    }
+    println!();
+    let time = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "{:<20} {:<14} {:<10} {:<22} {:<20} {:>10}",
+        "Node", "State", "Version", "SMTP", "Last heartbeat (UTC)", "Generation"
+    );
+    for n in nodes {
+        println!(
+            "{:<20} {:<14} {:<10} {:<22} {:<20} {:>10}",
+            n.name,
+            if view.answering(n) {
+                "up"
+            } else {
+                "not answering"
+            },
+            n.version,
+            n.smtp,
+            time(n.heartbeat_at),
+            n.settings_generation
+        );
+    }
+    if nodes.is_empty() {
+        println!("(no node has sent a heartbeat yet)");
     }
     Ok(())
 }

@@ -158,6 +158,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cluster mode (AsyncOS `clusterconfig`): the cluster database, the settings generation,
+    /// and every node with its last heartbeat and the generation it has in force.
+    Clusterconfig {
+        #[arg(long)]
+        json: bool,
+    },
     /// What the appliance would do with a connection and a message (AsyncOS `trace`): sender
     /// group, RAT, mail policy, verdicts and the Threat Defense journal. Nothing is sent.
     Trace {
@@ -423,6 +429,10 @@ pub(crate) fn main() -> ExitCode {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
                 crate::admin::auditlog(&store, limit, json).await
             }
+            Command::Clusterconfig { json } => {
+                let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                crate::admin::clusterconfig(&store, json).await
+            }
             Command::Sink(args) => crate::sink::run(args).await,
             Command::Healthcheck => {
                 crate::health::check(&load_config(cli.config.as_deref())?).await
@@ -464,7 +474,14 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let path = config.data_dir.join("rampart.db");
-    Store::open(&path)
+    // A cluster database reached over TLS uses the process's one crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cluster =
+        (!config.cluster.database_url.is_empty()).then(|| rampart_store::ClusterOptions {
+            database_url: config.cluster.database_url.clone(),
+            node_name: config.node_name().to_owned(),
+        });
+    Store::open_with(&path, cluster.as_ref())
         .await
         .with_context(|| format!("cannot open database {}", path.display()))
 }

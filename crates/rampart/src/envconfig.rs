@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
     "logs",
     "retention",
     "alerts",
+    "cluster",
 ];
 
 /// Returns the configuration text with the overrides from `vars` applied.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod cluster;
 mod data_dir;
 mod envconfig;
 mod health;

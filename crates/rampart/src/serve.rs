@@ -48,9 +48,21 @@ pub(crate) async fn serve(
         syslog_config(&config)?,
     )
     .context("cannot open mail_logs")?;
-    ensure_admin(&store).await?;
-    if let Some(file) = initial_settings {
-        load_initial_settings(&store, &file).await?;
+    // Cluster mode: the shared settings and accounts first, so the checks below see them.
+    let joined = if store.is_clustered() {
+        crate::cluster::join(&store).await
+    } else {
+        None
+    };
+    if !store.is_clustered() || joined.is_some() {
+        ensure_admin(&store).await?;
+        if let Some(file) = initial_settings {
+            load_initial_settings(&store, &file).await?;
+        }
+    } else {
+        eprintln!(
+            "rampart: the first-start account and initial settings are left to a start that reaches the cluster database"
+        );
     }
 
     let settings = store.load_settings().await?;
@@ -59,11 +71,14 @@ pub(crate) async fn serve(
         .map_err(|e| anyhow::anyhow!("stored runtime settings are invalid:\n{e}"))?;
     let shared: SharedSettings = Arc::new(ArcSwap::from_pointee(snapshot));
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(watch_settings(
-        store.clone(),
-        shared.clone(),
-        stop_rx.clone(),
-    ));
+    // In cluster mode the follower (started once the listeners are bound) does this.
+    if !store.is_clustered() {
+        tokio::spawn(watch_settings(
+            store.clone(),
+            shared.clone(),
+            stop_rx.clone(),
+        ));
+    }
 
     let tls = crate::tls::server_config(&config)?;
     let (mta, engines, resolver) = build_mta(
@@ -113,11 +128,13 @@ pub(crate) async fn serve(
     let delivery = tokio::spawn(engine.run());
 
     let mut smtp_tasks = Vec::new();
+    let mut smtp_bound = Vec::new();
     for addr in &config.smtp.listen {
         let listener =
             listen(*addr).with_context(|| format!("cannot listen for SMTP on {addr}"))?;
         let bound = listener.local_addr()?;
         println!("smtp listening on {bound}");
+        smtp_bound.push(bound.to_string());
         smtp_tasks.push(tokio::spawn(mta.clone().serve(listener)));
     }
     let own_hats: Vec<String> = shared
@@ -204,6 +221,26 @@ pub(crate) async fn serve(
             syslog_framing: config.logs.syslog_framing.as_str(),
         },
     };
+    if store.is_clustered() {
+        let info = rampart_store::NodeInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            smtp: smtp_bound.join(" "),
+            web: web_addr.to_string(),
+            started_at: rampart_store::unix_now(),
+        };
+        // The settings loaded above are the local copy at `joined` (or an older one).
+        let in_force = joined.or(store.settings_generation_local().await.ok());
+        if let Some(g) = in_force {
+            store.cluster_in_force(g);
+        }
+        tokio::spawn(crate::cluster::follow(
+            store.clone(),
+            shared.clone(),
+            info,
+            joined,
+            stop_rx.clone(),
+        ));
+    }
     let app = rampart_web::router(
         rampart_web::AppState::new(store.clone(), shared.clone(), options)
             .with_engines(engines)
@@ -319,13 +356,17 @@ async fn ensure_admin(store: &Store) -> Result<()> {
     };
     let hash = rampart_web::auth::hash_password(&password)
         .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))?;
-    store
-        .put_user(&User {
+    // Nodes of a cluster starting together: only one creates it.
+    if !store
+        .put_first_user(&User {
             name: "admin".into(),
             password_hash: hash,
             role: Role::Admin,
         })
-        .await?;
+        .await?
+    {
+        return Ok(());
+    }
     if generated {
         eprintln!(
             "rampart: created the administrator account 'admin' with password: {password}\n\

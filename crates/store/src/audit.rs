@@ -36,6 +36,8 @@ pub struct AuditEntry {
     pub id: i64,
     /// Unix seconds.
     pub at: i64,
+    /// The node the change was made on (cluster mode); `None` on a single appliance.
+    pub node: Option<String>,
     pub audit: Audit,
 }
 
@@ -58,7 +60,11 @@ pub(crate) async fn insert_audit(
 
 impl Store {
     /// The audit log, newest first.
+    /// The newest `limit` entries; in cluster mode the whole cluster's.
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        if let Some(c) = self.central() {
+            return c.audit_log(limit).await;
+        }
         let rows = sqlx::query(
             "SELECT id, at, user, source, comment, changes FROM audit_log ORDER BY id DESC LIMIT ?1",
         )
@@ -71,6 +77,7 @@ impl Store {
                 Ok(AuditEntry {
                     id: r.try_get("id")?,
                     at: r.try_get("at")?,
+                    node: None,
                     audit: Audit {
                         user: r.try_get("user")?,
                         source: r.try_get("source")?,
@@ -84,6 +91,9 @@ impl Store {
 
     /// Records a change that is not a settings change (accounts, for example).
     pub async fn audit(&self, audit: &Audit) -> Result<(), StoreError> {
+        if let Some(c) = self.central() {
+            return c.audit(audit).await;
+        }
         let mut tx = self.pool().begin().await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;

@@ -11,6 +11,7 @@
 mod admin;
 mod alerts;
 mod audit;
+mod central;
 mod hosts;
 mod ids;
 mod ledger;
@@ -38,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use admin::{Bucket, Totals};
 pub use alerts::AlertRecord;
 pub use audit::{Audit, AuditEntry};
+pub use central::{ClusterHealth, ClusterListener, ClusterOptions, NodeInfo, NodeRow, Pulled};
 pub use hosts::{HostDelta, HostDetail, HostRow, IntakeRow};
 pub use ids::{Dcid, Icid, Mid};
 pub use ledger::{LedgerCounts, LedgerEntry};
@@ -71,6 +73,12 @@ pub enum StoreError {
     Stale { expected: i64, current: i64 },
     #[error("{0}")]
     Conflict(String),
+    /// Cluster mode: the cluster database cannot be reached. Mail is not affected; changes of
+    /// the shared state (settings, accounts) are refused until it is back.
+    #[error(
+        "the cluster database is unreachable ({0}): configuration changes are refused until it is back; mail keeps flowing with the settings in force"
+    )]
+    Unavailable(String),
 }
 
 /// Messages committed together at most, so one huge burst cannot hold the write lock for long.
@@ -86,11 +94,27 @@ pub struct Store {
     queued: std::sync::Arc<tokio::sync::Notify>,
     /// Messages accepted lately, so that delivery and journaling need not read them back.
     recent: std::sync::Arc<messages::Recent>,
+    /// Cluster mode: the shared settings, accounts and audit log in PostgreSQL.
+    central: Option<std::sync::Arc<central::Central>>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, None).await
+    }
+
+    /// [`Store::open`], in cluster mode with `cluster`: the settings, accounts, audit log and
+    /// staged changes are then the cluster database's (see `central.rs`). PostgreSQL is not
+    /// contacted here; [`Store::cluster_join`] does that.
+    pub async fn open_with(
+        path: &Path,
+        cluster: Option<&ClusterOptions>,
+    ) -> Result<Store, StoreError> {
+        let central = match cluster {
+            Some(options) => Some(std::sync::Arc::new(central::Central::new(options)?)),
+            None => None,
+        };
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -132,6 +156,7 @@ impl Store {
             writer: tx,
             queued,
             recent,
+            central,
         })
     }
 

@@ -23,6 +23,17 @@ pub(crate) async fn clear_pending(
 impl Store {
     /// The settings tables `user` changed and has not committed, as JSON documents.
     pub async fn pending_tables(&self, user: &str) -> Result<Vec<(String, String)>, StoreError> {
+        if let Some(c) = self.central() {
+            return Ok(c
+                .pending_pairs(
+                    "SELECT name, value FROM pending_tables WHERE \"user\" = $1",
+                    user,
+                )
+                .await?
+                .into_iter()
+                .map(|(n, v)| (n, v.unwrap_or_default()))
+                .collect());
+        }
         let rows = sqlx::query("SELECT name, value FROM pending_tables WHERE user = ?1")
             .bind(user)
             .fetch_all(self.pool())
@@ -38,6 +49,14 @@ impl Store {
         &self,
         user: &str,
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        if let Some(c) = self.central() {
+            return c
+                .pending_pairs(
+                    "SELECT name, base FROM pending_tables WHERE \"user\" = $1",
+                    user,
+                )
+                .await;
+        }
         let rows = sqlx::query("SELECT name, base FROM pending_tables WHERE user = ?1")
             .bind(user)
             .fetch_all(self.pool())
@@ -49,6 +68,9 @@ impl Store {
 
     /// What `user` changed and has not committed: (unix seconds, description), oldest first.
     pub async fn pending_changes(&self, user: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        if let Some(c) = self.central() {
+            return c.pending_changes(user).await;
+        }
         let rows =
             sqlx::query("SELECT at, description FROM pending_changes WHERE user = ?1 ORDER BY id")
                 .bind(user)
@@ -61,6 +83,9 @@ impl Store {
 
     /// How many changes `user` has not committed (shown in the header of every page).
     pub async fn pending_count(&self, user: &str) -> Result<u64, StoreError> {
+        if self.central().is_some() {
+            return Ok(self.pending_changes(user).await?.len() as u64);
+        }
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pending_changes WHERE user = ?1")
             .bind(user)
             .fetch_one(self.pool())
@@ -77,6 +102,9 @@ impl Store {
         tables: &[(&str, String, String)],
         description: &str,
     ) -> Result<(), StoreError> {
+        if let Some(c) = self.central() {
+            return c.put_pending(user, tables, description).await;
+        }
         let mut tx = self.pool().begin().await?;
         for (name, value, base) in tables {
             sqlx::query(
@@ -102,6 +130,9 @@ impl Store {
 
     /// Abandons `user`'s uncommitted changes.
     pub async fn abandon_pending(&self, user: &str) -> Result<(), StoreError> {
+        if let Some(c) = self.central() {
+            return c.abandon_pending(user).await;
+        }
         let mut tx = self.pool().begin().await?;
         clear_pending(&mut tx, user).await?;
         tx.commit().await?;

@@ -2,19 +2,25 @@
 //! so that a running appliance notices changes made by another process (the CLI).
 
 use rampart_settings::Settings;
-use sqlx::Row;
+use sqlx::{Row, SqlitePool};
 
 use crate::{Audit, Store, StoreError};
 
 impl Store {
-    /// Loads the settings; tables never saved keep their defaults.
+    /// Loads the settings in force on this appliance; tables never saved keep their defaults.
+    /// In cluster mode, this node's local copy of the cluster's settings.
     pub async fn load_settings(&self) -> Result<Settings, StoreError> {
-        Ok(self.load_settings_at().await?.0)
+        let rows = local_rows(self.pool()).await?;
+        settings_from_rows(&rows)
     }
 
     /// The stored settings with the generation they are at, read in one transaction: the base
-    /// of a read-modify-write that ends with [`Store::save_settings_if`].
+    /// of a read-modify-write that ends with [`Store::save_settings_if`]. In cluster mode, the
+    /// cluster database's ([`StoreError::Unavailable`] while it cannot be reached).
     pub async fn load_settings_at(&self) -> Result<(Settings, i64), StoreError> {
+        if let Some(c) = self.central() {
+            return c.settings_at().await;
+        }
         let mut tx = self.pool().begin().await?;
         let generation: i64 =
             sqlx::query_scalar("SELECT generation FROM settings_meta WHERE id = 1")
@@ -24,17 +30,11 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        let mut settings = Settings::default();
-        for r in rows {
-            let name: String = r.try_get("name")?;
-            let value: String = r.try_get("value")?;
-            let json: serde_json::Value = serde_json::from_str(&value)
-                .map_err(|e| StoreError::Settings(format!("{name}: {e}")))?;
-            settings
-                .set_table_json(&name, &json)
-                .map_err(|e| StoreError::Settings(e.to_string()))?;
-        }
-        Ok((settings, generation))
+        let rows = rows
+            .into_iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("value")?)))
+            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?;
+        Ok((settings_from_rows(&rows)?, generation))
     }
 
     /// Saves every table and the audit record of the change in one transaction, and bumps the
@@ -84,6 +84,15 @@ impl Store {
         clear_pending_of: Option<&str>,
         expected: Option<i64>,
     ) -> Result<i64, StoreError> {
+        if let Some(c) = self.central() {
+            let generation = c
+                .save_settings(settings, audit, clear_pending_of, expected)
+                .await?;
+            // This node's copy at once; the follower would bring it a moment later.
+            let rows = table_rows(settings)?;
+            replace_local(self.pool(), &rows, generation).await?;
+            return Ok(generation);
+        }
         let mut tx = self.pool().begin().await?;
         if let Some(expected) = expected {
             // The generation row is updated below in this transaction; this first write takes
@@ -101,13 +110,10 @@ impl Store {
         if let Some(user) = clear_pending_of {
             crate::pending::clear_pending(&mut tx, user).await?;
         }
-        for table in rampart_settings::TABLES {
-            let json = settings
-                .table_json(table)
-                .ok_or_else(|| StoreError::Settings(format!("cannot serialise {table}")))?;
+        for (table, json) in table_rows(settings)? {
             sqlx::query("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value")
                 .bind(table)
-                .bind(json.to_string())
+                .bind(json)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -120,14 +126,90 @@ impl Store {
         Ok(generation)
     }
 
-    /// The settings generation: changes whenever any process saves settings.
-    pub async fn settings_generation(&self) -> Result<i64, StoreError> {
+    /// The generation of the settings in the local database (in cluster mode, of this node's
+    /// copy of the cluster's).
+    pub async fn settings_generation_local(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT generation FROM settings_meta WHERE id = 1")
                 .fetch_one(self.pool())
                 .await?,
         )
     }
+
+    /// The settings generation: changes whenever any process saves settings. In cluster mode,
+    /// the cluster database's.
+    pub async fn settings_generation(&self) -> Result<i64, StoreError> {
+        if let Some(c) = self.central() {
+            return Ok(c.generations().await?.0);
+        }
+        Ok(
+            sqlx::query_scalar("SELECT generation FROM settings_meta WHERE id = 1")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+}
+
+/// Every settings table as its stored JSON text.
+fn table_rows(settings: &Settings) -> Result<Vec<(String, String)>, StoreError> {
+    rampart_settings::TABLES
+        .iter()
+        .map(|table| {
+            settings
+                .table_json(table)
+                .map(|json| ((*table).to_owned(), json.to_string()))
+                .ok_or_else(|| StoreError::Settings(format!("cannot serialise {table}")))
+        })
+        .collect()
+}
+
+/// The settings from their stored rows; tables without a row keep their defaults.
+pub(crate) fn settings_from_rows(rows: &[(String, String)]) -> Result<Settings, StoreError> {
+    let mut settings = Settings::default();
+    for (name, value) in rows {
+        let json: serde_json::Value = serde_json::from_str(value)
+            .map_err(|e| StoreError::Settings(format!("{name}: {e}")))?;
+        settings
+            .set_table_json(name, &json)
+            .map_err(|e| StoreError::Settings(e.to_string()))?;
+    }
+    Ok(settings)
+}
+
+/// The local settings rows.
+pub(crate) async fn local_rows(pool: &SqlitePool) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query("SELECT name, value FROM settings")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("value")?)))
+        .collect::<Result<Vec<(String, String)>, sqlx::Error>>()?)
+}
+
+/// Replaces the local copy of the settings with the cluster's rows at `generation`.
+pub(crate) async fn replace_local(
+    pool: &SqlitePool,
+    rows: &[(String, String)],
+    generation: i64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM settings")
+        .execute(&mut *tx)
+        .await?;
+    for (name, value) in rows {
+        sqlx::query("INSERT INTO settings (name, value) VALUES (?1, ?2)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("UPDATE settings_meta SET generation = ?1 WHERE id = 1")
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

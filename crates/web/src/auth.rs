@@ -78,11 +78,17 @@ pub enum AccountError {
     MissingPassword,
     #[error("{0}")]
     Internal(String),
+    /// Cluster mode: the cluster database cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<rampart_store::StoreError> for AccountError {
     fn from(e: rampart_store::StoreError) -> AccountError {
-        AccountError::Internal(e.to_string())
+        match e {
+            rampart_store::StoreError::Unavailable(_) => AccountError::Unavailable(e.to_string()),
+            e => AccountError::Internal(e.to_string()),
+        }
     }
 }
 

@@ -93,6 +93,16 @@ impl ApiError {
         }
     }
 
+    /// Cluster mode: the cluster database cannot be reached, so nothing shared can change.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            retry_after: Some(10),
+            problems: Vec::new(),
+        }
+    }
+
     /// The appliance is busy with this kind of request; try again in a second.
     pub fn busy(message: impl Into<String>) -> ApiError {
         ApiError {
@@ -106,7 +116,10 @@ impl ApiError {
 
 impl From<rampart_store::StoreError> for ApiError {
     fn from(e: rampart_store::StoreError) -> ApiError {
-        ApiError::internal(e)
+        match e {
+            rampart_store::StoreError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            e => ApiError::internal(e),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 mod engines;
 mod error;
 mod metrics;

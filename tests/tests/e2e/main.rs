@@ -12,6 +12,7 @@ mod alerts;
 mod api;
 mod browser;
 mod cli;
+mod cluster;
 mod delivery;
 mod delivery_status;
 mod durability;

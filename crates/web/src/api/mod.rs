@@ -109,6 +109,7 @@ fn routes() -> Router<AppState> {
         .route("/tdc/replay", axum::routing::post(status::replay))
         .route("/trace", axum::routing::post(status::trace))
         .route("/audit", get(status::audit))
+        .route("/cluster", get(status::cluster))
         .route("/reports/overview", get(reports::overview))
         .route("/reports/overview.csv", get(reports::overview_csv))
         .route("/users", get(users::list).post(users::add))

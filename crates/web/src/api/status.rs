@@ -256,6 +256,14 @@ pub async fn status_report(
             "enabled": settings.tdc.enabled,
             "intake_address": settings.tdc.intake_address,
         },
+        "cluster": store.cluster_health().map(|h| json!({
+            "node": h.node,
+            "database": h.database,
+            "database_reachable": h.reachable,
+            "since": rfc3339(h.since * 1000),
+            "error": h.error,
+            "settings_generation": h.settings_generation,
+        })),
     }))
 }
 
@@ -570,6 +578,7 @@ pub fn audit_json(e: &rampart_store::AuditEntry) -> Value {
     json!({
         "id": e.id, "time": rfc3339(e.at * 1000), "user": e.audit.user,
         "source": e.audit.source, "comment": e.audit.comment, "changes": e.audit.changes,
+        "node": e.node,
     })
 }
 
@@ -590,4 +599,17 @@ pub(crate) async fn trace(
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Json(report))
+}
+
+/// `GET /api/v1/cluster`: this node's view of the cluster (AsyncOS `clusterconfig`).
+pub(crate) async fn cluster(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        match crate::cluster::ClusterView::read(&state.store).await? {
+            Some(view) => view.json(),
+            None => crate::cluster::standalone_json(),
+        },
+    ))
 }

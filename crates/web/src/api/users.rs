@@ -98,6 +98,7 @@ async fn save(
     .await
     .map_err(|e| match e {
         crate::auth::AccountError::Internal(e) => ApiError::internal(e),
+        crate::auth::AccountError::Unavailable(e) => ApiError::unavailable(e),
         crate::auth::AccountError::MissingPassword => {
             ApiError::bad_request("`password` is required for a new account")
         }

@@ -116,6 +116,8 @@ pub(crate) async fn abandon(
 struct AuditPage {
     l: Layout,
     entries: Vec<AuditEntry>,
+    /// Cluster mode: the log is the cluster's, with the node of each change.
+    clustered: bool,
 }
 
 pub(crate) async fn audit(State(state): State<AppState>, ui: Ui) -> Result<Response, UiError> {
@@ -123,6 +125,23 @@ pub(crate) async fn audit(State(state): State<AppState>, ui: Ui) -> Result<Respo
     Ok(render(&AuditPage {
         l: Layout::new(&state, &ui, "admin", "Audit Log"),
         entries,
+        clustered: state.store.is_clustered(),
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "cluster.html")]
+struct ClusterPage {
+    l: Layout,
+    view: Option<crate::cluster::ClusterView>,
+}
+
+/// *System Administration > Cluster* (AsyncOS `clusterconfig`).
+pub(crate) async fn cluster(State(state): State<AppState>, ui: Ui) -> Result<Response, UiError> {
+    let view = crate::cluster::ClusterView::read(&state.store).await?;
+    Ok(render(&ClusterPage {
+        l: Layout::new(&state, &ui, "admin", "Cluster"),
+        view,
     }))
 }
 
@@ -302,6 +321,9 @@ pub(crate) async fn users_post(
         .await
         .map_err(|e| match e {
             crate::auth::AccountError::Internal(e) => UiError::internal(e),
+            crate::auth::AccountError::Unavailable(e) => {
+                UiError::Page(axum::http::StatusCode::SERVICE_UNAVAILABLE, e)
+            }
             other => UiError::BadRequest(other.to_string()),
         })?;
     Ok(done("/admin/users", "user-saved"))

@@ -133,6 +133,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/commit", get(admin::commit_page).post(admin::commit))
         .route("/commit/abandon", post(admin::abandon))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/cluster", get(admin::cluster))
         .route("/admin/trace", get(trace::page).post(trace::run))
         .route("/admin/log-subscriptions", get(logs::page))
         .route("/admin/alerts", get(alerts::view).post(alerts::save))
@@ -230,11 +231,13 @@ impl FromRequestParts<AppState> for Ui {
         let Some(s) = found else {
             return Err(UiError::Login(next));
         };
-        let pending = state
-            .store
-            .pending_count(&s.user)
-            .await
-            .map_err(UiError::internal)?;
+        // Cluster mode with the cluster database unreachable: the pages still show (System
+        // Status says why); the staged changes cannot be read, nor committed.
+        let pending = match state.store.pending_count(&s.user).await {
+            Ok(n) => n,
+            Err(rampart_store::StoreError::Unavailable(_)) => 0,
+            Err(e) => return Err(UiError::internal(e)),
+        };
         Ok(Ui {
             user: s.user,
             role: s.role,
@@ -401,6 +404,7 @@ const SUBMENUS: &[(&str, &[Entry])] = &[
                 Role::ReadOnly,
             ),
             ("/admin/alerts", "Alerts", Role::Operator),
+            ("/admin/cluster", "Cluster", Role::ReadOnly),
             ("/admin/trace", "Trace", Role::Operator),
             ("/commit", "Commit Changes", Role::ReadOnly),
         ],
@@ -684,7 +688,12 @@ impl IntoResponse for UiError {
 
 impl From<rampart_store::StoreError> for UiError {
     fn from(e: rampart_store::StoreError) -> UiError {
-        UiError::internal(e)
+        match e {
+            rampart_store::StoreError::Unavailable(_) => {
+                UiError::Page(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            e => UiError::internal(e),
+        }
     }
 }
 

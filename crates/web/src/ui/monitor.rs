@@ -107,6 +107,7 @@ struct StatusPage {
     chart: Chart,
     hosts_down: usize,
     syslog: Option<rampart_maillog::SyslogStatus>,
+    cluster: Option<rampart_store::ClusterHealth>,
 }
 
 fn uptime(secs: u64) -> String {
@@ -135,6 +136,7 @@ pub(crate) async fn status(State(state): State<AppState>, ui: Ui) -> Result<Resp
         chart: Chart::new(&buckets),
         hosts_down,
         syslog: state.syslog.as_ref().map(|s| s.status()),
+        cluster: state.store.cluster_health(),
     }))
 }
 
