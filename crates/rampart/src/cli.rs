@@ -231,6 +231,9 @@ enum Command {
         /// Matches skipped, to page through more than `limit`.
         #[arg(long, default_value_t = 0)]
         offset: u32,
+        /// Cluster mode: `*` for the whole cluster, or a node's name (default: this node).
+        #[arg(long)]
+        node: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -338,9 +341,12 @@ pub(crate) fn main() -> ExitCode {
                 since,
                 limit,
                 offset,
+                node,
                 json,
             } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
+                let node = rampart_web::api::track_node(&store, node.as_deref())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let filter = rampart_store::TrackFilter {
                     mid: mid.map(rampart_store::Mid),
                     sender,
@@ -355,7 +361,7 @@ pub(crate) fn main() -> ExitCode {
                     limit,
                     offset,
                 };
-                crate::status::tracking(&store, &filter, json).await
+                crate::status::tracking(&store, &filter, node.as_deref(), json).await
             }
             Command::Ledger {
                 since,

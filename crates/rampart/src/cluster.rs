@@ -145,3 +145,28 @@ async fn pull(store: &Store, shared: &SharedSettings, in_force: &mut Option<i64>
         }
     }
 }
+
+/// Events shipped per batch.
+const SHIP_BATCH: u32 = 1000;
+/// How often an idle shipper looks for new tracking events.
+const SHIP_IDLE: Duration = Duration::from_millis(500);
+
+/// Ships this node's message tracking to the cluster database until `stop`: at once while
+/// there is a backlog, every half second otherwise, every 5 s while it cannot be reached.
+pub(crate) async fn ship(store: Store, mut stop: watch::Receiver<bool>) {
+    loop {
+        let wait = match store.cluster_ship(SHIP_BATCH).await {
+            Ok(s) if s.backlog > 0 => Duration::ZERO,
+            Ok(_) => SHIP_IDLE,
+            Err(StoreError::Unavailable(_)) => HEARTBEAT,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster: cannot ship tracking");
+                HEARTBEAT
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -233,6 +233,7 @@ pub(crate) async fn serve(
         if let Some(g) = in_force {
             store.cluster_in_force(g);
         }
+        tokio::spawn(crate::cluster::ship(store.clone(), stop_rx.clone()));
         tokio::spawn(crate::cluster::follow(
             store.clone(),
             shared.clone(),
@@ -568,6 +569,11 @@ async fn prune(
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention: pruning failed"),
+        }
+        match store.cluster_prune(now.saturating_sub(record_secs)).await {
+            Ok(n) if n > 0 => tracing::info!(records = n, "retention: pruned shipped tracking"),
+            Ok(_) | Err(rampart_store::StoreError::Unavailable(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "retention: pruning shipped tracking failed"),
         }
         if let Err(e) = store.compact_reports().await {
             tracing::warn!(error = %e, "retention: compacting the reports failed");

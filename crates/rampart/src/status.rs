@@ -297,13 +297,20 @@ pub(crate) fn parse_track_event(s: &str) -> Result<rampart_store::TrackEvent, St
     rampart_store::TrackEvent::parse_named(s)
 }
 
-pub(crate) async fn tracking(store: &Store, filter: &TrackFilter, json: bool) -> Result<()> {
-    let found = store.track(filter).await?;
+pub(crate) async fn tracking(
+    store: &Store,
+    filter: &TrackFilter,
+    node: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let (found, total) = store.track_in(filter, node).await?;
+    let clustered = store.is_clustered();
     if json {
         let list: Vec<_> = found
             .iter()
-            .map(|t| {
+            .map(|rampart_store::NodeTracked { node, tracked: t }| {
                 serde_json::json!({
+                    "node": clustered.then_some(node),
                     "mid": t.mid.0, "sender": t.sender, "recipients": t.recipients, "subject": t.subject,
                     "events": t.events.iter().map(|e| serde_json::json!({
                         "time": chrono::DateTime::from_timestamp_millis(e.at).map(|d| d.to_rfc3339()),
@@ -315,14 +322,18 @@ pub(crate) async fn tracking(store: &Store, filter: &TrackFilter, json: bool) ->
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    let total = store.track_count(filter).await?;
     if found.is_empty() {
         println!("No messages found.");
     }
     let shown = found.len() as u64;
-    for t in found {
+    for rampart_store::NodeTracked { node, tracked: t } in found {
+        let on = if clustered {
+            format!("{node}: ")
+        } else {
+            String::new()
+        };
         println!(
-            "MID {}  from <{}>  to {}  subject {}",
+            "{on}MID {}  from <{}>  to {}  subject {}",
             t.mid,
             t.sender,
             t.recipients

@@ -55,6 +55,8 @@ pub struct NodeRow {
     pub started_at: i64,
     pub heartbeat_at: i64,
     pub settings_generation: i64,
+    /// Tracking events not yet shipped to the cluster database.
+    pub outbox: i64,
 }
 
 /// What a node says about itself in its heartbeat.
@@ -98,8 +100,8 @@ impl ClusterListener {
 
 #[derive(Debug)]
 pub(crate) struct Central {
-    pool: PgPool,
-    node: String,
+    pub(crate) pool: PgPool,
+    pub(crate) node: String,
     health: Mutex<ClusterHealth>,
     /// The last exchange found the database unreachable (see [`Central::run`]).
     tripped: AtomicBool,
@@ -170,7 +172,7 @@ impl Central {
     /// Once the database was found unreachable, answers at once instead of making every
     /// form and API call wait out a connection attempt, until a [`Central::probe`] (the
     /// follower's, every few seconds) reaches it again.
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
@@ -568,14 +570,19 @@ impl Central {
         .await
     }
 
-    async fn heartbeat(&self, info: &NodeInfo, generation: i64) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        info: &NodeInfo,
+        generation: i64,
+        outbox: u64,
+    ) -> Result<(), StoreError> {
         self.probe(async {
             sqlx::query(
-                "INSERT INTO nodes (name, version, smtp, web, started_at, heartbeat_at, settings_generation) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE SET \
+                "INSERT INTO nodes (name, version, smtp, web, started_at, heartbeat_at, settings_generation, outbox) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE SET \
                  version = excluded.version, smtp = excluded.smtp, web = excluded.web, \
                  started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, \
-                 settings_generation = excluded.settings_generation",
+                 settings_generation = excluded.settings_generation, outbox = excluded.outbox",
             )
             .bind(&self.node)
             .bind(&info.version)
@@ -584,6 +591,7 @@ impl Central {
             .bind(info.started_at)
             .bind(unix_now())
             .bind(generation)
+            .bind(i64::try_from(outbox).unwrap_or(i64::MAX))
             .execute(&self.pool)
             .await
             .map(|_| ())
@@ -594,7 +602,7 @@ impl Central {
     async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
         self.run(async {
             let rows = sqlx::query(
-                "SELECT name, version, smtp, web, started_at, heartbeat_at, settings_generation \
+                "SELECT name, version, smtp, web, started_at, heartbeat_at, settings_generation, outbox \
                  FROM nodes ORDER BY name",
             )
             .fetch_all(&self.pool)
@@ -609,6 +617,7 @@ impl Central {
                         started_at: r.try_get(4)?,
                         heartbeat_at: r.try_get(5)?,
                         settings_generation: r.try_get(6)?,
+                        outbox: r.try_get(7)?,
                     })
                 })
                 .collect()
@@ -799,7 +808,8 @@ impl Store {
             return Ok(());
         };
         let generation = c.health().settings_generation;
-        c.heartbeat(info, generation).await
+        let outbox = self.cluster_backlog().await?;
+        c.heartbeat(info, generation, outbox).await
     }
 
     /// Every node's last heartbeat.

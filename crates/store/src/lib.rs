@@ -24,6 +24,7 @@ mod reports;
 mod retention;
 mod sessions;
 mod settings;
+mod shipping;
 mod tracking;
 mod users;
 mod writer;
@@ -52,6 +53,7 @@ pub use queue::{Claimed, Outcome, RowOutcome};
 pub use reports::{Report, ReportBucket, ReportRange, Series, TopEntry, TopList};
 pub use retention::Pruned;
 pub use sessions::Session;
+pub use shipping::{NodeTracked, Shipped};
 pub use tracking::{TrackEvent, TrackFilter, Tracked, TrackingEvent};
 pub use users::{Role, User};
 

@@ -147,7 +147,7 @@ impl TrackEvent {
     }
 
     /// The condition on a message `m`: fixed text, never built from input.
-    fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             TrackEvent::Delivered => {
                 "EXISTS (SELECT 1 FROM queue q WHERE q.mid = m.mid AND q.kind = 'deliver' AND q.state = 'delivered')"

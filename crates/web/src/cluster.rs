@@ -67,6 +67,7 @@ impl ClusterView {
                 "started_at": rfc3339(n.started_at * 1000),
                 "last_heartbeat": rfc3339(n.heartbeat_at * 1000),
                 "settings_generation": n.settings_generation,
+                "outbox": n.outbox,
                 "state": if self.answering(n) { "up" } else { "not answering" },
             })).collect::<Vec<_>>()),
         })

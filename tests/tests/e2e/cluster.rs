@@ -246,7 +246,7 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("node-a") && text.contains("node-c"), "{text}");
 
-    // A change made with the CLI on C reaches A too.
+    // A change made with the CLI on C reaches A too (the RAT is now cli.example alone).
     let file = c.dir.join("rat.toml");
     std::fs::write(
         &file,
@@ -262,6 +262,75 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_until("the CLI's change on node A", || accepts(&a, "cli.example")).await;
+
+    // Mail through B and C is tracked centrally: A's whole-cluster search finds both, each
+    // with its node; a search for one node finds only its own.
+    for (node, subject) in [(&b, "via b"), (&c, "via c")] {
+        let (mut client, _) = SmtpClient::greeted(node.smtp).await;
+        let reply = client
+            .send_mail("a@sender.test", &["u@cli.example"], &message(subject))
+            .await;
+        assert_eq!(reply.code, 250, "{}", reply.line());
+        client.cmd("QUIT").await;
+    }
+    wait_until("both messages in the cluster's tracking", || async {
+        let (_, found) = a
+            .api(
+                Method::GET,
+                "/tracking?node=*&recipient=u@cli.example",
+                None,
+            )
+            .await;
+        found.as_array().is_some_and(|f| f.len() == 2)
+    })
+    .await;
+    let (_, found) = a
+        .api(
+            Method::GET,
+            "/tracking?node=*&recipient=u@cli.example",
+            None,
+        )
+        .await;
+    let nodes: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["node"].as_str().unwrap())
+        .collect();
+    assert!(
+        nodes.contains(&"node-b") && nodes.contains(&"node-c"),
+        "{found}"
+    );
+    assert!(
+        found[0]["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "{found}"
+    );
+    let (_, found) = a
+        .api(
+            Method::GET,
+            "/tracking?node=node-c&recipient=u@cli.example",
+            None,
+        )
+        .await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["subject"], "via c", "{found}");
+    // This node's own search stays local: A handled none of them.
+    let (_, found) = a
+        .api(Method::GET, "/tracking?recipient=u@cli.example", None)
+        .await;
+    assert_eq!(found.as_array().unwrap().len(), 0, "{found}");
+    let page = a
+        .page("/monitor/tracking?node=*&recipient=u%40cli.example")
+        .await;
+    assert!(page.contains("via b") && page.contains("node-c"), "{page}");
+    let out = a
+        .cli(&["tracking", "--node", "*", "--recipient", "u@cli.example"])
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("node-b: MID") && text.contains("node-c: MID"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -349,6 +418,26 @@ async fn with_the_database_down_mail_flows_and_changes_are_refused() {
         b.api(Method::GET, "/cluster", None).await.1["database_reachable"] == true
     })
     .await;
+    // What B tracked while the database was down was shipped when it came back.
+    wait_until("B's tracking shipped after the outage", || async {
+        let (_, found) = a
+            .api(
+                Method::GET,
+                "/tracking?node=node-b&subject=after%20restart",
+                None,
+            )
+            .await;
+        found.as_array().is_some_and(|f| f.len() == 1)
+    })
+    .await;
+    let (_, found) = a
+        .api(
+            Method::GET,
+            "/tracking?node=node-b&subject=while%20down",
+            None,
+        )
+        .await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ pub use settings::mask_webhook;
 pub use status::host_name;
 pub(crate) use status::rfc3339;
 pub(crate) use status::track_filter;
+pub use status::track_node;
 pub use status::{
     alert_json, audit_json, hoststatus_json, ledger_json, status_report, syslog_json, tophost_json,
 };

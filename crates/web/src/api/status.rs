@@ -59,6 +59,8 @@ pub(crate) struct TrackingQuery {
     limit: Option<u32>,
     /// Matches skipped, for paging; the total is in `X-Total-Count`.
     offset: Option<u32>,
+    /// Cluster mode: `*` for the whole cluster, or a node's name; absent: this node.
+    node: Option<String>,
 }
 
 /// The tracking search of the API and the UI, from its text fields; errors are for people.
@@ -91,6 +93,31 @@ pub(crate) fn track_filter(mid: &str, remote_ip: &str, event: &str) -> Result<Tr
         e => Some(rampart_store::TrackEvent::parse_named(e)?),
     };
     Ok((mid, remote_ip, event))
+}
+
+/// The node a tracking search asks for: `None` for this node, `*` for the whole cluster, or a
+/// node's name (cluster mode only).
+pub fn track_node(
+    store: &rampart_store::Store,
+    node: Option<&str>,
+) -> Result<Option<String>, String> {
+    match node.map(str::trim).filter(|n| !n.is_empty()) {
+        None => Ok(None),
+        Some(_) if !store.is_clustered() => {
+            Err("node: this appliance is not in a cluster; search without a node".into())
+        }
+        Some(n)
+            if n == "*"
+                || (n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))) =>
+        {
+            Ok(Some(n.to_owned()))
+        }
+        Some(n) => Err(format!(
+            "node: {n:?} is not a node name (or * for the whole cluster)"
+        )),
+    }
 }
 
 /// `GET /api/v1/tracking?mid=N` or `?sender=&recipient=&subject=&message_id=&remote_ip=&policy=&event=&since=`
@@ -131,13 +158,14 @@ pub(crate) async fn tracking(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
         offset: q.offset.unwrap_or(0),
     };
-    let total = state.store.track_count(&filter).await?;
-    let found = state.store.track(&filter).await?;
+    let node = track_node(&state.store, q.node.as_deref()).map_err(ApiError::bad_request)?;
+    let (found, total) = state.store.track_in(&filter, node.as_deref()).await?;
+    let clustered = state.store.is_clustered();
     let body = Json(Value::Array(
         found
             .into_iter()
-            .map(|t| {
-                json!({
+            .map(|rampart_store::NodeTracked { node, tracked: t }| {
+                let mut one = json!({
                     "mid": t.mid.0,
                     "sender": t.sender,
                     "recipients": t.recipients,
@@ -145,7 +173,11 @@ pub(crate) async fn tracking(
                     "message_id": t.message_id,
                     "received_at": rfc3339(t.received_at * 1000),
                     "events": t.events.into_iter().map(|e| json!({"time": rfc3339(e.at), "text": e.text})).collect::<Vec<_>>(),
-                })
+                });
+                if clustered && let Some(map) = one.as_object_mut() {
+                    map.insert("node".into(), node.into());
+                }
+                one
             })
             .collect(),
     ));

@@ -305,6 +305,9 @@ pub(crate) struct TrackingQuery {
     since: String,
     #[serde(default)]
     until: String,
+    /// Cluster mode: `*` for the whole cluster, a node's name; empty: this node.
+    #[serde(default)]
+    node: String,
     /// 1-based page of [`TRACKING_PAGE`] results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     page: Option<u32>,
@@ -329,10 +332,15 @@ struct TrackingPage {
     range: Option<String>,
     previous: Option<String>,
     next: Option<String>,
+    /// Cluster mode: the nodes to search (this node first).
+    nodes: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
 struct TrackedRow {
+    /// The node that handled it, in cluster mode; a link to the details only for this node's.
+    node: String,
+    local: bool,
     mid: u64,
     received: String,
     sender: String,
@@ -376,6 +384,7 @@ pub(crate) async fn tracking(
     .iter()
     .any(|f| !f.trim().is_empty());
     let page = q.page.unwrap_or(1).max(1);
+    let own = state.store.cluster_health().map(|h| h.node);
     let filter = (|| {
         let (mid, remote_ip, event) = crate::api::track_filter(&q.mid, &q.remote_ip, &q.event)
             .map_err(|e| {
@@ -401,20 +410,31 @@ pub(crate) async fn tracking(
             offset: (page - 1).saturating_mul(TRACKING_PAGE),
         })
     })();
+    let node = crate::api::track_node(&state.store, Some(&q.node));
     let (mut results, mut error, mut total) = (Vec::new(), None, 0);
-    match filter {
-        Err(e) => error = Some(e),
-        Ok(filter) => {
-            total = state.store.track_count(&filter).await?;
-            results = state
-                .store
-                .track(&filter)
-                .await?
+    match (filter, node) {
+        (Err(e), _) | (_, Err(e)) => error = Some(e),
+        (Ok(filter), Ok(node)) => {
+            let (found, n) = state.store.track_in(&filter, node.as_deref()).await?;
+            total = n;
+            results = found
                 .into_iter()
-                .map(row)
+                .map(|t| row(t.tracked, &t.node, own.as_deref()))
                 .collect();
         }
     }
+    // The node list: this node, the whole cluster, then every other node that reported in.
+    let nodes = match &own {
+        None => None,
+        Some(own) => {
+            let others = state.store.cluster_nodes().await.unwrap_or_default();
+            Some(
+                std::iter::once(own.clone())
+                    .chain(others.into_iter().map(|n| n.name).filter(|n| n != own))
+                    .collect(),
+            )
+        }
+    };
     let first = u64::from(page - 1) * u64::from(TRACKING_PAGE);
     let range = (!results.is_empty()).then(|| {
         format!(
@@ -466,6 +486,7 @@ pub(crate) async fn tracking(
         range,
         previous,
         next,
+        nodes,
         q,
     });
     if error.is_some() {
@@ -474,8 +495,10 @@ pub(crate) async fn tracking(
     Ok(page)
 }
 
-fn row(t: Tracked) -> TrackedRow {
+fn row(t: Tracked, node: &str, own: Option<&str>) -> TrackedRow {
     TrackedRow {
+        node: node.to_owned(),
+        local: own.is_none_or(|own| own == node),
         mid: t.mid.0,
         received: time(t.received_at),
         sender: if t.sender.is_empty() {

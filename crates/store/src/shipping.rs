@@ -1,0 +1,365 @@
+//! Cluster mode: shipping this node's message tracking to the cluster database, and the
+//! cluster-wide tracking search.
+//!
+//! The local `tracking` table is the outbox: its ids only grow, and a cursor in `meta`
+//! (`cluster_tracking_cursor`) says how far the cluster database has it. Each batch ships the
+//! new events and, for every message they touch, its current summary (envelope, subject, what
+//! has happened to it), in one PostgreSQL transaction; the cursor moves only after it
+//! committed, and both tables take a row twice harmlessly. So an outage loses nothing and
+//! delays only the central view; nothing is added to the accept path.
+
+use sqlx::Row;
+
+use crate::tracking::{TrackEvent, TrackFilter, Tracked, TrackingEvent};
+use crate::{Mid, Store, StoreError};
+
+const CURSOR: &str = "cluster_tracking_cursor";
+
+/// What one [`Store::cluster_ship`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Shipped {
+    pub events: u64,
+    pub messages: u64,
+    /// Events still waiting after this batch.
+    pub backlog: u64,
+}
+
+/// A message of the cluster-wide search, with the node that handled it.
+#[derive(Debug, Clone)]
+pub struct NodeTracked {
+    pub node: String,
+    pub tracked: Tracked,
+}
+
+/// A message's summary as shipped.
+struct Summary {
+    mid: i64,
+    received_at: i64,
+    sender: String,
+    recipients: String,
+    subject: Option<String>,
+    message_id: Option<String>,
+    remote_ip: String,
+    policy: String,
+    events: Vec<String>,
+}
+
+impl Store {
+    async fn cursor(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .meta(CURSOR)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Events committed locally and not yet in the cluster database.
+    pub async fn cluster_backlog(&self) -> Result<u64, StoreError> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM tracking")
+            .fetch_one(self.pool())
+            .await?;
+        // Ids are dense, so the difference is the count without walking the rows.
+        Ok((last.unwrap_or(0) - self.cursor().await?).max(0) as u64)
+    }
+
+    /// Ships up to `batch` tracking events (and the summaries of their messages) to the
+    /// cluster database.
+    pub async fn cluster_ship(&self, batch: u32) -> Result<Shipped, StoreError> {
+        let Some(c) = self.central() else {
+            return Ok(Shipped::default());
+        };
+        let cursor = self.cursor().await?;
+        let rows = sqlx::query(
+            "SELECT id, mid, at, text FROM tracking WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )
+        .bind(cursor)
+        .bind(batch.max(1))
+        .fetch_all(self.pool())
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(Shipped::default());
+        };
+        let last: i64 = last.try_get("id")?;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut mids: Vec<i64> = Vec::new();
+        for r in &rows {
+            let mid: i64 = r.try_get("mid")?;
+            if !mids.contains(&mid) {
+                mids.push(mid);
+            }
+            events.push((
+                r.try_get::<i64, _>("id")?,
+                mid,
+                r.try_get::<i64, _>("at")?,
+                r.try_get::<String, _>("text")?,
+            ));
+        }
+        let mut summaries = Vec::with_capacity(mids.len());
+        for mid in &mids {
+            if let Some(s) = self.summary(*mid).await? {
+                summaries.push(s);
+            }
+        }
+        let node = c.node.clone();
+        c.run(async {
+            let mut tx = c.pool.begin().await?;
+            for s in &summaries {
+                sqlx::query(
+                    "INSERT INTO tracked_messages (node, mid, received_at, sender, recipients, subject, \
+                     message_id, remote_ip, policy, events) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (node, mid) DO UPDATE SET recipients = excluded.recipients, \
+                     events = excluded.events",
+                )
+                .bind(&node)
+                .bind(s.mid)
+                .bind(s.received_at)
+                .bind(&s.sender)
+                .bind(&s.recipients)
+                .bind(&s.subject)
+                .bind(&s.message_id)
+                .bind(&s.remote_ip)
+                .bind(&s.policy)
+                .bind(&s.events)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // One statement for the batch's events.
+            let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+            let mids: Vec<i64> = events.iter().map(|e| e.1).collect();
+            let ats: Vec<i64> = events.iter().map(|e| e.2).collect();
+            let texts: Vec<&str> = events.iter().map(|e| e.3.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO tracked_events (node, id, mid, at, text) \
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::text[]) \
+                 ON CONFLICT (node, id) DO NOTHING",
+            )
+            .bind(&node)
+            .bind(&ids)
+            .bind(&mids)
+            .bind(&ats)
+            .bind(&texts)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })
+        .await?;
+        self.set_meta(CURSOR, &last.to_string()).await?;
+        Ok(Shipped {
+            events: rows.len() as u64,
+            messages: summaries.len() as u64,
+            backlog: self.cluster_backlog().await?,
+        })
+    }
+
+    /// A message's current summary, or `None` when it is gone (retention).
+    async fn summary(&self, mid: i64) -> Result<Option<Summary>, StoreError> {
+        // The event conditions are the local search's own fixed SQL.
+        let conditions: Vec<String> = TrackEvent::ALL
+            .iter()
+            .map(|(e, _, _)| e.sql().to_owned())
+            .collect();
+        let sql = format!(
+            "SELECT m.mid, m.received_at, m.sender, m.subject, m.message_id, m.remote_ip, m.policy, {} \
+             FROM messages m WHERE m.mid = ?1",
+            conditions.join(", ")
+        );
+        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(mid)
+            .fetch_optional(self.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        for (i, (_, slug, _)) in TrackEvent::ALL.iter().enumerate() {
+            let on: bool = r.try_get(7 + i)?;
+            if on {
+                events.push((*slug).to_owned());
+            }
+        }
+        let recipients: Vec<String> = sqlx::query_scalar(
+            "SELECT recipient FROM queue WHERE mid = ?1 AND kind = 'deliver' ORDER BY rcpt_idx",
+        )
+        .bind(mid)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(Some(Summary {
+            mid,
+            received_at: r.try_get("received_at")?,
+            sender: r.try_get("sender")?,
+            recipients: recipients.join("\n"),
+            subject: r.try_get("subject")?,
+            message_id: r.try_get("message_id")?,
+            remote_ip: r.try_get("remote_ip")?,
+            policy: r.try_get("policy")?,
+            events,
+        }))
+    }
+
+    /// Message tracking on this node (`node` `None`, or this node's name) or, in cluster mode,
+    /// on the whole cluster (`"*"`) or another node, each message with its node (`""` on a
+    /// single appliance); and the number of matches.
+    pub async fn track_in(
+        &self,
+        filter: &TrackFilter,
+        node: Option<&str>,
+    ) -> Result<(Vec<NodeTracked>, u64), StoreError> {
+        let own = self.central().map(|c| c.node.clone()).unwrap_or_default();
+        match node {
+            Some("*") => self.cluster_track(filter, None).await,
+            Some(n) if n != own => self.cluster_track(filter, Some(n)).await,
+            _ => {
+                let total = self.track_count(filter).await?;
+                let found = self.track(filter).await?;
+                let found = found
+                    .into_iter()
+                    .map(|tracked| NodeTracked {
+                        node: own.clone(),
+                        tracked,
+                    })
+                    .collect();
+                Ok((found, total))
+            }
+        }
+    }
+
+    /// Message tracking over the whole cluster (or one `node`): as [`Store::track`], newest
+    /// first, each message with its node; and the number of matches.
+    async fn cluster_track(
+        &self,
+        filter: &TrackFilter,
+        node: Option<&str>,
+    ) -> Result<(Vec<NodeTracked>, u64), StoreError> {
+        let Some(c) = self.central() else {
+            return Err(StoreError::Conflict(
+                "this appliance is not in a cluster: search it without a node".into(),
+            ));
+        };
+        let like = |s: &Option<String>| {
+            s.as_ref().map(|v| {
+                format!(
+                    "%{}%",
+                    v.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )
+            })
+        };
+        const WHERE: &str = "($1::bigint IS NULL OR mid = $1) \
+             AND ($2::text IS NULL OR sender ILIKE $2) \
+             AND ($3::text IS NULL OR recipients ILIKE $3) \
+             AND ($4::text IS NULL OR subject ILIKE $4) \
+             AND ($5::bigint IS NULL OR received_at >= $5) AND ($6::bigint IS NULL OR received_at < $6) \
+             AND ($7::text IS NULL OR message_id ILIKE $7) \
+             AND ($8::text IS NULL OR remote_ip = $8) \
+             AND ($9::text IS NULL OR lower(policy) = lower($9)) \
+             AND ($10::text IS NULL OR $10 = ANY(events)) \
+             AND ($11::text IS NULL OR node = $11)";
+        let (sender, recipient, subject, message_id) = (
+            like(&filter.sender),
+            like(&filter.recipient),
+            like(&filter.subject),
+            like(&filter.message_id),
+        );
+        let mid = filter.mid.map(|m| m.0 as i64);
+        let event = filter.event.map(TrackEvent::slug);
+        let bind = |q: sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>| {
+            q.bind(mid)
+                .bind(sender.clone())
+                .bind(recipient.clone())
+                .bind(subject.clone())
+                .bind(filter.since)
+                .bind(filter.until)
+                .bind(message_id.clone())
+                .bind(filter.remote_ip.clone())
+                .bind(filter.policy.clone())
+                .bind(event)
+                .bind(node.map(str::to_owned))
+        };
+        c.run(async {
+            let total: i64 = bind(sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM tracked_messages WHERE {WHERE}"
+            ))))
+            .fetch_one(&c.pool)
+            .await?
+            .try_get(0)?;
+            let rows = bind(sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT node, mid, sender, recipients, subject, message_id, received_at \
+                 FROM tracked_messages WHERE {WHERE} \
+                 ORDER BY received_at DESC, node, mid DESC LIMIT $12 OFFSET $13"
+            ))))
+            .bind(i64::from(filter.limit.max(1)))
+            .bind(i64::from(filter.offset))
+            .fetch_all(&c.pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let node: String = r.try_get("node")?;
+                let mid: i64 = r.try_get("mid")?;
+                let events = sqlx::query(
+                    "SELECT at, text FROM tracked_events WHERE node = $1 AND mid = $2 ORDER BY id",
+                )
+                .bind(&node)
+                .bind(mid)
+                .fetch_all(&c.pool)
+                .await?
+                .into_iter()
+                .map(|e| {
+                    Ok(TrackingEvent {
+                        at: e.try_get("at")?,
+                        text: e.try_get("text")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                let recipients: String = r.try_get("recipients")?;
+                out.push(NodeTracked {
+                    node,
+                    tracked: Tracked {
+                        mid: Mid(mid.max(0) as u64),
+                        sender: r.try_get("sender")?,
+                        recipients: recipients
+                            .lines()
+                            .filter(|l| !l.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                        subject: r.try_get("subject")?,
+                        message_id: r.try_get("message_id")?,
+                        received_at: r.try_get("received_at")?,
+                        events,
+                    },
+                });
+            }
+            Ok((out, total.max(0) as u64))
+        })
+        .await
+    }
+
+    /// Removes this node's shipped tracking of messages received before `before` (unix
+    /// seconds), as retention does locally.
+    pub async fn cluster_prune(&self, before: i64) -> Result<u64, StoreError> {
+        let Some(c) = self.central() else {
+            return Ok(0);
+        };
+        c.run(async {
+            let mut tx = c.pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM tracked_events e USING tracked_messages m \
+                 WHERE e.node = $1 AND m.node = $1 AND e.mid = m.mid AND m.received_at < $2",
+            )
+            .bind(&c.node)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+            let n =
+                sqlx::query("DELETE FROM tracked_messages WHERE node = $1 AND received_at < $2")
+                    .bind(&c.node)
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
+    }
+}
