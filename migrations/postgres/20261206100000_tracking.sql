@@ -31,3 +31,7 @@ CREATE INDEX tracked_events_mid ON tracked_events (node, mid);
 
 -- How far behind each node's shipping is, with its heartbeat.
 ALTER TABLE nodes ADD COLUMN outbox BIGINT NOT NULL DEFAULT 0;
+
+-- Each node's System Status counters and its busiest `tophosts` rows, with its heartbeat, for
+-- the cluster's totals: {"totals": {...}, "hosts": [...]}.
+ALTER TABLE nodes ADD COLUMN stats TEXT NOT NULL DEFAULT '{}';

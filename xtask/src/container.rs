@@ -42,7 +42,7 @@ pub fn docker_available() -> bool {
 }
 
 /// `docker compose` when the plugin exists, else Debian's `docker-compose`.
-fn compose() -> Vec<String> {
+pub(crate) fn compose() -> Vec<String> {
     let plugin = Command::new("docker")
         .args(["compose", "version"])
         .output()
@@ -55,7 +55,19 @@ fn compose() -> Vec<String> {
     }
 }
 
-pub fn image() -> Result<()> {
+/// `cargo xtask image [--cluster]`: the appliance and the demo's engines (with `--cluster`, the
+/// cluster demo's PostgreSQL instead).
+pub fn image(args: &[String]) -> Result<()> {
+    rampart_image()?;
+    if args.iter().any(|a| a == "--cluster") {
+        postgres_image()
+    } else {
+        engines_image()
+    }
+}
+
+/// `rampart:latest` from the static binary.
+pub fn rampart_image() -> Result<()> {
     let binary = build_static()?;
     // The image carries the build machine's CA bundle (Debian's ca-certificates).
     let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
@@ -95,13 +107,33 @@ pub fn image() -> Result<()> {
         .parse()
         .unwrap_or(0.0);
     eprintln!("xtask: image rampart:latest is {:.1} MB", bytes / 1e6);
-    engines_image()
+    Ok(())
 }
 
 /// The scanning engines of the demo, `rampart-engines:latest`: rspamd and clamd from Debian's
-/// packages in a root file system made by mmdebstrap, loaded with `docker import` (no registry
-/// needed). Its configuration is mounted by the compose file (`docker/engines/`).
+/// packages (see [`debian_image`]). Its configuration is mounted by the compose file
+/// (`docker/engines/`).
 pub fn engines_image() -> Result<()> {
+    debian_image(
+        "rampart-engines:latest",
+        "rspamd,clamav-daemon,ca-certificates",
+        &[
+            // Directories systemd would make at boot; a container has no systemd.
+            "--customize-hook=chroot \"$1\" install -d -o _rspamd -g _rspamd /run/rspamd",
+            "--customize-hook=chroot \"$1\" install -d -o clamav -g clamav /run/clamav",
+        ],
+    )
+}
+
+/// PostgreSQL for the cluster demo, `rampart-postgres:latest`, from Debian's packages (see
+/// [`debian_image`]); `docker/postgres/entrypoint.sh`, mounted by the compose file, sets it up.
+pub fn postgres_image() -> Result<()> {
+    debian_image("rampart-postgres:latest", "postgresql", &[])
+}
+
+/// An image of Debian packages without a registry: a root file system of the host's Debian
+/// release with `packages` made by mmdebstrap, loaded with `docker import`.
+fn debian_image(tag: &str, packages: &str, hooks: &[&str]) -> Result<()> {
     crate::ensure_packages(&[("mmdebstrap", "mmdebstrap")])?;
     // The host's Debian release, so the packages match what the tests run against.
     let release = std::fs::read_to_string("/etc/os-release")
@@ -111,36 +143,41 @@ pub fn engines_image() -> Result<()> {
                 .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(str::to_owned))
         })
         .unwrap_or_else(|| "bookworm".into());
-    let tar = PathBuf::from("target/docker/engines.tar");
+    let name = tag.split(':').next().unwrap_or("image");
+    let tar = PathBuf::from(format!("target/docker/{name}.tar"));
     std::fs::create_dir_all("target/docker")?;
     let _ = std::fs::remove_file(&tar);
     let started = Instant::now();
-    crate::run(Command::new("mmdebstrap").args([
-        "--quiet",
-        "--variant=apt",
-        "--include=rspamd,clamav-daemon,ca-certificates",
-        "--dpkgopt=path-exclude=/usr/share/doc/*",
-        "--dpkgopt=path-exclude=/usr/share/man/*",
-        "--dpkgopt=path-exclude=/usr/share/locale/*",
-        // Directories systemd would make at boot; a container has no systemd.
-        "--customize-hook=chroot \"$1\" install -d -o _rspamd -g _rspamd /run/rspamd",
-        "--customize-hook=chroot \"$1\" install -d -o clamav -g clamav /run/clamav",
-        &release,
-        tar.to_str().unwrap_or("engines.tar"),
-        &format!("deb http://deb.debian.org/debian {release} main"),
-        &format!("deb http://deb.debian.org/debian {release}-updates main"),
-        &format!("deb http://deb.debian.org/debian-security {release}-security main"),
-    ]))?;
+    let include = format!("--include={packages}");
+    crate::run(
+        Command::new("mmdebstrap")
+            .args([
+                "--quiet",
+                "--variant=apt",
+                &include,
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+            ])
+            .args(hooks)
+            .args([
+                &release,
+                tar.to_str().unwrap_or("image.tar"),
+                &format!("deb http://deb.debian.org/debian {release} main"),
+                &format!("deb http://deb.debian.org/debian {release}-updates main"),
+                &format!("deb http://deb.debian.org/debian-security {release}-security main"),
+            ]),
+    )?;
     crate::run(Command::new("docker").args([
         "import",
         "--change",
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        tar.to_str().unwrap_or("engines.tar"),
-        "rampart-engines:latest",
+        tar.to_str().unwrap_or("image.tar"),
+        tag,
     ]))?;
     let _ = std::fs::remove_file(&tar);
     eprintln!(
-        "xtask: image rampart-engines:latest (rspamd, clamd from Debian {release}) built in {:.0} s",
+        "xtask: image {tag} ({packages} from Debian {release}) built in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -164,7 +201,8 @@ pub fn e2e() -> Result<()> {
         return Ok(());
     }
     crate::ensure_packages(&[("swaks", "swaks"), ("curl", "curl")])?;
-    image()?;
+    rampart_image()?;
+    engines_image()?;
     let _ = dc(&["down", "-v", "--remove-orphans"]).status();
     let result = scenario();
     if result.is_err() {
@@ -340,7 +378,7 @@ fn web_url(path: &str) -> String {
 }
 
 /// Runs curl; returns the status of the last response and its body.
-fn curl(args: &[&str]) -> Result<(u16, String)> {
+pub(crate) fn curl(args: &[&str]) -> Result<(u16, String)> {
     let out = Command::new("curl")
         .args(["-ksS", "--max-time", "10", "-w", "\n%{http_code}"])
         .args(args)
@@ -370,7 +408,11 @@ fn ui_page(path: &str) -> Result<(u16, String)> {
     curl(&["-b", jar, &web_url(path)])
 }
 
-fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
+pub(crate) fn wait(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let start = Instant::now();
     loop {
         if cond().unwrap_or(false) {

@@ -14,6 +14,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod cluster_e2e;
 mod container;
 mod fuzz;
 
@@ -43,12 +44,13 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("codegen") => codegen(),
         Some("bench") => bench::run(args.get(1..).unwrap_or_default()),
-        Some("image") => container::image(),
+        Some("image") => container::image(args.get(1..).unwrap_or_default()),
+        Some("e2e") if args.get(1).is_some_and(|a| a == "--cluster") => cluster_e2e::run(),
         Some("e2e") => container::e2e(),
         Some("fuzz") => fuzz::run(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]|image|e2e|fuzz [--secs N] [TARGET...]>"
+                "usage: cargo xtask <test [nextest args]|ci|codegen|bench [flags]|image [--cluster]|e2e [--cluster]|fuzz [--secs N] [TARGET...]>"
             );
             bail!("unknown or missing task")
         }
@@ -181,8 +183,10 @@ fn ci() -> Result<()> {
     test(&[])?;
     // A smoke run of every fuzz target from its checked-in corpus (a crash fails CI).
     fuzz::run(&["--secs".into(), FUZZ_SMOKE_SECS.to_string()])?;
-    // The container appliance, where a Docker Engine is present (says so loudly when not).
-    container::e2e()
+    // The container appliance, where a Docker Engine is present (says so loudly when not),
+    // alone and as a cluster of three on PostgreSQL.
+    container::e2e()?;
+    cluster_e2e::run()
 }
 
 fn codegen() -> Result<()> {

@@ -95,6 +95,10 @@ enum Command {
         /// Order of the rows.
         #[arg(long, value_enum, default_value_t = crate::status::Sort::Active)]
         sort: crate::status::Sort,
+        /// Cluster mode: `*` for the whole cluster (summed), or a node's name (as of its last
+        /// heartbeat); default: this node.
+        #[arg(long)]
+        node: Option<String>,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -325,9 +329,11 @@ pub(crate) fn main() -> ExitCode {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
                 crate::status::report(&store, range, top as usize, csv, json).await
             }
-            Command::Tophosts { sort, json } => {
+            Command::Tophosts { sort, node, json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
-                crate::status::tophosts(&store, sort, json).await
+                let node = rampart_web::api::track_node(&store, node.as_deref())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                crate::status::tophosts(&store, sort, node.as_deref(), json).await
             }
             Command::Tracking {
                 mid,

@@ -147,7 +147,7 @@ async fn pull(store: &Store, shared: &SharedSettings, in_force: &mut Option<i64>
 }
 
 /// Events shipped per batch.
-const SHIP_BATCH: u32 = 1000;
+const SHIP_BATCH: u32 = 2000;
 /// How often an idle shipper looks for new tracking events.
 const SHIP_IDLE: Duration = Duration::from_millis(500);
 

@@ -322,23 +322,30 @@ fn init_tracing() {
 /// Applies a settings file when this appliance's settings were never saved (its first start), so
 /// a container comes up configured; later starts keep what the administrator changed since.
 async fn load_initial_settings(store: &Store, file: &std::path::Path) -> Result<()> {
-    if store.settings_generation().await? > 0 {
+    let generation = store.settings_generation().await?;
+    if generation > 0 {
         return Ok(());
     }
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read initial settings {}", file.display()))?;
     let settings = rampart_settings::Settings::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("initial settings {} are invalid:\n{e}", file.display()))?;
-    store
-        .save_settings(
+    // Only onto settings never saved: nodes of a new cluster starting together load it once.
+    match store
+        .save_settings_if(
             &settings,
             &rampart_store::Audit::new(
                 "system",
                 "boot",
                 format!("initial settings loaded from {}", file.display()),
             ),
+            generation,
         )
-        .await?;
+        .await
+    {
+        Err(rampart_store::StoreError::Stale { .. }) => return Ok(()),
+        other => other?,
+    };
     eprintln!(
         "rampart: first start: runtime settings loaded from {}",
         file.display()

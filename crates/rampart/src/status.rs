@@ -19,8 +19,13 @@ pub(crate) enum Sort {
     Hard,
 }
 
-pub(crate) async fn tophosts(store: &Store, sort: Sort, json: bool) -> Result<()> {
-    let mut rows = store.tophosts().await?;
+pub(crate) async fn tophosts(
+    store: &Store,
+    sort: Sort,
+    node: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let mut rows = store.tophosts_in(node).await?;
     let key = |r: &HostRow| match sort {
         Sort::Active => r.active_recipients,
         Sort::Conn => r.connections_out,

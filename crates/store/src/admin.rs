@@ -6,7 +6,8 @@ use sqlx::Row;
 use crate::{Store, StoreError, unix_now};
 
 /// Counters for *System Status*, since the database was created.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Totals {
     /// Messages (MIDs) received.
     pub received: u64,

@@ -57,6 +57,22 @@ pub struct NodeRow {
     pub settings_generation: i64,
     /// Tracking events not yet shipped to the cluster database.
     pub outbox: i64,
+    /// Its System Status counters as of its heartbeat.
+    pub totals: crate::Totals,
+    /// Its busiest `tophosts` rows (at most [`HEARTBEAT_HOSTS`]) as of its heartbeat.
+    pub hosts: Vec<crate::HostRow>,
+}
+
+/// `tophosts` rows a heartbeat carries at most: the busiest by active recipients, then
+/// delivered. Beyond them a destination shows in its own node's `tophosts` only.
+pub const HEARTBEAT_HOSTS: usize = 500;
+
+/// What a heartbeat carries besides the node's description.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct Stats {
+    totals: crate::Totals,
+    hosts: Vec<crate::HostRow>,
 }
 
 /// What a node says about itself in its heartbeat.
@@ -575,14 +591,16 @@ impl Central {
         info: &NodeInfo,
         generation: i64,
         outbox: u64,
+        stats: &str,
     ) -> Result<(), StoreError> {
         self.probe(async {
             sqlx::query(
-                "INSERT INTO nodes (name, version, smtp, web, started_at, heartbeat_at, settings_generation, outbox) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE SET \
+                "INSERT INTO nodes (name, version, smtp, web, started_at, heartbeat_at, settings_generation, outbox, stats) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO UPDATE SET \
                  version = excluded.version, smtp = excluded.smtp, web = excluded.web, \
                  started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, \
-                 settings_generation = excluded.settings_generation, outbox = excluded.outbox",
+                 settings_generation = excluded.settings_generation, outbox = excluded.outbox, \
+                 stats = excluded.stats",
             )
             .bind(&self.node)
             .bind(&info.version)
@@ -592,6 +610,7 @@ impl Central {
             .bind(unix_now())
             .bind(generation)
             .bind(i64::try_from(outbox).unwrap_or(i64::MAX))
+            .bind(stats)
             .execute(&self.pool)
             .await
             .map(|_| ())
@@ -602,13 +621,16 @@ impl Central {
     async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
         self.run(async {
             let rows = sqlx::query(
-                "SELECT name, version, smtp, web, started_at, heartbeat_at, settings_generation, outbox \
+                "SELECT name, version, smtp, web, started_at, heartbeat_at, settings_generation, outbox, stats \
                  FROM nodes ORDER BY name",
             )
             .fetch_all(&self.pool)
             .await?;
             rows.into_iter()
                 .map(|r| {
+                    // A node of another version may write fields this one does not know.
+                    let stats: Stats =
+                        serde_json::from_str(&r.try_get::<String, _>(8)?).unwrap_or_default();
                     Ok(NodeRow {
                         name: r.try_get(0)?,
                         version: r.try_get(1)?,
@@ -618,6 +640,8 @@ impl Central {
                         heartbeat_at: r.try_get(5)?,
                         settings_generation: r.try_get(6)?,
                         outbox: r.try_get(7)?,
+                        totals: stats.totals,
+                        hosts: stats.hosts,
                     })
                 })
                 .collect()
@@ -809,7 +833,17 @@ impl Store {
         };
         let generation = c.health().settings_generation;
         let outbox = self.cluster_backlog().await?;
-        c.heartbeat(info, generation, outbox).await
+        let mut hosts = self.tophosts().await?;
+        hosts.sort_by(|a, b| {
+            (b.active_recipients, b.delivered).cmp(&(a.active_recipients, a.delivered))
+        });
+        hosts.truncate(HEARTBEAT_HOSTS);
+        let stats = serde_json::to_string(&Stats {
+            totals: self.totals().await?,
+            hosts,
+        })
+        .map_err(|e| StoreError::Settings(format!("cannot serialise the heartbeat: {e}")))?;
+        c.heartbeat(info, generation, outbox, &stats).await
     }
 
     /// Every node's last heartbeat.

@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::{Store, StoreError};
 
 /// One line of `tophosts`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostRow {
     pub host: String,
     pub active_recipients: u64,

@@ -40,7 +40,9 @@ use tokio::sync::{mpsc, oneshot};
 pub use admin::{Bucket, Totals};
 pub use alerts::AlertRecord;
 pub use audit::{Audit, AuditEntry};
-pub use central::{ClusterHealth, ClusterListener, ClusterOptions, NodeInfo, NodeRow, Pulled};
+pub use central::{
+    ClusterHealth, ClusterListener, ClusterOptions, HEARTBEAT_HOSTS, NodeInfo, NodeRow, Pulled,
+};
 pub use hosts::{HostDelta, HostDetail, HostRow, IntakeRow};
 pub use ids::{Dcid, Icid, Mid};
 pub use ledger::{LedgerCounts, LedgerEntry};

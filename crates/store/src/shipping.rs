@@ -41,7 +41,7 @@ struct Summary {
     message_id: Option<String>,
     remote_ip: String,
     policy: String,
-    events: Vec<String>,
+    events: Vec<&'static str>,
 }
 
 impl Store {
@@ -94,40 +94,48 @@ impl Store {
                 r.try_get::<String, _>("text")?,
             ));
         }
-        let mut summaries = Vec::with_capacity(mids.len());
-        for mid in &mids {
-            if let Some(s) = self.summary(*mid).await? {
-                summaries.push(s);
-            }
-        }
+        let summaries = self.summaries(&mids).await?;
         let node = c.node.clone();
+        // Column arrays: one statement per table for the whole batch.
+        let col = |f: fn(&Summary) -> Option<String>| summaries.iter().map(f).collect::<Vec<_>>();
+        let s_mids: Vec<i64> = summaries.iter().map(|s| s.mid).collect();
+        let s_received: Vec<i64> = summaries.iter().map(|s| s.received_at).collect();
+        let s_sender = col(|s| Some(s.sender.clone()));
+        let s_recipients = col(|s| Some(s.recipients.clone()));
+        let s_subject = col(|s| s.subject.clone());
+        let s_message_id = col(|s| s.message_id.clone());
+        let s_remote_ip = col(|s| Some(s.remote_ip.clone()));
+        let s_policy = col(|s| Some(s.policy.clone()));
+        let s_events = col(|s| Some(s.events.join(",")));
+        let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
+        let e_mids: Vec<i64> = events.iter().map(|e| e.1).collect();
+        let ats: Vec<i64> = events.iter().map(|e| e.2).collect();
+        let texts: Vec<&str> = events.iter().map(|e| e.3.as_str()).collect();
         c.run(async {
             let mut tx = c.pool.begin().await?;
-            for s in &summaries {
-                sqlx::query(
-                    "INSERT INTO tracked_messages (node, mid, received_at, sender, recipients, subject, \
-                     message_id, remote_ip, policy, events) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (node, mid) DO UPDATE SET recipients = excluded.recipients, \
-                     events = excluded.events",
-                )
-                .bind(&node)
-                .bind(s.mid)
-                .bind(s.received_at)
-                .bind(&s.sender)
-                .bind(&s.recipients)
-                .bind(&s.subject)
-                .bind(&s.message_id)
-                .bind(&s.remote_ip)
-                .bind(&s.policy)
-                .bind(&s.events)
-                .execute(&mut *tx)
-                .await?;
-            }
-            // One statement for the batch's events.
-            let ids: Vec<i64> = events.iter().map(|e| e.0).collect();
-            let mids: Vec<i64> = events.iter().map(|e| e.1).collect();
-            let ats: Vec<i64> = events.iter().map(|e| e.2).collect();
-            let texts: Vec<&str> = events.iter().map(|e| e.3.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO tracked_messages (node, mid, received_at, sender, recipients, subject, \
+                 message_id, remote_ip, policy, events) \
+                 SELECT $1, t.mid, t.received_at, t.sender, t.recipients, t.subject, t.message_id, \
+                 t.remote_ip, t.policy, string_to_array(t.events, ',') \
+                 FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::text[], $9::text[], $10::text[]) \
+                 AS t(mid, received_at, sender, recipients, subject, message_id, remote_ip, policy, events) \
+                 ON CONFLICT (node, mid) DO UPDATE SET recipients = excluded.recipients, \
+                 events = excluded.events",
+            )
+            .bind(&node)
+            .bind(&s_mids)
+            .bind(&s_received)
+            .bind(&s_sender)
+            .bind(&s_recipients)
+            .bind(&s_subject)
+            .bind(&s_message_id)
+            .bind(&s_remote_ip)
+            .bind(&s_policy)
+            .bind(&s_events)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "INSERT INTO tracked_events (node, id, mid, at, text) \
                  SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::text[]) \
@@ -135,7 +143,7 @@ impl Store {
             )
             .bind(&node)
             .bind(&ids)
-            .bind(&mids)
+            .bind(&e_mids)
             .bind(&ats)
             .bind(&texts)
             .execute(&mut *tx)
@@ -151,49 +159,58 @@ impl Store {
         })
     }
 
-    /// A message's current summary, or `None` when it is gone (retention).
-    async fn summary(&self, mid: i64) -> Result<Option<Summary>, StoreError> {
+    /// The current summaries of `mids` (those still in the store: retention may have removed
+    /// some), in two queries.
+    async fn summaries(&self, mids: &[i64]) -> Result<Vec<Summary>, StoreError> {
+        let list = serde_json::to_string(mids)
+            .map_err(|e| StoreError::Settings(format!("cannot list MIDs: {e}")))?;
         // The event conditions are the local search's own fixed SQL.
-        let conditions: Vec<String> = TrackEvent::ALL
-            .iter()
-            .map(|(e, _, _)| e.sql().to_owned())
-            .collect();
+        let conditions: Vec<&str> = TrackEvent::ALL.iter().map(|(e, _, _)| e.sql()).collect();
         let sql = format!(
             "SELECT m.mid, m.received_at, m.sender, m.subject, m.message_id, m.remote_ip, m.policy, {} \
-             FROM messages m WHERE m.mid = ?1",
+             FROM messages m WHERE m.mid IN (SELECT value FROM json_each(?1))",
             conditions.join(", ")
         );
-        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(mid)
-            .fetch_optional(self.pool())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut events = Vec::new();
-        for (i, (_, slug, _)) in TrackEvent::ALL.iter().enumerate() {
-            let on: bool = r.try_get(7 + i)?;
-            if on {
-                events.push((*slug).to_owned());
-            }
-        }
-        let recipients: Vec<String> = sqlx::query_scalar(
-            "SELECT recipient FROM queue WHERE mid = ?1 AND kind = 'deliver' ORDER BY rcpt_idx",
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&list)
+            .fetch_all(self.pool())
+            .await?;
+        let recipients = sqlx::query(
+            "SELECT mid, recipient FROM queue WHERE mid IN (SELECT value FROM json_each(?1)) \
+             AND kind = 'deliver' ORDER BY mid, rcpt_idx",
         )
-        .bind(mid)
+        .bind(&list)
         .fetch_all(self.pool())
         .await?;
-        Ok(Some(Summary {
-            mid,
-            received_at: r.try_get("received_at")?,
-            sender: r.try_get("sender")?,
-            recipients: recipients.join("\n"),
-            subject: r.try_get("subject")?,
-            message_id: r.try_get("message_id")?,
-            remote_ip: r.try_get("remote_ip")?,
-            policy: r.try_get("policy")?,
-            events,
-        }))
+        let mut by_mid: std::collections::HashMap<i64, Vec<String>> = Default::default();
+        for r in recipients {
+            by_mid
+                .entry(r.try_get("mid")?)
+                .or_default()
+                .push(r.try_get("recipient")?);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mid: i64 = r.try_get("mid")?;
+            let mut events = Vec::new();
+            for (i, (_, slug, _)) in TrackEvent::ALL.iter().enumerate() {
+                if r.try_get::<bool, _>(7 + i)? {
+                    events.push(*slug);
+                }
+            }
+            out.push(Summary {
+                mid,
+                received_at: r.try_get("received_at")?,
+                sender: r.try_get("sender")?,
+                recipients: by_mid.remove(&mid).unwrap_or_default().join("\n"),
+                subject: r.try_get("subject")?,
+                message_id: r.try_get("message_id")?,
+                remote_ip: r.try_get("remote_ip")?,
+                policy: r.try_get("policy")?,
+                events,
+            });
+        }
+        Ok(out)
     }
 
     /// Message tracking on this node (`node` `None`, or this node's name) or, in cluster mode,
@@ -332,6 +349,49 @@ impl Store {
             Ok((out, total.max(0) as u64))
         })
         .await
+    }
+
+    /// `tophosts` of this node (`node` `None`, or this node's name), of another node as its
+    /// last heartbeat had it, or of the whole cluster (`"*"`): each host's figures summed over
+    /// the nodes (this node's current ones, the others' as of their heartbeats), marked down
+    /// when any node found it down.
+    pub async fn tophosts_in(&self, node: Option<&str>) -> Result<Vec<crate::HostRow>, StoreError> {
+        let own = self.central().map(|c| c.node.clone()).unwrap_or_default();
+        let Some(node) = node.filter(|n| *n != own) else {
+            return self.tophosts().await;
+        };
+        if self.central().is_none() {
+            return Err(StoreError::Conflict(
+                "this appliance is not in a cluster: ask without a node".into(),
+            ));
+        }
+        let nodes = self.cluster_nodes().await?;
+        if node != "*" {
+            return nodes
+                .into_iter()
+                .find(|n| n.name == node)
+                .map(|n| n.hosts)
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!("no node named {node:?} in the cluster"))
+                });
+        }
+        let mut sum: Vec<crate::HostRow> = self.tophosts().await?;
+        for n in nodes.into_iter().filter(|n| n.name != own) {
+            for h in n.hosts {
+                match sum.iter_mut().find(|s| s.host == h.host) {
+                    Some(s) => {
+                        s.active_recipients += h.active_recipients;
+                        s.connections_out += h.connections_out;
+                        s.delivered += h.delivered;
+                        s.soft_bounced += h.soft_bounced;
+                        s.hard_bounced += h.hard_bounced;
+                        s.down |= h.down;
+                    }
+                    None => sum.push(h),
+                }
+            }
+        }
+        Ok(sum)
     }
 
     /// Removes this node's shipped tracking of messages received before `before` (unix

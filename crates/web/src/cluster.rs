@@ -41,6 +41,26 @@ impl ClusterView {
         }))
     }
 
+    /// The cluster's counters: every node's as of its last heartbeat, summed.
+    pub fn totals(&self) -> Option<rampart_store::Totals> {
+        let nodes = self.nodes.as_ref()?;
+        let mut t = rampart_store::Totals::default();
+        for n in nodes {
+            let o = &n.totals;
+            t.received += o.received;
+            t.delivered += o.delivered;
+            t.bounced += o.bounced;
+            t.journaled += o.journaled;
+            t.journal_failed += o.journal_failed;
+            t.queued += o.queued;
+            t.journal_queued += o.journal_queued;
+            t.quarantined += o.quarantined;
+            t.spam += o.spam;
+            t.virus += o.virus;
+        }
+        Some(t)
+    }
+
     /// Whether `node` has sent a heartbeat lately.
     pub fn answering(&self, node: &NodeRow) -> bool {
         self.now - node.heartbeat_at <= STALE_SECS
@@ -68,10 +88,28 @@ impl ClusterView {
                 "last_heartbeat": rfc3339(n.heartbeat_at * 1000),
                 "settings_generation": n.settings_generation,
                 "outbox": n.outbox,
+                "counters": counters_json(&n.totals),
                 "state": if self.answering(n) { "up" } else { "not answering" },
             })).collect::<Vec<_>>()),
+            "totals": self.totals().map(|t| counters_json(&t)),
         })
     }
+}
+
+/// A node's (or the cluster's) counters and gauges, named as in `GET /api/v1/status`.
+fn counters_json(t: &rampart_store::Totals) -> Value {
+    json!({
+        "messages_received": t.received,
+        "recipients_delivered": t.delivered,
+        "recipients_hard_bounced": t.bounced,
+        "journal_copies_delivered": t.journaled,
+        "journal_copies_failed": t.journal_failed,
+        "messages_spam": t.spam,
+        "messages_virus": t.virus,
+        "active_recipients": t.queued,
+        "tdc_queue": t.journal_queued,
+        "quarantined_recipients": t.quarantined,
+    })
 }
 
 /// `None` for "the cluster database cannot be reached"; other errors stay errors.

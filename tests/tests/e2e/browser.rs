@@ -569,6 +569,7 @@ async fn pages_fit_a_narrow_window_and_destructive_actions_ask_first() {
         "/admin/audit",
         "/admin/log-subscriptions",
         "/admin/alerts",
+        "/admin/cluster",
         "/mail-policies/incoming/DEFAULT/content-filters",
         "/mail-policies/incoming/DEFAULT/content-filters/builder",
     ] {

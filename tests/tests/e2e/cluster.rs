@@ -331,6 +331,33 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
         text.contains("node-b: MID") && text.contains("node-c: MID"),
         "{text}"
     );
+
+    // The counters come with the heartbeats: the cluster's totals, and `tophosts` summed (the
+    // two messages wait for cli.example, which has no route, one on B and one on C).
+    wait_until("the cluster's totals", || async {
+        let (_, cluster) = a.api(Method::GET, "/cluster", None).await;
+        cluster["totals"]["messages_received"].as_u64() >= Some(2)
+    })
+    .await;
+    wait_until("cli.example in the cluster's tophosts", || async {
+        let (_, hosts) = a.api(Method::GET, "/tophosts?node=*", None).await;
+        hosts.as_array().is_some_and(|h| {
+            h.iter()
+                .any(|r| r["host"] == "cli.example" && r["active_recipients"] == 2)
+        })
+    })
+    .await;
+    let (_, hosts) = a.api(Method::GET, "/tophosts", None).await;
+    assert!(
+        !hosts.to_string().contains("cli.example"),
+        "node A queued nothing: {hosts}"
+    );
+    let (_, hosts) = a.api(Method::GET, "/tophosts?node=node-b", None).await;
+    assert!(hosts.to_string().contains("cli.example"), "{hosts}");
+    let (status, body) = a.api(Method::GET, "/tophosts?node=nosuch", None).await;
+    assert_eq!(status, 404, "{body}");
+    let page = a.page("/admin/cluster").await;
+    assert!(page.contains("cluster-total"), "{page}");
 }
 
 #[tokio::test]

@@ -217,7 +217,7 @@ pub async fn run(binary: &Path, opts: &Options) -> Result<()> {
     Ok(())
 }
 
-fn basic() -> String {
+pub(super) fn basic() -> String {
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("admin:bench")

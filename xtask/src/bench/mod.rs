@@ -4,7 +4,8 @@
 //! Each run is sustained for `--secs S` (default 60) and reports its steady state after a
 //! warm-up (`--warmup W`, default 10 s), with its curve over time in `target/bench/RUN.csv` and
 //! `.svg`; `--messages M` runs a message count instead (a burst). `--scenario backlog` is the
-//! spool-growth scenario instead of the runs (see `backlog.rs`; `--backlog N`, default 1,000,000).
+//! spool-growth scenario instead of the runs (see `backlog.rs`; `--backlog N`, default 1,000,000);
+//! `--scenario cluster` measures cluster mode (see `cluster.rs`; `--secs` per load run).
 //!
 //! Flags: `--sessions 20,200`, `--sizes 4096,102400`,
 //! `--idle N` idle connections for the connection-scale run (default 10000, 0 skips it),
@@ -19,6 +20,7 @@
 //! already built `rampart`, e.g. an older commit's, instead of building this tree's).
 
 mod backlog;
+mod cluster;
 mod disk;
 mod hostile;
 mod loadgen;
@@ -149,8 +151,9 @@ fn parse(args: &[String]) -> Result<Options> {
     };
     if let Some(s) = &o.scenario
         && s != "backlog"
+        && s != "cluster"
     {
-        bail!("unknown scenario {s:?}: the one scenario is backlog");
+        bail!("unknown scenario {s:?}: the scenarios are backlog and cluster");
     }
     Ok(o)
 }
@@ -244,8 +247,10 @@ impl RunResult {
 }
 
 async fn bench(opts: Options, binary: PathBuf) -> Result<()> {
-    if opts.scenario.as_deref() == Some("backlog") {
-        return backlog::run(&binary, &opts).await;
+    match opts.scenario.as_deref() {
+        Some("backlog") => return backlog::run(&binary, &opts).await,
+        Some("cluster") => return cluster::run(&binary, &opts).await,
+        _ => {}
     }
     eprintln!("bench: {}", opts.length.describe());
     let postfix = opts.postfix && postfix_available();

@@ -9,12 +9,26 @@ use serde_json::{Value, json};
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
-/// `GET /api/v1/tophosts`: the AsyncOS figures per recipient host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeQuery {
+    /// Cluster mode: `*` for the whole cluster, or a node's name; absent: this node.
+    node: Option<String>,
+}
+
+/// `GET /api/v1/tophosts[?node=*|NAME]`: the AsyncOS figures per recipient host.
 pub(crate) async fn tophosts(
     State(state): State<AppState>,
     _caller: Caller,
+    query: Result<Query<NodeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let rows = state.store.tophosts().await?;
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let node = track_node(&state.store, q.node.as_deref()).map_err(ApiError::bad_request)?;
+    let rows = match state.store.tophosts_in(node.as_deref()).await {
+        Err(rampart_store::StoreError::Conflict(why)) => return Err(ApiError::not_found(why)),
+        r => r?,
+    };
     Ok(Json(Value::Array(rows.iter().map(tophost_json).collect())))
 }
 
