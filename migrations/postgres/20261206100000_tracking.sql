@@ -35,3 +35,20 @@ ALTER TABLE nodes ADD COLUMN outbox BIGINT NOT NULL DEFAULT 0;
 -- Each node's System Status counters and its busiest `tophosts` rows, with its heartbeat, for
 -- the cluster's totals: {"totals": {...}, "hosts": [...]}.
 ALTER TABLE nodes ADD COLUMN stats TEXT NOT NULL DEFAULT '{}';
+
+-- Each node's journal ledger (its journal copies and what became of them), shipped with the
+-- tracking of the same messages.
+CREATE TABLE tracked_ledger (
+    node TEXT NOT NULL,
+    row_id BIGINT NOT NULL,              -- the journal row's id in the node's queue
+    mid BIGINT NOT NULL,
+    intake TEXT NOT NULL,
+    state TEXT NOT NULL,                 -- queued | delivered | failed | expired | replayed
+    attempts BIGINT NOT NULL,
+    last_reply TEXT,
+    tls TEXT,
+    queued_at BIGINT NOT NULL,           -- unix seconds
+    done_at BIGINT,
+    PRIMARY KEY (node, row_id)
+);
+CREATE INDEX tracked_ledger_queued ON tracked_ledger (queued_at);

@@ -87,6 +87,10 @@ enum Command {
         /// within a second.
         #[arg(long, conflicts_with = "state")]
         replay: bool,
+        /// Cluster mode: `*` for the whole cluster's ledger, or a node's name (default: this
+        /// node). A replay always runs on this node (it holds the messages).
+        #[arg(long, conflicts_with = "replay")]
+        node: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -373,6 +377,7 @@ pub(crate) fn main() -> ExitCode {
                 since,
                 state,
                 replay,
+                node,
                 json,
             } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
@@ -380,7 +385,9 @@ pub(crate) fn main() -> ExitCode {
                     crate::status::replay(&store, since, json).await
                 } else {
                     let state = state.as_deref().and_then(rampart_tdc::LedgerState::parse);
-                    crate::status::ledger(&store, since, state, json).await
+                    let node = rampart_web::api::track_node(&store, node.as_deref())
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    crate::status::ledger(&store, since, state, node.as_deref(), json).await
                 }
             }
             Command::Tdcconfig {

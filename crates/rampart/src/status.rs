@@ -393,25 +393,38 @@ pub(crate) async fn ledger(
     store: &Store,
     since: i64,
     state: Option<rampart_tdc::LedgerState>,
+    node: Option<&str>,
     json: bool,
 ) -> Result<()> {
     let entries = store
-        .ledger(rampart_store::unix_now() - since, state, 10_000)
+        .ledger_in(rampart_store::unix_now() - since, state, 10_000, node)
         .await?;
+    let clustered = store.is_clustered();
     if json {
         // The API's form, so that a script reads either the same way.
         let list: Vec<_> = entries
             .into_iter()
-            .map(rampart_web::api::ledger_json)
+            .map(|(node, e)| {
+                let mut one = rampart_web::api::ledger_json(e);
+                if clustered && let Some(map) = one.as_object_mut() {
+                    map.insert("node".into(), node.into());
+                }
+                one
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     println!(
-        "{:<10} {:<10} {:>8}  {:<19}  {:<32} Last reply",
-        "MID", "State", "Attempts", "Queued", "Intake"
+        "{}{:<10} {:<10} {:>8}  {:<19}  {:<32} Last reply",
+        if clustered { "Node            " } else { "" },
+        "MID",
+        "State",
+        "Attempts",
+        "Queued",
+        "Intake"
     );
-    for e in entries {
+    for (node, e) in entries {
         let queued = chrono::DateTime::from_timestamp(e.queued_at, 0)
             .map(|d| {
                 d.with_timezone(&chrono::Local)
@@ -419,8 +432,13 @@ pub(crate) async fn ledger(
                     .to_string()
             })
             .unwrap_or_default();
+        let node = if clustered {
+            format!("{node:<15} ")
+        } else {
+            String::new()
+        };
         println!(
-            "{:<10} {:<10} {:>8}  {:<19}  {:<32} {}",
+            "{node}{:<10} {:<10} {:>8}  {:<19}  {:<32} {}",
             e.mid.0,
             e.state,
             e.attempts,

@@ -38,7 +38,7 @@ pub struct LedgerCounts {
 
 /// The ledger's name for a journal row's state: a bounced or dropped copy has `failed`, one
 /// that was queued again `replayed`.
-fn ledger_state(db_state: &str, replayed: bool) -> Option<LedgerState> {
+pub(crate) fn ledger_state(db_state: &str, replayed: bool) -> Option<LedgerState> {
     Some(match db_state {
         _ if replayed => LedgerState::Replayed,
         "bounced" | "dropped" => LedgerState::Failed,

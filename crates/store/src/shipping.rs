@@ -31,6 +31,19 @@ pub struct NodeTracked {
     pub tracked: Tracked,
 }
 
+/// A journal row as shipped (the ledger).
+struct JournalRow {
+    row_id: i64,
+    mid: i64,
+    intake: String,
+    state: &'static str,
+    attempts: i64,
+    last_reply: Option<String>,
+    tls: Option<String>,
+    queued_at: i64,
+    done_at: Option<i64>,
+}
+
 /// A message's summary as shipped.
 struct Summary {
     mid: i64,
@@ -95,6 +108,7 @@ impl Store {
             ));
         }
         let summaries = self.summaries(&mids).await?;
+        let ledger = self.journal_rows(&mids).await?;
         let node = c.node.clone();
         // Column arrays: one statement per table for the whole batch.
         let col = |f: fn(&Summary) -> Option<String>| summaries.iter().map(f).collect::<Vec<_>>();
@@ -137,6 +151,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
+                "INSERT INTO tracked_ledger (node, row_id, mid, intake, state, attempts, last_reply, \
+                 tls, queued_at, done_at) SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], \
+                 $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bigint[]) \
+                 ON CONFLICT (node, row_id) DO UPDATE SET state = excluded.state, \
+                 attempts = excluded.attempts, last_reply = excluded.last_reply, tls = excluded.tls, \
+                 done_at = excluded.done_at",
+            )
+            .bind(&node)
+            .bind(ledger.iter().map(|l| l.row_id).collect::<Vec<_>>())
+            .bind(ledger.iter().map(|l| l.mid).collect::<Vec<_>>())
+            .bind(ledger.iter().map(|l| l.intake.clone()).collect::<Vec<_>>())
+            .bind(ledger.iter().map(|l| l.state).collect::<Vec<_>>())
+            .bind(ledger.iter().map(|l| l.attempts).collect::<Vec<_>>())
+            .bind(ledger.iter().map(|l| l.last_reply.clone()).collect::<Vec<_>>())
+            .bind(ledger.iter().map(|l| l.tls.clone()).collect::<Vec<_>>())
+            .bind(ledger.iter().map(|l| l.queued_at).collect::<Vec<_>>())
+            .bind(ledger.iter().map(|l| l.done_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
                 "INSERT INTO tracked_events (node, id, mid, at, text) \
                  SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::text[]) \
                  ON CONFLICT (node, id) DO NOTHING",
@@ -157,6 +191,108 @@ impl Store {
             messages: summaries.len() as u64,
             backlog: self.cluster_backlog().await?,
         })
+    }
+
+    /// The journal rows of `mids`, in ledger terms.
+    async fn journal_rows(&self, mids: &[i64]) -> Result<Vec<JournalRow>, StoreError> {
+        let list = serde_json::to_string(mids)
+            .map_err(|e| StoreError::Settings(format!("cannot list MIDs: {e}")))?;
+        let rows = sqlx::query(
+            "SELECT id, mid, recipient, state, replayed_at IS NOT NULL AS replayed, attempts, \
+             last_reply, tls, created_at, done_at FROM queue \
+             WHERE kind = 'journal' AND mid IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(&list)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let state: String = r.try_get("state")?;
+            // A row in no ledger state (none today) is not shipped.
+            let Some(state) = crate::ledger::ledger_state(&state, r.try_get("replayed")?) else {
+                continue;
+            };
+            out.push(JournalRow {
+                row_id: r.try_get("id")?,
+                mid: r.try_get("mid")?,
+                intake: r.try_get("recipient")?,
+                state: state.as_str(),
+                attempts: r.try_get("attempts")?,
+                last_reply: r.try_get("last_reply")?,
+                tls: r.try_get("tls")?,
+                queued_at: r.try_get("created_at")?,
+                done_at: r.try_get("done_at")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The journal ledger of this node (`node` `None`, or this node's name), of another node
+    /// or of the whole cluster (`"*"`), as shipped: copies queued since `since` (unix seconds),
+    /// newest first, each with its node (`""` on a single appliance).
+    pub async fn ledger_in(
+        &self,
+        since: i64,
+        state: Option<rampart_tdc::LedgerState>,
+        limit: u32,
+        node: Option<&str>,
+    ) -> Result<Vec<(String, crate::LedgerEntry)>, StoreError> {
+        let own = self.central().map(|c| c.node.clone()).unwrap_or_default();
+        let (c, node) = match (self.central(), node) {
+            (Some(c), Some(n)) if n != own => (c, (n != "*").then(|| n.to_owned())),
+            (None, Some(_)) => {
+                return Err(StoreError::Conflict(
+                    "this appliance is not in a cluster: ask without a node".into(),
+                ));
+            }
+            _ => {
+                let local = self.ledger(since, state, limit).await?;
+                return Ok(local.into_iter().map(|e| (own.clone(), e)).collect());
+            }
+        };
+        c.run(async {
+            let rows = sqlx::query(
+                "SELECT l.node, l.mid, l.intake, l.state, l.attempts, l.last_reply, l.tls, \
+                 l.queued_at, l.done_at, m.sender, m.subject, m.message_id \
+                 FROM tracked_ledger l LEFT JOIN tracked_messages m ON m.node = l.node AND m.mid = l.mid \
+                 WHERE l.queued_at >= $1 AND ($2::text IS NULL OR l.state = $2) \
+                 AND ($3::text IS NULL OR l.node = $3) \
+                 ORDER BY l.queued_at DESC, l.node, l.row_id DESC LIMIT $4",
+            )
+            .bind(since)
+            .bind(state.map(rampart_tdc::LedgerState::as_str))
+            .bind(&node)
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(&c.pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let state: String = r.try_get("state")?;
+                let Some(state) = rampart_tdc::LedgerState::parse(&state) else {
+                    continue;
+                };
+                out.push((
+                    r.try_get::<String, _>("node")?,
+                    crate::LedgerEntry {
+                        mid: Mid(r.try_get::<i64, _>("mid")?.max(0) as u64),
+                        intake: r.try_get("intake")?,
+                        state,
+                        attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(0),
+                        last_reply: r.try_get("last_reply")?,
+                        tls: r.try_get("tls")?,
+                        queued_at: r.try_get("queued_at")?,
+                        done_at: r.try_get("done_at")?,
+                        sender: r
+                            .try_get::<Option<String>, _>("sender")?
+                            .unwrap_or_default(),
+                        subject: r.try_get("subject")?,
+                        message_id: r.try_get("message_id")?,
+                    },
+                ));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// The current summaries of `mids` (those still in the store: retention may have removed
@@ -410,6 +546,11 @@ impl Store {
             .bind(before)
             .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM tracked_ledger WHERE node = $1 AND queued_at < $2")
+                .bind(&c.node)
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
             let n =
                 sqlx::query("DELETE FROM tracked_messages WHERE node = $1 AND received_at < $2")
                     .bind(&c.node)

@@ -358,6 +358,60 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
     assert_eq!(status, 404, "{body}");
     let page = a.page("/admin/cluster").await;
     assert!(page.contains("cluster-total"), "{page}");
+
+    // The journal ledger of the whole cluster: the connector turned on through A, a clean
+    // message through C gets a journal copy on C, which A's whole-cluster ledger shows.
+    let intake = Sink::start(Script::default()).await;
+    for (path, body) in [
+        (
+            "/smtp-routes",
+            json!([{"domain": "intake.test", "hosts": [intake.addr.to_string()]}]),
+        ),
+        (
+            "/tdc",
+            json!({"enabled": true, "intake_address": "journal@intake.test"}),
+        ),
+        (
+            "/policies/incoming/DEFAULT",
+            json!({"name": "DEFAULT", "tdc": {"mode": "global"}}),
+        ),
+    ] {
+        let (status, resp) = a.api(Method::PUT, path, Some(body)).await;
+        assert_eq!(status, 200, "PUT {path}: {resp}");
+    }
+    let (_, cluster) = a.api(Method::GET, "/cluster", None).await;
+    let generation = cluster["settings_generation"]["cluster"].as_i64().unwrap();
+    wait_until("node C at the connector's generation", || async {
+        let (_, cluster) = c.api(Method::GET, "/cluster", None).await;
+        cluster["settings_generation"]["in_force"].as_i64() >= Some(generation)
+    })
+    .await;
+    let (mut client, _) = SmtpClient::greeted(c.smtp).await;
+    let reply = client
+        .send_mail(
+            "a@sender.test",
+            &["u@cli.example"],
+            &message("journaled via c"),
+        )
+        .await;
+    assert_eq!(reply.code, 250, "{}", reply.line());
+    client.cmd("QUIT").await;
+    wait_until("node C's journal copy in the cluster's ledger", || async {
+        let (_, ledger) = a.api(Method::GET, "/ledger?node=*", None).await;
+        ledger.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|e| e["node"] == "node-c" && e["intake_address"] == "journal@intake.test")
+        })
+    })
+    .await;
+    let (_, ledger) = a.api(Method::GET, "/ledger", None).await;
+    assert_eq!(
+        ledger.as_array().unwrap().len(),
+        0,
+        "A journaled nothing: {ledger}"
+    );
+    let page = a.page("/security/tdc/ledger?node=*").await;
+    assert!(page.contains("node-c"), "{page}");
 }
 
 #[tokio::test]

@@ -212,6 +212,8 @@ pub(crate) struct LedgerQuery {
     since: Option<i64>,
     state: Option<String>,
     limit: Option<u32>,
+    /// Cluster mode: `*` for the whole cluster, or a node's name; absent: this node.
+    node: Option<String>,
 }
 
 /// `GET /api/v1/ledger?since=SECONDS&state=queued|delivered|failed|expired|replayed&limit=1000`
@@ -249,12 +251,28 @@ pub(crate) async fn ledger(
             )));
         }
     };
+    let node = track_node(&state.store, q.node.as_deref()).map_err(ApiError::bad_request)?;
     let entries = state
         .store
-        .ledger(rampart_store::unix_now() - since, filter, limit)
+        .ledger_in(
+            rampart_store::unix_now() - since,
+            filter,
+            limit,
+            node.as_deref(),
+        )
         .await?;
+    let clustered = state.store.is_clustered();
     Ok(Json(Value::Array(
-        entries.into_iter().map(ledger_json).collect(),
+        entries
+            .into_iter()
+            .map(|(node, e)| {
+                let mut one = ledger_json(e);
+                if clustered && let Some(map) = one.as_object_mut() {
+                    map.insert("node".into(), node.into());
+                }
+                one
+            })
+            .collect(),
     )))
 }
 

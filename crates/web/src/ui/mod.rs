@@ -706,6 +706,18 @@ struct ErrorPage {
     message: String,
 }
 
+/// Cluster mode: the nodes a page can show, this node first, then every other node that
+/// reported in (`None` on a single appliance). The page offers *Whole cluster* after the first.
+pub(crate) async fn node_choices(state: &AppState) -> Option<Vec<String>> {
+    let own = state.store.cluster_health()?.node;
+    let others = state.store.cluster_nodes().await.unwrap_or_default();
+    Some(
+        std::iter::once(own.clone())
+            .chain(others.into_iter().map(|n| n.name).filter(|n| *n != own))
+            .collect(),
+    )
+}
+
 /// The settings as this user sees them: the live settings with their staged changes applied.
 pub(crate) async fn working(state: &AppState, ui: &Ui) -> Result<Settings, UiError> {
     Ok(state.changes.working(&ui.user).await?)

@@ -423,18 +423,7 @@ pub(crate) async fn tracking(
                 .collect();
         }
     }
-    // The node list: this node, the whole cluster, then every other node that reported in.
-    let nodes = match &own {
-        None => None,
-        Some(own) => {
-            let others = state.store.cluster_nodes().await.unwrap_or_default();
-            Some(
-                std::iter::once(own.clone())
-                    .chain(others.into_iter().map(|n| n.name).filter(|n| n != own))
-                    .collect(),
-            )
-        }
-    };
+    let nodes = super::node_choices(&state).await;
     let first = u64::from(page - 1) * u64::from(TRACKING_PAGE);
     let range = (!results.is_empty()).then(|| {
         format!(

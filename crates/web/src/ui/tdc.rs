@@ -212,10 +212,16 @@ struct LedgerPage {
     entries: Vec<LedgerRow>,
     state_filter: String,
     hours: i64,
+    /// Cluster mode: the nodes to show (this node first), and the one asked for.
+    nodes: Option<Vec<String>>,
+    node: String,
 }
 
 #[derive(Debug)]
 struct LedgerRow {
+    node: String,
+    /// This node's copy: its MID links to the tracking details.
+    local: bool,
     mid: u64,
     state: &'static str,
     intake: String,
@@ -232,6 +238,9 @@ pub(crate) struct LedgerQuery {
     state: Option<String>,
     #[serde(default)]
     hours: Option<i64>,
+    /// Cluster mode: `*` for the whole cluster, a node's name; empty: this node.
+    #[serde(default)]
+    node: String,
 }
 
 /// The journal ledger: every journal copy of a period, optionally of one state.
@@ -252,12 +261,21 @@ pub(crate) async fn ledger(
         })?),
     };
     let hours = q.hours.unwrap_or(24).clamp(1, 24 * 90);
+    let node = crate::api::track_node(&state.store, Some(&q.node)).map_err(UiError::BadRequest)?;
+    let own = state.store.cluster_health().map(|h| h.node);
     let entries = state
         .store
-        .ledger(unix_now() - hours * 3600, state_filter, 500)
+        .ledger_in(
+            unix_now() - hours * 3600,
+            state_filter,
+            500,
+            node.as_deref(),
+        )
         .await?
         .into_iter()
-        .map(|e| LedgerRow {
+        .map(|(node, e)| LedgerRow {
+            local: own.as_deref().is_none_or(|own| own == node),
+            node,
             mid: e.mid.0,
             state: e.state.as_str(),
             intake: e.intake,
@@ -273,5 +291,7 @@ pub(crate) async fn ledger(
         entries,
         state_filter: state_filter.map_or("", LedgerState::as_str).to_owned(),
         hours,
+        nodes: super::node_choices(&state).await,
+        node: q.node,
     }))
 }
