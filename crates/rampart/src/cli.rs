@@ -166,6 +166,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the database migrations now: the local SQLite store's and, in cluster mode, the
+    /// cluster database's (the appliance also applies them at start).
+    Migrate,
     /// Cluster mode (AsyncOS `clusterconfig`): the cluster database, the settings generation,
     /// and every node with its last heartbeat and the generation it has in force.
     Clusterconfig {
@@ -447,6 +450,22 @@ pub(crate) fn main() -> ExitCode {
             Command::Auditlog { limit, json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;
                 crate::admin::auditlog(&store, limit, json).await
+            }
+            Command::Migrate => {
+                let config = load_config(cli.config.as_deref())?;
+                let store = open_store(&config).await?;
+                println!(
+                    "local database {}: up to date",
+                    config.data_dir.join("rampart.db").display()
+                );
+                if store.cluster_migrate().await? {
+                    let database = store
+                        .cluster_health()
+                        .map(|h| h.database)
+                        .unwrap_or_default();
+                    println!("cluster database {database}: up to date");
+                }
+                Ok(())
             }
             Command::Clusterconfig { json } => {
                 let store = open_store(&load_config(cli.config.as_deref())?).await?;

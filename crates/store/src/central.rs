@@ -760,7 +760,7 @@ impl Store {
         let Some(c) = self.central() else {
             return Ok((false, false));
         };
-        c.probe(async { Ok::<(), sqlx::Error>(()) }).await?;
+        self.cluster_migrate().await?;
         let local_generation: i64 =
             sqlx::query_scalar("SELECT generation FROM settings_meta WHERE id = 1")
                 .fetch_one(self.pool())
@@ -772,6 +772,16 @@ impl Store {
         };
         let users = self.local_users().await?;
         c.seed(settings, users).await
+    }
+
+    /// Applies the cluster database's migrations now (`rampart migrate`); `false` on a single
+    /// appliance. (Any first exchange of a process applies them too.)
+    pub async fn cluster_migrate(&self) -> Result<bool, StoreError> {
+        let Some(c) = self.central() else {
+            return Ok(false);
+        };
+        c.probe(async { Ok::<(), sqlx::Error>(()) }).await?;
+        Ok(true)
     }
 
     /// A connection that hears about every change made on any node.

@@ -261,7 +261,12 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_until("the CLI's change on node A", || accepts(&a, "cli.example")).await;
+    for node in [&a, &b, &c] {
+        wait_until("the CLI's change on every node", || {
+            accepts(node, "cli.example")
+        })
+        .await;
+    }
 
     // Mail through B and C is tracked centrally: A's whole-cluster search finds both, each
     // with its node; a search for one node finds only its own.
@@ -358,6 +363,12 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
     assert_eq!(status, 404, "{body}");
     let page = a.page("/admin/cluster").await;
     assert!(page.contains("cluster-total"), "{page}");
+    let page = a.page("/monitor/delivery?node=*").await;
+    assert!(page.contains("data-host=\"cli.example\""), "{page}");
+    let page = a.page("/monitor/delivery").await;
+    assert!(!page.contains("data-host=\"cli.example\""), "{page}");
+    let page = a.page("/monitor/status").await;
+    assert!(page.contains("id=\"cluster-totals\""), "{page}");
 
     // The journal ledger of the whole cluster: the connector turned on through A, a clean
     // message through C gets a journal copy on C, which A's whole-cluster ledger shows.
@@ -541,5 +552,16 @@ async fn a_single_appliance_joining_a_new_cluster_keeps_its_settings() {
     assert!(
         audit.to_string().contains("seeded from node node-a"),
         "{audit}"
+    );
+    let out = b.cli(&["migrate"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains(&format!(
+                "cluster database 127.0.0.1:{}/rampart: up to date",
+                pg.port
+            )),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

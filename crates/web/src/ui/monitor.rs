@@ -108,6 +108,8 @@ struct StatusPage {
     hosts_down: usize,
     syslog: Option<rampart_maillog::SyslogStatus>,
     cluster: Option<rampart_store::ClusterHealth>,
+    /// Cluster mode: every node's counters summed, as of their heartbeats.
+    cluster_totals: Option<Totals>,
 }
 
 fn uptime(secs: u64) -> String {
@@ -137,6 +139,11 @@ pub(crate) async fn status(State(state): State<AppState>, ui: Ui) -> Result<Resp
         hosts_down,
         syslog: state.syslog.as_ref().map(|s| s.status()),
         cluster: state.store.cluster_health(),
+        cluster_totals: crate::cluster::ClusterView::read(&state.store)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.totals()),
     }))
 }
 
@@ -147,19 +154,41 @@ struct DeliveryPage {
     hosts: Vec<HostRow>,
     held: Vec<String>,
     now: String,
+    /// Cluster mode: the nodes to show (this node first), and the one asked for.
+    nodes: Option<Vec<String>>,
+    node: String,
+    /// This node's table: its hosts link to their details, and Retry is offered.
+    local: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct DeliveryQuery {
+    done: Option<String>,
+    /// Cluster mode: `*` for the whole cluster, a node's name; empty: this node.
+    #[serde(default)]
+    node: String,
 }
 
 pub(crate) async fn delivery(
     State(state): State<AppState>,
     ui: Ui,
-    Query(q): Query<Done>,
+    Query(q): Query<DeliveryQuery>,
 ) -> Result<Response, UiError> {
-    let hosts = state.store.tophosts().await?;
+    let node = crate::api::track_node(&state.store, Some(&q.node)).map_err(UiError::BadRequest)?;
+    let own = state.store.cluster_health().map(|h| h.node);
+    let local = node.is_none() || node == own;
+    let hosts = match state.store.tophosts_in(node.as_deref()).await {
+        Err(rampart_store::StoreError::Conflict(why)) => return Err(UiError::NotFound(why)),
+        r => r?,
+    };
     Ok(render(&DeliveryPage {
         l: Layout::new(&state, &ui, "monitor", "Delivery Status").flash(q.done.as_deref()),
         hosts,
         held: state.store.held_hosts().await?,
         now: time(rampart_store::unix_now()),
+        nodes: super::node_choices(&state).await,
+        node: q.node,
+        local,
     }))
 }
 
