@@ -162,6 +162,19 @@ async fn node(pg: &Postgres, name: &str, ip: &str) -> Appliance {
     Appliance::start(&node_config(pg, name, ip)).await
 }
 
+/// Waits until every node of `others` has in force the settings generation `from` just saved.
+async fn wait_in_force(from: &Appliance, others: &[&Appliance]) {
+    let (_, cluster) = from.api(Method::GET, "/cluster", None).await;
+    let generation = cluster["settings_generation"]["cluster"].as_i64().unwrap();
+    for other in others {
+        wait_until("the cluster's settings in force", || async {
+            let (_, cluster) = other.api(Method::GET, "/cluster", None).await;
+            cluster["settings_generation"]["in_force"].as_i64() >= Some(generation)
+        })
+        .await;
+    }
+}
+
 /// Whether `app` accepts a recipient at `domain` (its RAT in force).
 async fn accepts(app: &Appliance, domain: &str) -> bool {
     let (mut c, _) = SmtpClient::greeted(app.smtp).await;
@@ -390,13 +403,7 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
         let (status, resp) = a.api(Method::PUT, path, Some(body)).await;
         assert_eq!(status, 200, "PUT {path}: {resp}");
     }
-    let (_, cluster) = a.api(Method::GET, "/cluster", None).await;
-    let generation = cluster["settings_generation"]["cluster"].as_i64().unwrap();
-    wait_until("node C at the connector's generation", || async {
-        let (_, cluster) = c.api(Method::GET, "/cluster", None).await;
-        cluster["settings_generation"]["in_force"].as_i64() >= Some(generation)
-    })
-    .await;
+    wait_in_force(&a, &[&c]).await;
     let (mut client, _) = SmtpClient::greeted(c.smtp).await;
     let reply = client
         .send_mail(
@@ -432,18 +439,38 @@ async fn with_the_database_down_mail_flows_and_changes_are_refused() {
     let a = node(&pg, "node-a", "127.0.0.2").await;
     let b = node(&pg, "node-b", "127.0.0.3").await;
     a.accept_domains(&["example.com"]).await;
-    let (status, body) = a
-        .api(
-            Method::PUT,
+    for (path, body) in [
+        (
             "/smtp-routes",
-            Some(json!([{"domain": "example.com", "hosts": [sink.addr.to_string()]}])),
+            json!([{"domain": "example.com", "hosts": [sink.addr.to_string()]}]),
+        ),
+        (
+            "/bounce-profile",
+            json!({"initial_retry_secs": 1, "max_retry_secs": 1}),
+        ),
+    ] {
+        let (status, resp) = a.api(Method::PUT, path, Some(body)).await;
+        assert_eq!(status, 200, "PUT {path}: {resp}");
+    }
+    wait_in_force(&a, &[&b]).await;
+
+    // Killing a node loses nothing it accepted: the destination defers the first try, B is
+    // killed with the message queued, and B's next start delivers it.
+    sink.set(|s| s.data.push_back("451 4.3.0 try again later".into()));
+    let (mut client, _) = SmtpClient::greeted(b.smtp).await;
+    let reply = client
+        .send_mail(
+            "a@sender.test",
+            &["u@example.com"],
+            &message("survives a kill"),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
-    wait_until("the route on node B", || async {
-        b.api(Method::GET, "/smtp-routes", None).await.1[0]["domain"] == "example.com"
-    })
-    .await;
+    assert_eq!(reply.code, 250, "{}", reply.line());
+    let b = b
+        .crash_and_restart(&node_config(&pg, "node-b", "127.0.0.3"))
+        .await;
+    let got = sink.wait_messages(1).await;
+    assert!(got[0].text().contains("survives a kill"));
 
     pg.stop_server();
     // Mail through B still flows, with the settings in force.
@@ -453,7 +480,7 @@ async fn with_the_database_down_mail_flows_and_changes_are_refused() {
         .await;
     assert_eq!(reply.code, 250, "{}", reply.line());
     client.cmd("QUIT").await;
-    sink.wait_messages(1).await;
+    sink.wait_messages(2).await;
 
     // A change is refused with a clear error, and the outage shows.
     let (status, body) = b
@@ -491,7 +518,7 @@ async fn with_the_database_down_mail_flows_and_changes_are_refused() {
         .await;
     assert_eq!(reply.code, 250, "{}", reply.line());
     client.cmd("QUIT").await;
-    sink.wait_messages(2).await;
+    sink.wait_messages(3).await;
 
     // Back: changes are accepted again and reach the other node.
     pg.start_server();
