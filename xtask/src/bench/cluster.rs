@@ -6,7 +6,9 @@
 //! 2. throughput: the load generator on node A alone, then on all three at once, end to end
 //!    with journaling (one machine: the three compete for the same 2 cores);
 //! 3. tracking lag under that load: a marked message through node A every 500 ms, timed from
-//!    its `250` to the moment the cluster-wide tracking search finds it.
+//!    its `250` to the moment the cluster-wide tracking search finds it;
+//! 4. the same load on a single appliance without `[cluster]` (the nodes stopped, PostgreSQL
+//!    idle), for the cost of clustering on this machine.
 //!
 //! Figures in `target/bench/cluster.json`.
 
@@ -87,12 +89,14 @@ pub async fn run(binary: &Path, opts: &Options) -> Result<()> {
     );
 
     // 2. and 3. Throughput, with the tracking lag sampled on the way.
-    let one = load(&nodes[..1], sessions, size, secs, &dest).await?;
+    let smtp: Vec<SocketAddr> = nodes.iter().map(|n| n.smtp).collect();
+    let probe = Some((nodes[0].smtp, nodes[0].web));
+    let one = load(&smtp[..1], probe, sessions, size, secs, &dest).await?;
     eprintln!(
         "bench: 1 node: {:.0} msg/s accepted, {:.0} delivered/s; tracking lag p50 {:.0} ms, p99 {:.0} ms",
         one.accepted, one.delivered, one.lag.0, one.lag.1
     );
-    let three = load(&nodes, sessions, size, secs, &dest).await?;
+    let three = load(&smtp, probe, sessions, size, secs, &dest).await?;
     eprintln!(
         "bench: 3 nodes: {:.0} msg/s accepted, {:.0} delivered/s ({:.2}x); tracking lag p50 {:.0} ms, p99 {:.0} ms",
         three.accepted,
@@ -100,6 +104,14 @@ pub async fn run(binary: &Path, opts: &Options) -> Result<()> {
         three.delivered / one.delivered.max(1.0),
         three.lag.0,
         three.lag.1
+    );
+    drop(nodes);
+    let single = super::start_appliance(binary, dest.addr, intake.addr, true, 1000).await?;
+    let alone = load(&[single.smtp], None, sessions, size, secs, &dest).await?;
+    drop(single);
+    eprintln!(
+        "bench: a single appliance without [cluster]: {:.0} msg/s accepted, {:.0} delivered/s",
+        alone.accepted, alone.delivered
     );
     let out = json!({
         "date": chrono_now(),
@@ -110,13 +122,13 @@ pub async fn run(binary: &Path, opts: &Options) -> Result<()> {
         "propagation_ms": {"changes": CHANGES, "p50": p50, "p99": p99, "max": max},
         "one_node": one.json(),
         "three_nodes": three.json(),
+        "single_appliance": alone.json(),
         "journal_copies": intake.messages(),
     });
     std::fs::create_dir_all(super::series_dir())?;
     let path = super::series_dir().join("cluster.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     eprintln!("bench: results written to {}", path.display());
-    drop(nodes);
     Ok(())
 }
 
@@ -146,10 +158,11 @@ impl Loaded {
     }
 }
 
-/// The load generator on `nodes` at once for `secs`, and the tracking lag sampled through the
-/// first of them meanwhile.
+/// The load generator on every address of `smtp` at once for `secs`, and with `probe` (a node's
+/// SMTP and web addresses) the tracking lag sampled through it meanwhile.
 async fn load(
-    nodes: &[Node],
+    smtp: &[SocketAddr],
+    probe: Option<(SocketAddr, SocketAddr)>,
     sessions: usize,
     size: usize,
     secs: u64,
@@ -159,8 +172,7 @@ async fn load(
     let start = Instant::now();
     let until = start + Duration::from_secs(secs);
     let mut runs = Vec::new();
-    for node in nodes {
-        let smtp = node.smtp;
+    for &smtp in smtp {
         runs.push(tokio::spawn(async move {
             loadgen::run(
                 smtp,
@@ -172,17 +184,18 @@ async fn load(
             .await
         }));
     }
-    let probe = nodes.first().context("no node")?;
     let mut lags = Vec::new();
     let mut n = 0;
-    while Instant::now() + Duration::from_secs(1) < until {
+    while let Some((probe_smtp, probe_web)) = probe
+        && Instant::now() + Duration::from_secs(1) < until
+    {
         n += 1;
         let subject = format!("lag-probe-{}-{n}", start.elapsed().as_millis());
-        let accepted = send(probe.smtp, &subject).await?;
+        let accepted = send(probe_smtp, &subject).await?;
         let deadline = accepted + Duration::from_secs(60);
         loop {
             let (_, found) = http(
-                probe.web,
+                probe_web,
                 "GET",
                 &format!("/api/v1/tracking?node=*&subject={subject}&limit=1"),
                 None,
