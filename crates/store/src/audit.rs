@@ -41,6 +41,31 @@ pub struct AuditEntry {
     pub audit: Audit,
 }
 
+/// An audit-log entry from a row of `id, at, user, source, comment, changes`, of the local store
+/// or (with the `node` it names) of the cluster database alike.
+pub(crate) fn audit_row<'r, R: Row>(
+    r: &'r R,
+    node: Option<String>,
+) -> Result<AuditEntry, sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let changes: String = r.try_get("changes")?;
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        node,
+        audit: Audit {
+            user: r.try_get("user")?,
+            source: r.try_get("source")?,
+            comment: r.try_get("comment")?,
+            changes: changes.lines().map(str::to_owned).collect(),
+        },
+    })
+}
+
 pub(crate) async fn insert_audit(
     tx: &mut Transaction<'_, Sqlite>,
     audit: &Audit,
@@ -71,22 +96,10 @@ impl Store {
         .bind(limit.max(1))
         .fetch_all(self.pool())
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                let changes: String = r.try_get("changes")?;
-                Ok(AuditEntry {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    node: None,
-                    audit: Audit {
-                        user: r.try_get("user")?,
-                        source: r.try_get("source")?,
-                        comment: r.try_get("comment")?,
-                        changes: changes.lines().map(str::to_owned).collect(),
-                    },
-                })
-            })
-            .collect()
+        Ok(rows
+            .iter()
+            .map(|r| audit_row(r, None))
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     /// Records a change that is not a settings change (accounts, for example).

@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::audit::{Audit, AuditEntry};
-use crate::users::{Role, User};
+use crate::users::User;
 use crate::{Store, StoreError, unix_now};
 
 /// The channel nodes listen on; the payload names what changed (`settings` or `users`).
@@ -416,21 +416,8 @@ impl Central {
             .bind(i64::from(limit.max(1)))
             .fetch_all(&self.pool)
             .await?;
-            rows.into_iter()
-                .map(|r| {
-                    let changes: String = r.try_get("changes")?;
-                    Ok(AuditEntry {
-                        id: r.try_get("id")?,
-                        at: r.try_get("at")?,
-                        node: Some(r.try_get("node")?),
-                        audit: Audit {
-                            user: r.try_get("user")?,
-                            source: r.try_get("source")?,
-                            comment: r.try_get("comment")?,
-                            changes: changes.lines().map(str::to_owned).collect(),
-                        },
-                    })
-                })
+            rows.iter()
+                .map(|r| crate::audit::audit_row(r, Some(r.try_get("node")?)))
                 .collect()
         })
         .await
@@ -443,19 +430,7 @@ impl Central {
             )
             .fetch_all(&self.pool)
             .await?;
-            rows.into_iter()
-                .map(|r| {
-                    let role: String = r.try_get("role")?;
-                    Ok((
-                        User {
-                            name: r.try_get("name")?,
-                            password_hash: r.try_get("password_hash")?,
-                            role: Role::parse(&role).unwrap_or(Role::ReadOnly),
-                        },
-                        r.try_get("created_at")?,
-                    ))
-                })
-                .collect()
+            rows.iter().map(crate::users::user_row).collect()
         })
         .await
     }

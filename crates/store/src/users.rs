@@ -51,6 +51,25 @@ pub struct User {
     pub role: Role,
 }
 
+/// An account and its creation time from a row of `name, password_hash, role, created_at`, of
+/// the local store or of the cluster database alike.
+pub(crate) fn user_row<'r, R: Row>(r: &'r R) -> Result<(User, i64), sqlx::Error>
+where
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let role: String = r.try_get("role")?;
+    Ok((
+        User {
+            name: r.try_get("name")?,
+            password_hash: r.try_get("password_hash")?,
+            role: Role::parse(&role).unwrap_or(Role::ReadOnly),
+        },
+        r.try_get("created_at")?,
+    ))
+}
+
 impl Store {
     pub async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
         let row = sqlx::query("SELECT name, password_hash, role FROM users WHERE name = ?1")
@@ -134,19 +153,10 @@ impl Store {
             sqlx::query("SELECT name, password_hash, role, created_at FROM users ORDER BY name")
                 .fetch_all(self.pool())
                 .await?;
-        rows.into_iter()
-            .map(|r| {
-                let role: String = r.try_get("role")?;
-                Ok((
-                    User {
-                        name: r.try_get("name")?,
-                        password_hash: r.try_get("password_hash")?,
-                        role: Role::parse(&role).unwrap_or(Role::ReadOnly),
-                    },
-                    r.try_get("created_at")?,
-                ))
-            })
-            .collect()
+        Ok(rows
+            .iter()
+            .map(user_row)
+            .collect::<Result<_, sqlx::Error>>()?)
     }
 
     /// Removes an account with its sessions and pending changes; returns whether it existed.
