@@ -375,7 +375,11 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
     let (status, body) = a.api(Method::GET, "/tophosts?node=nosuch", None).await;
     assert_eq!(status, 404, "{body}");
     // A node name is a name: anything else is refused before any query.
-    for path in ["/tophosts?node=a%20b", "/tracking?node=x%27%3B", "/ledger?node=..%2Fetc"] {
+    for path in [
+        "/tophosts?node=a%20b",
+        "/tracking?node=x%27%3B",
+        "/ledger?node=..%2Fetc",
+    ] {
         let (status, body) = a.api(Method::GET, path, None).await;
         assert_eq!(status, 400, "{path}: {body}");
     }
