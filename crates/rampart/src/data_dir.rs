@@ -51,7 +51,11 @@ pub(crate) fn protect(dir: &Path) {
             match entry.file_type() {
                 Ok(t) if t.is_dir() => {
                     set(&path, 0o700);
-                    dirs.push(path);
+                    // The spool can hold a million files, each made under the umask (0077)
+                    // since it exists: walking it would only slow every start down.
+                    if entry.file_name() != "rampart.spool" {
+                        dirs.push(path);
+                    }
                 }
                 Ok(t) if t.is_file() => set(&path, 0o600),
                 _ => {}

@@ -41,6 +41,8 @@ pub(crate) async fn serve(
     store
         .set_meta("started_at", &rampart_store::unix_now().to_string())
         .await?;
+    // Before any session takes a MID: spool files below it without their rows are orphans.
+    let run_start = store.run_start_mid().await?;
     let (log, log_thread, syslog) = MailLog::open(
         &config.data_dir.join("logs"),
         config.logs.max_file_bytes,
@@ -167,6 +169,7 @@ pub(crate) async fn serve(
     tokio::spawn(prune(
         store.clone(),
         config.retention.clone(),
+        run_start,
         stop_rx.clone(),
     ));
     if let Some(syslog) = syslog.clone() {
@@ -550,12 +553,24 @@ pub(crate) async fn trace(
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
 /// Retention (`[retention]`): empties old bodies and deletes old records of finished messages,
-/// and keeps the reports' rollups small, at start and every few minutes.
+/// and keeps the reports' rollups small, at start and every few minutes. First, once, the spool
+/// loses the files of messages an earlier run wrote but never committed (see `Store::sweep_spool`).
 async fn prune(
     store: Store,
     retention: rampart_config::Retention,
+    run_start: rampart_store::Mid,
     mut stop: watch::Receiver<bool>,
 ) {
+    match store.sweep_spool(run_start).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            files = n,
+            "spool: removed the body files of messages never accepted"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "spool: the sweep for files of messages never accepted failed")
+        }
+    }
     let body_secs =
         i64::try_from(retention.message_body_hours.saturating_mul(3600)).unwrap_or(i64::MAX);
     let record_secs =

@@ -25,6 +25,7 @@ mod retention;
 mod sessions;
 mod settings;
 mod shipping;
+mod spool;
 mod tracking;
 mod users;
 mod writer;
@@ -71,6 +72,9 @@ pub enum StoreError {
     Closed,
     #[error("{0}")]
     NotDurable(String),
+    /// A message body in the spool directory could not be written, read or removed.
+    #[error("message spool: {0}")]
+    Spool(String),
     #[error(
         "the settings changed meanwhile (generation {current}, this change was based on {expected}); read them again and redo the change"
     )]
@@ -100,6 +104,8 @@ pub struct Store {
     recent: std::sync::Arc<messages::Recent>,
     /// Cluster mode: the shared settings, accounts and audit log in PostgreSQL.
     central: Option<std::sync::Arc<central::Central>>,
+    /// Where large message bodies live (`rampart.spool/` beside the database).
+    spool: std::sync::Arc<spool::Spool>,
 }
 
 impl Store {
@@ -161,6 +167,7 @@ impl Store {
             queued,
             recent,
             central,
+            spool: std::sync::Arc::new(spool::Spool::beside(path)),
         })
     }
 
@@ -172,13 +179,84 @@ impl Store {
 
     /// Like [`Store::accept`] for the several MIDs one SMTP transaction became (policy splits):
     /// all of them or none.
+    ///
+    /// Large bodies are written to the spool and synced first, here on the session's side and
+    /// in parallel with other sessions; the writer's commit then only records that they are
+    /// there (see `spool.rs`).
     pub async fn accept_all(&self, messages: Vec<NewMessage>) -> Result<(), StoreError> {
+        let in_files: Vec<Mid> = messages
+            .iter()
+            .filter(|m| m.body.len() >= spool::IN_FILE_FROM)
+            .map(|m| m.mid)
+            .collect();
+        let messages = if in_files.is_empty() {
+            messages
+        } else {
+            let spool = self.spool.clone();
+            let files: Vec<(usize, spool::SpoolFile)> = messages
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.body.len() >= spool::IN_FILE_FROM)
+                .map(|(i, m)| (i, spool.file(m.mid)))
+                .collect();
+            let written = tokio::task::spawn_blocking(move || {
+                let mut result = Ok(());
+                for (i, file) in &files {
+                    let body = messages.get(*i).map_or(&[][..], |m| &m.body[..]);
+                    result = spool.write(file, body);
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                (messages, result)
+            })
+            .await;
+            match written {
+                Ok((messages, Ok(()))) => messages,
+                Ok((_, Err(e))) => {
+                    self.remove_spooled(in_files).await;
+                    return Err(StoreError::Spool(format!(
+                        "cannot write the message body: {e}"
+                    )));
+                }
+                Err(e) => {
+                    self.remove_spooled(in_files).await;
+                    return Err(StoreError::Spool(format!("spool task failed: {e}")));
+                }
+            }
+        };
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(writer::Job::Accept { messages, reply })
+            .send(writer::Job::Accept {
+                messages,
+                in_files: in_files.clone(),
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                // Not committed: no row refers to the files.
+                self.remove_spooled(in_files).await;
+                Err(e)
+            }
+            // The writer went away without an answer: whether it committed is unknown, so the
+            // files stay; the sweep at the next start removes them if their rows are not there.
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Removes the spool files of messages that were not committed (best effort: a file left
+    /// behind is removed by the sweep at the next start).
+    async fn remove_spooled(&self, mids: Vec<Mid>) {
+        if mids.is_empty() {
+            return;
+        }
+        let files: Vec<spool::SpoolFile> = mids.iter().map(|&m| self.spool.file(m)).collect();
+        if let Err(e) = spool::blocking(move || spool::Spool::remove(&files)).await {
+            tracing::warn!(error = %e, "spool: cannot remove the files of messages that were not accepted");
+        }
     }
 
     /// The next message ID; never repeats, across restarts too.

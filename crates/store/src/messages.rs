@@ -240,22 +240,25 @@ impl Recent {
 /// Inserts messages with their queue rows and tracking events into an open transaction, with
 /// one multi-row INSERT per table (per few hundred rows): each statement is a round trip to the
 /// connection's thread, so a group commit of many messages costs three statements, not dozens.
+///
+/// `in_file` says, per message, that its body is in the spool: the row then keeps an empty body.
 pub(crate) async fn insert_messages(
     tx: &mut SqliteConnection,
-    messages: &[&NewMessage],
+    messages: &[(&NewMessage, bool)],
     received_at: i64,
 ) -> Result<(), StoreError> {
     let now = received_at;
     let now_ms = unix_now_ms();
-    for chunk in messages.chunks(ROWS_PER_INSERT / 18) {
+    for chunk in messages.chunks(ROWS_PER_INSERT / 19) {
         let sql = format!(
             "INSERT INTO messages (mid, icid, received_at, sender, remote_ip, helo, sender_group, relayed, \
-             tls, message_id, subject, size, body, policy, verdict, findings, spam, virus) VALUES {}",
-            placeholders(chunk.len(), 18)
+             tls, message_id, subject, size, body, policy, verdict, findings, spam, virus, body_file) VALUES {}",
+            placeholders(chunk.len(), 19)
         );
         // Only generated placeholders are formatted into the SQL; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for m in chunk {
+        for &(m, in_file) in chunk {
+            let body: &[u8] = if in_file { &[] } else { &m.body };
             q = q
                 .bind(m.mid.0 as i64)
                 .bind(m.icid as i64)
@@ -269,18 +272,19 @@ pub(crate) async fn insert_messages(
                 .bind(&m.message_id)
                 .bind(&m.subject)
                 .bind(m.body.len() as i64)
-                .bind(&m.body)
+                .bind(body)
                 .bind(&m.policy)
                 .bind(&m.verdict)
                 .bind(&m.findings)
                 .bind(m.spam)
-                .bind(m.virus);
+                .bind(m.virus)
+                .bind(in_file);
         }
         q.execute(&mut *tx).await?;
     }
     let rows: Vec<(Mid, &NewRecipient)> = messages
         .iter()
-        .flat_map(|m| m.recipients.iter().map(move |r| (m.mid, r)))
+        .flat_map(|(m, _)| m.recipients.iter().map(move |r| (m.mid, r)))
         .collect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = format!(
@@ -312,10 +316,11 @@ pub(crate) async fn insert_messages(
     }
     let events: Vec<(Mid, &str)> = messages
         .iter()
-        .flat_map(|m| m.tracking.iter().map(move |t| (m.mid, t.as_str())))
+        .flat_map(|(m, _)| m.tracking.iter().map(move |t| (m.mid, t.as_str())))
         .collect();
     crate::tracking::insert_tracking(tx, &events, now_ms).await?;
-    crate::reports::count_messages(tx, messages, received_at).await
+    let messages: Vec<&NewMessage> = messages.iter().map(|(m, _)| *m).collect();
+    crate::reports::count_messages(tx, &messages, received_at).await
 }
 
 impl Store {
@@ -347,25 +352,37 @@ impl Store {
             return Ok(Some(e.message.clone()));
         }
         let row = sqlx::query(
-                        "SELECT mid, icid, received_at, sender, remote_ip, message_id, subject, policy, body FROM messages WHERE mid = ?1",
+            "SELECT mid, icid, received_at, sender, remote_ip, message_id, subject, policy, body, size, \
+             body_file = 1 AND body_pruned = 0 AS in_file FROM messages WHERE mid = ?1",
         )
         .bind(mid.0 as i64)
         .fetch_optional(self.pool())
         .await?;
-        Ok(match row {
-            None => None,
-            Some(r) => Some(StoredMessage {
-                mid: Mid(r.try_get::<i64, _>("mid")? as u64),
-                icid: r.try_get::<i64, _>("icid")? as u64,
-                received_at: r.try_get("received_at")?,
-                sender: r.try_get("sender")?,
-                remote_ip: r.try_get("remote_ip")?,
-                message_id: r.try_get("message_id")?,
-                subject: r.try_get("subject")?,
-                policy: r.try_get("policy")?,
-                body: r.try_get::<Vec<u8>, _>("body")?.into(),
-            }),
-        })
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let body: bytes::Bytes = if r.try_get::<bool, _>("in_file")? {
+            let file = self.spool.file(mid);
+            let size = usize::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0);
+            let buffer = Vec::with_capacity(size);
+            crate::spool::blocking(move || crate::spool::Spool::read(&file, buffer))
+                .await
+                .map_err(|e| StoreError::Spool(format!("the body of MID {mid}: {e}")))?
+                .into()
+        } else {
+            r.try_get::<Vec<u8>, _>("body")?.into()
+        };
+        Ok(Some(StoredMessage {
+            mid: Mid(r.try_get::<i64, _>("mid")? as u64),
+            icid: r.try_get::<i64, _>("icid")? as u64,
+            received_at: r.try_get("received_at")?,
+            sender: r.try_get("sender")?,
+            remote_ip: r.try_get("remote_ip")?,
+            message_id: r.try_get("message_id")?,
+            subject: r.try_get("subject")?,
+            policy: r.try_get("policy")?,
+            body,
+        }))
     }
 
     /// All messages' MIDs, oldest first.

@@ -1,7 +1,7 @@
 //! Retention: message bodies and records of finished messages are removed after their time
 //! (`[retention]`), in small transactions.
 
-use crate::{Store, StoreError};
+use crate::{Mid, Store, StoreError};
 
 impl Store {
     /// Retention: empties the bodies of finished messages received before `bodies_before`, and
@@ -19,20 +19,28 @@ impl Store {
         let mut pruned = Pruned::default();
         loop {
             let sql = format!(
-                "SELECT m.mid FROM messages m WHERE m.body_pruned IN (0, 1) AND m.received_at < ?1 \
+                "SELECT m.mid, m.body_file = 1 FROM messages m WHERE m.body_pruned IN (0, 1) AND m.received_at < ?1 \
                  AND {FINISHED} ORDER BY m.received_at LIMIT ?2"
             );
-            let mids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            let rows: Vec<(i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(records_before)
                 .bind(BATCH)
                 .fetch_all(self.pool())
                 .await?;
-            if mids.is_empty() {
+            if rows.is_empty() {
                 break;
             }
-            let list = mids
+            // Files first: a crash before the DELETE leaves rows whose files are gone, which
+            // the next pass deletes again; the other order would leave files nobody refers to.
+            let files: Vec<Mid> = rows
                 .iter()
-                .map(ToString::to_string)
+                .filter(|(_, in_file)| *in_file)
+                .map(|(mid, _)| Mid(*mid as u64))
+                .collect();
+            self.remove_spool_files(files).await?;
+            let list = rows
+                .iter()
+                .map(|(mid, _)| mid.to_string())
                 .collect::<Vec<_>>()
                 .join(",");
             let mut tx = self.pool().begin().await?;
@@ -44,12 +52,14 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
-            pruned.records += mids.len() as u64;
-            if (mids.len() as i64) < BATCH {
+            pruned.records += rows.len() as u64;
+            if (rows.len() as i64) < BATCH {
                 break;
             }
         }
         loop {
+            // One statement decides and marks, so a replay cannot slip in between; the files of
+            // the bodies marked here go in the next loop.
             let sql = format!(
                 "UPDATE messages SET body = x'', body_pruned = 1 WHERE mid IN \
                  (SELECT m.mid FROM messages m WHERE m.body_pruned = 0 AND m.received_at < ?1 \
@@ -66,7 +76,46 @@ impl Store {
                 break;
             }
         }
+        // Pruned bodies still in the spool (just marked, or left by a crash): remove the files,
+        // then clear the mark that they exist.
+        loop {
+            let mids: Vec<i64> = sqlx::query_scalar(
+                "SELECT mid FROM messages WHERE body_file = 1 AND body_pruned = 1 ORDER BY mid LIMIT ?1",
+            )
+            .bind(BATCH)
+            .fetch_all(self.pool())
+            .await?;
+            if mids.is_empty() {
+                break;
+            }
+            self.remove_spool_files(mids.iter().map(|m| Mid(*m as u64)).collect())
+                .await?;
+            let list = mids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            // The MIDs are integers read from the database just now: nothing to bind.
+            let sql = format!("UPDATE messages SET body_file = 0 WHERE mid IN ({list})");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(self.pool())
+                .await?;
+            if (mids.len() as i64) < BATCH {
+                break;
+            }
+        }
         Ok(pruned)
+    }
+}
+
+impl Store {
+    async fn remove_spool_files(&self, mids: Vec<Mid>) -> Result<(), StoreError> {
+        if mids.is_empty() {
+            return Ok(());
+        }
+        let files: Vec<crate::spool::SpoolFile> =
+            mids.iter().map(|&m| self.spool.file(m)).collect();
+        crate::spool::blocking(move || crate::spool::Spool::remove(&files)).await
     }
 }
 

@@ -18,6 +18,8 @@ pub(crate) enum Job {
     /// Accepted messages (the batch then commits with `synchronous = FULL`).
     Accept {
         messages: Vec<NewMessage>,
+        /// The messages whose bodies are already in the spool (their rows say so).
+        in_files: Vec<Mid>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// The outcome of a delivery attempt; answered with the MIDs it finished.
@@ -160,7 +162,9 @@ pub(crate) async fn writer(
 /// Answers a committed (or failed) job; committed messages go to the memory cache.
 fn answer(job: Job, done: Result<Done, StoreError>, recent: &Recent, now: i64) {
     match job {
-        Job::Accept { messages, reply } => {
+        Job::Accept {
+            messages, reply, ..
+        } => {
             let ok = done.is_ok();
             let _ = reply.send(done.map(drop));
             if ok {
@@ -201,15 +205,18 @@ async fn commit(
 ) -> Result<Vec<Done>, StoreError> {
     let mut tx = conn.begin().await?;
     // Every accepted message and every bounce of the batch in one set of multi-row INSERTs.
-    let mut new: Vec<&NewMessage> = Vec::new();
+    let mut new: Vec<(&NewMessage, bool)> = Vec::new();
     let mut attempts: Vec<&Attempt> = Vec::new();
     let mut hosts: Vec<&HostChange> = Vec::new();
     let mut unlease: Vec<i64> = Vec::new();
     for job in jobs {
         match job {
-            Job::Accept { messages, .. } => new.extend(messages.iter()),
+            Job::Accept {
+                messages, in_files, ..
+            } => new.extend(messages.iter().map(|m| (m, in_files.contains(&m.mid)))),
             Job::Attempt { attempt, .. } => {
-                new.extend(attempt.dsn.iter());
+                // A DSN is written by the writer itself, so its body stays in the database.
+                new.extend(attempt.dsn.iter().map(|m| (m, false)));
                 attempts.push(attempt);
             }
             Job::Host(change) => hosts.push(change),

@@ -223,8 +223,15 @@ impl Inner {
         };
         let (message, recipients) = match loaded {
             Ok(Some(m)) => m,
-            Ok(None) | Err(_) => {
+            Ok(None) => {
                 tracing::error!(mid = job.mid.0, "queued message is missing from the store");
+                self.release(&job);
+                return Connected::Usable;
+            }
+            Err(e) => {
+                // Its rows come due again after the lease (a full disk or descriptor table may
+                // pass; a body file gone missing shows here on every attempt).
+                tracing::error!(mid = job.mid.0, error = %e, "cannot read the queued message");
                 self.release(&job);
                 return Connected::Usable;
             }
@@ -294,11 +301,16 @@ impl Inner {
             None if matches!(rules.kind, Kind::Mail(_)) => {
                 match self.store.message(job.mid).await {
                     Ok(Some(m)) => Some(m),
-                    Ok(None) | Err(_) => {
+                    Ok(None) => {
                         tracing::error!(
                             mid = job.mid.0,
                             "queued message is missing from the store"
                         );
+                        self.release(&job);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(mid = job.mid.0, error = %e, "cannot read the queued message");
                         self.release(&job);
                         return;
                     }
