@@ -200,25 +200,29 @@ impl Store {
                 .map(|(i, m)| (i, spool.file(m.mid)))
                 .collect();
             let written = tokio::task::spawn_blocking(move || {
-                let mut result = Ok(());
+                // Stops at the first failure; `Spool::write` removes a file it created and
+                // could not finish, so only the ones before it are left to remove.
+                let mut done = Vec::new();
                 for (i, file) in &files {
                     let body = messages.get(*i).map_or(&[][..], |m| &m.body[..]);
-                    result = spool.write(file, body);
-                    if result.is_err() {
-                        break;
+                    if let Err(e) = spool.write(file, body) {
+                        return (messages, done, Err(e));
                     }
+                    done.push(file.mid());
                 }
-                (messages, result)
+                (messages, done, Ok(()))
             })
             .await;
             match written {
-                Ok((messages, Ok(()))) => messages,
-                Ok((_, Err(e))) => {
-                    self.remove_spooled(in_files).await;
+                Ok((messages, _, Ok(()))) => messages,
+                Ok((_, done, Err(e))) => {
+                    self.remove_spooled(done).await;
                     return Err(StoreError::Spool(format!(
                         "cannot write the message body: {e}"
                     )));
                 }
+                // The task panicked: which files it made is unknown, and a file of another
+                // message cannot have these MIDs, so all of them go.
                 Err(e) => {
                     self.remove_spooled(in_files).await;
                     return Err(StoreError::Spool(format!("spool task failed: {e}")));

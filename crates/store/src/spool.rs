@@ -55,6 +55,7 @@ impl Spool {
     /// with their idle allocator heaps (measured: +40 MB resident at 100 KiB).
     pub(crate) fn file(&self, mid: Mid) -> SpoolFile {
         SpoolFile {
+            mid,
             dir: self.dir_of(mid),
             path: self.path(mid),
         }
@@ -76,9 +77,15 @@ impl Spool {
             }
             other => other?,
         };
-        out.write_all(body)?;
-        out.sync_data()?;
-        sync_dir(&file.dir)
+        let finished = out
+            .write_all(body)
+            .and_then(|()| out.sync_data())
+            .and_then(|()| sync_dir(&file.dir));
+        if finished.is_err() {
+            // Ours and unfinished (a full disk, say): nothing will refer to it.
+            let _ = std::fs::remove_file(&file.path);
+        }
+        finished
     }
 
     /// Creates the directory of a new block of MIDs (and the spool itself the first time),
@@ -184,8 +191,15 @@ impl Spool {
 /// The paths of one message's body file.
 #[derive(Debug, Clone)]
 pub(crate) struct SpoolFile {
+    mid: Mid,
     dir: PathBuf,
     path: PathBuf,
+}
+
+impl SpoolFile {
+    pub(crate) fn mid(&self) -> Mid {
+        self.mid
+    }
 }
 
 /// Fails while the directory holds files, which is the normal case; a session about to write
@@ -370,6 +384,28 @@ mod tests {
             store.message(mid).await.unwrap().unwrap().body,
             &b"x\r\n"[..]
         );
+    }
+
+    /// A body that cannot be written is refused before anything is committed (the session
+    /// answers 451), and the message is not there.
+    #[tokio::test]
+    async fn a_body_that_cannot_be_written_is_refused() {
+        let (dir, store) = crate::tests::temp_store().await;
+        // The spool's place is taken by a file: no directory can be made in it.
+        std::fs::write(dir.path().join("rampart.spool"), "in the way").unwrap();
+        let mid = store.next_mid().await.unwrap();
+        let err = store
+            .accept(with_body(mid, body(IN_FILE_FROM, 7)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Spool(_)), "{err}");
+        assert!(store.message(mid).await.unwrap().is_none());
+        // Small bodies do not need the spool.
+        let small = store.next_mid().await.unwrap();
+        store
+            .accept(with_body(small, b"x\r\n".to_vec()))
+            .await
+            .unwrap();
     }
 
     /// Files of messages an earlier run wrote but never committed go at the next start, once;

@@ -12,7 +12,7 @@ fn large_message(subject: &str) -> String {
     )
 }
 
-/// The spool's body files (`rampart.spool/NNNNNN/MID.eml`), by MID.
+/// The spool's body files (`rampart.spool/NNNNNN/MID.eml` in the data dir), by MID.
 fn spool_files(data_dir: &std::path::Path) -> Vec<u64> {
     let mut mids = Vec::new();
     let Ok(dirs) = std::fs::read_dir(data_dir.join("rampart.spool")) else {
@@ -63,7 +63,7 @@ async fn accepted_mail_survives_sigkill() {
         .collect();
     large.sort();
     assert_eq!(
-        spool_files(&app.dir),
+        spool_files(&app.dir.join("data")),
         large,
         "the large bodies, and only those, are files"
     );
@@ -72,7 +72,7 @@ async fn accepted_mail_survives_sigkill() {
     let orphan = mids.iter().max().unwrap() + 1;
     let orphan_path = app
         .dir
-        .join("rampart.spool")
+        .join("data/rampart.spool")
         .join(format!("{:06}", orphan / 10_000))
         .join(format!("{orphan}.eml"));
     std::fs::create_dir_all(orphan_path.parent().unwrap()).unwrap();
@@ -99,7 +99,11 @@ async fn accepted_mail_survives_sigkill() {
         !orphan_path.exists()
     })
     .await;
-    assert_eq!(spool_files(&app.dir), large, "committed bodies stay");
+    assert_eq!(
+        spool_files(&app.dir.join("data")),
+        large,
+        "committed bodies stay"
+    );
     // IDs are never reused after the restart.
     let (mut c, _) = SmtpClient::greeted(app.smtp).await;
     let next = queued_mid(
