@@ -289,16 +289,11 @@ pub(crate) async fn insert_messages(
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO queue (mid, rcpt_idx, recipient, queue_name, kind, state, created_at, next_attempt_at, done_at) VALUES {}",
-            (0..chunk.len())
-                .map(|i| {
-                    let b = i * 7;
-                    format!(
-                        "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, CASE WHEN ?{} IN ('queued', 'quarantined') THEN NULL ELSE ?{} END)",
-                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 7, b + 6, b + 7
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+            vec![
+                "(?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ? IN ('queued', 'quarantined') THEN NULL ELSE ? END)";
+                chunk.len()
+            ]
+            .join(", ")
         );
         // Only generated placeholders are formatted into the SQL; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -309,6 +304,9 @@ pub(crate) async fn insert_messages(
                 .bind(&r.recipient)
                 .bind(&r.queue_name)
                 .bind(r.kind.as_str())
+                .bind(r.state.as_str())
+                .bind(now)
+                .bind(now)
                 .bind(r.state.as_str())
                 .bind(now);
         }

@@ -130,10 +130,9 @@ pub(crate) async fn unlease(
     now: i64,
 ) -> Result<(), StoreError> {
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
         let sql = format!(
-            "UPDATE queue SET next_attempt_at = ?1, lease_until = 0 WHERE state = 'queued' AND id IN ({})",
-            list.join(", ")
+            "UPDATE queue SET next_attempt_at = ?, lease_until = 0 WHERE state = 'queued' AND id IN ({})",
+            crate::params(chunk.len())
         );
         // Only generated placeholders are formatted into the SQL; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
@@ -187,10 +186,9 @@ pub(crate) async fn claim(
         let (parked, kept): (Vec<Claimed>, Vec<Claimed>) =
             out.into_iter().partition(|c| held.contains(&c.queue_name));
         for chunk in parked.chunks(ROWS_PER_STATEMENT) {
-            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("?{i}")).collect();
             let sql = format!(
-                "UPDATE queue SET next_attempt_at = ?1, lease_until = 0 WHERE id IN ({})",
-                list.join(", ")
+                "UPDATE queue SET next_attempt_at = ?, lease_until = 0 WHERE id IN ({})",
+                crate::params(chunk.len())
             );
             // Only generated placeholders are formatted into the SQL; every value is bound.
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::hosts::HELD_UNTIL);
@@ -224,26 +222,12 @@ pub(crate) async fn apply_attempts(
         .flat_map(|(i, a)| a.outcomes.iter().map(move |o| (i, o)))
         .collect();
     for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 6;
-                format!(
-                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                )
-            })
-            .collect();
+        let values = crate::placeholders(chunk.len(), 6);
         // VALUES columns are column1…column6: id, state, reply, next attempt, done at, TLS.
         let sql = format!(
             "UPDATE queue SET state = v.column2, attempts = attempts + 1, last_reply = v.column3, \
              lease_until = 0, next_attempt_at = COALESCE(v.column4, queue.next_attempt_at), done_at = v.column5, \
-             tls = v.column6 FROM (VALUES {}) AS v WHERE queue.id = v.column1",
-            values.join(", ")
+             tls = v.column6 FROM (VALUES {values}) AS v WHERE queue.id = v.column1"
         );
         // Only generated placeholders are formatted into the SQL; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -321,11 +305,10 @@ pub(crate) async fn apply_attempts(
     let mut finished: Vec<Vec<Mid>> = vec![Vec::new(); attempts.len()];
     let mut last_attempt: std::collections::HashMap<i64, usize> = Default::default();
     for chunk in done.chunks(ROWS_PER_STATEMENT) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
             "SELECT q.id, q.mid FROM queue q WHERE q.id IN ({}) \
              AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.mid = q.mid AND o.state = 'queued')",
-            list.join(", ")
+            crate::params(chunk.len())
         );
         // Only generated placeholders are formatted into the SQL; every value is bound.
         let mut q = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql));
