@@ -6,6 +6,10 @@
 //! Figures: accept rate at the start and at the end of the accept phase (10 % windows), p50/p95
 //! of 20 requests per page, stop and start-to-serving times, the drain rate; curves in
 //! `target/bench/backlog-accept.*` and `backlog-drain.*`, the figures in `target/bench/backlog.json`.
+//!
+//! Then Postfix the same way (`--postfix-backlog N`, default 100,000: it accepts a few hundred
+//! messages a second here), timing `mailq` and `qshape` instead of pages, `postqueue -f` instead of
+//! `deliverynow`: `backlog-postfix-*` and `backlog-postfix.json`. `--only rampart|postfix` picks a side.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,6 +48,23 @@ const PAGES: &[(&str, &str, bool)] = &[
 const REQUESTS_PER_PAGE: usize = 20;
 
 pub async fn run(binary: &Path, opts: &Options) -> Result<()> {
+    if opts.wants("rampart") {
+        rampart(binary, opts).await?;
+    }
+    if opts.wants("postfix") {
+        if opts.postfix && super::postfix_available() {
+            postfix(opts).await?;
+        } else {
+            eprintln!(
+                "bench: Postfix's part of the backlog scenario is skipped (--no-postfix, or Postfix and ../shared/bench are missing)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Rampart's part: accept N with the destination down, time the pages, restart, drain.
+async fn rampart(binary: &Path, opts: &Options) -> Result<()> {
     let n = opts.backlog;
     let size = opts.sizes.first().copied().unwrap_or(4096);
     let sessions = opts.sessions.first().copied().unwrap_or(20);
@@ -215,6 +236,276 @@ pub async fn run(binary: &Path, opts: &Options) -> Result<()> {
         bail!("the backlog scenario lost, duplicated or failed mail (see above)");
     }
     Ok(())
+}
+
+/// Postfix's part: the same day for Postfix as set up by `../shared/bench/postfix-peer.sh` (relay
+/// plus `always_bcc`), with `--postfix-backlog` messages. Postfix has no admin pages, so what is
+/// timed with the full queue is what its administrator runs: `mailq` and `qshape deferred`.
+async fn postfix(opts: &Options) -> Result<()> {
+    let n = opts.postfix_backlog;
+    let size = opts.sizes.first().copied().unwrap_or(4096);
+    let sessions = opts.sessions.first().copied().unwrap_or(20);
+    eprintln!(
+        "bench: backlog scenario for Postfix: {n} messages of {size} bytes over {sessions} sessions, destination down"
+    );
+    // The peer script checks itself with swaks against its smtp-sink pair; Postfix is then
+    // pointed at this bench's own sinks, which check that every message arrived once.
+    super::shared_script("sinks.sh", "start")?;
+    let setup = super::shared_script("postfix-peer.sh", "setup")?;
+    let _ = super::shared_script("sinks.sh", "stop");
+    if !setup.success() {
+        bail!("postfix-peer.sh setup failed");
+    }
+    let result = postfix_here(n, size, sessions).await;
+    // Leave no queue behind for the next run: it would count towards its sinks.
+    let _ = command("postsuper", &["-d", "ALL"]);
+    let _ = super::shared_script("postfix-peer.sh", "stop");
+    result
+}
+
+async fn postfix_here(n: usize, size: usize, sessions: usize) -> Result<()> {
+    let dest_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let intake = Sink::start(n).await?;
+    let relayhost = format!("relayhost=[127.0.0.1]:{}", dest_addr.port());
+    let journal = format!(
+        "transport_maps=inline:{{ intake.test=smtp:[127.0.0.1]:{} }}",
+        intake.addr.port()
+    );
+    for (cmd, args) in [
+        ("postconf", vec!["-e", relayhost.as_str(), journal.as_str()]),
+        ("postsuper", vec!["-d", "ALL"]),
+        ("postfix", vec!["reload"]),
+    ] {
+        if !command(cmd, &args)?.1 {
+            bail!("{cmd} {} failed", args.join(" "));
+        }
+    }
+    let smtp: SocketAddr = "127.0.0.1:2525".parse()?;
+
+    // 1. Accept N with the destination down.
+    let start = Instant::now();
+    let j = intake.clone();
+    let accepted = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
+    let sampler = series::Sampler::start(
+        start,
+        series::Probes {
+            accepted: accepted.clone(),
+            delivered: Box::new(|| 0),
+            journaled: Some(Box::new(move || j.messages())),
+            pid: None,
+            poll: Duration::from_millis(20),
+        },
+    );
+    let load = loadgen::run(smtp, sessions, loadgen::Stop::Messages(n), size, accepted).await;
+    let accept_secs = load.elapsed.as_secs_f64();
+    let sent = load.sent as u64;
+    let journaled = sampler
+        .wait_for(Duration::from_secs(1800), |s| {
+            s.journaled.unwrap_or(0) >= sent
+        })
+        .await;
+    let accept_samples = sampler.finish().await;
+    series::write(
+        &super::series_dir(),
+        "backlog-postfix-accept",
+        &format!("backlog: Postfix accepting {n} messages, destination down"),
+        &accept_samples,
+    )?;
+    let window = (accept_secs / 10.0).max(1.0);
+    let warm = 2.0_f64.min(window);
+    let rate_start = series::rate(&accept_samples, warm, warm + window, |s| s.accepted);
+    let rate_end = series::rate(&accept_samples, accept_secs - window, accept_secs, |s| {
+        s.accepted
+    });
+    let (p50, _, p99, max) = super::percentiles(load.latencies.clone());
+    let queued = files_under(Path::new("/var/spool/postfix/deferred"))
+        + files_under(Path::new("/var/spool/postfix/active"))
+        + files_under(Path::new("/var/spool/postfix/incoming"));
+    eprintln!(
+        "bench: Postfix accepted {sent} in {accept_secs:.0} s: {rate_start:.0} msg/s at the start, {rate_end:.0} at the end; journal copies {}; {queued} queue files",
+        if journaled { "all out" } else { "NOT all out" }
+    );
+
+    // 2. What a Postfix administrator runs with the queue full.
+    let mut tools = Vec::new();
+    for (what, cmd, args) in [
+        ("mailq", "postqueue", vec!["-p"]),
+        ("qshape deferred", "qshape", vec!["deferred"]),
+    ] {
+        let mut times = Vec::new();
+        let mut ok = true;
+        for _ in 0..TOOL_RUNS {
+            let (t, success) = command(cmd, &args)?;
+            ok &= success;
+            times.push(t);
+        }
+        times.sort();
+        let ms = |p: f64| {
+            times[((times.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+        };
+        eprintln!(
+            "bench:   {what:<32} p50 {:>8.1} ms  max {:>8.1} ms{}",
+            ms(0.5),
+            ms(1.0),
+            if ok { "" } else { " (it FAILED)" }
+        );
+        tools.push(json!({"tool": what, "ok": ok, "p50_ms": ms(0.5), "max_ms": ms(1.0), "runs": TOOL_RUNS}));
+    }
+    let memory_full = postfix_memory_mb();
+    eprintln!(
+        "bench:   Postfix's processes with the queue full: {} MB (PSS)",
+        memory_full.map_or("?".to_owned(), |m| format!("{m:.1}"))
+    );
+
+    // 3. Restart with the queue full.
+    let (stop_time, _) = command("postfix", &["stop"])?;
+    let t = Instant::now();
+    if !command("postfix", &["start"])?.1 {
+        bail!("postfix start failed");
+    }
+    let banner = loop {
+        match loadgen::banner_time(smtp).await {
+            Ok(_) => break true,
+            Err(_) if t.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(_) => break false,
+        }
+    };
+    let start_time = t.elapsed();
+    eprintln!(
+        "bench: Postfix restart with {queued} queued: stopped in {:.2} s, serving again in {:.2} s{}",
+        stop_time.as_secs_f64(),
+        start_time.as_secs_f64(),
+        if banner { "" } else { " (NO banner)" }
+    );
+
+    // 4. The destination comes back; `postqueue -f` is Postfix's `deliverynow`.
+    let dest = Sink::bind(dest_addr, n).await?;
+    let t = Instant::now();
+    let d = dest.clone();
+    let sampler = series::Sampler::start(
+        t,
+        series::Probes {
+            accepted: Default::default(),
+            delivered: Box::new(move || d.messages()),
+            journaled: None,
+            pid: None,
+            poll: Duration::from_millis(20),
+        },
+    );
+    if !command("postqueue", &["-f"])?.1 {
+        bail!("postqueue -f failed");
+    }
+    let drained = sampler
+        .wait_for(Duration::from_secs(3600), |s| s.delivered >= sent)
+        .await;
+    let drain_secs = t.elapsed().as_secs_f64();
+    let drain_samples = sampler.finish().await;
+    series::write(
+        &super::series_dir(),
+        "backlog-postfix-drain",
+        &format!("backlog: Postfix draining {n} messages after the destination came back"),
+        &drain_samples,
+    )?;
+    let drain_rate = dest.messages() as f64 / drain_secs;
+    let (missing, dups) = dest.check();
+    let (jmissing, jdups) = intake.check();
+    eprintln!(
+        "bench: Postfix drained {} in {drain_secs:.1} s: {drain_rate:.0} msg/s{}; destination missing {missing} dup {dups}, intake missing {jmissing} dup {jdups}",
+        dest.messages(),
+        if drained { "" } else { " (NOT all delivered)" }
+    );
+    let out = json!({
+        "machine": super::machine(),
+        "messages": n, "size": size, "sessions": sessions, "queue_files": queued,
+        "accept": {
+            "secs": accept_secs, "accepted": sent, "failed": load.failed,
+            "rate_start": rate_start, "rate_end": rate_end, "end_vs_start": rate_end / rate_start.max(1e-9),
+            "latency_ms": {"p50": p50, "p99": p99, "max": max},
+        },
+        "tools": tools,
+        "pss_full_queue_mb": memory_full,
+        "restart": {"stop_secs": stop_time.as_secs_f64(), "start_to_serving_secs": start_time.as_secs_f64()},
+        "drain": {"secs": drain_secs, "rate": drain_rate, "complete": drained},
+        "check": {"dest_missing": missing, "dest_dups": dups, "intake_missing": jmissing, "intake_dups": jdups},
+    });
+    let path = super::series_dir().join("backlog-postfix.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+    eprintln!("bench: results written to {}", path.display());
+    if missing + dups + jmissing + jdups > 0 || load.failed > 0 || !drained || !banner {
+        bail!("Postfix's backlog run lost, duplicated or failed mail (see above)");
+    }
+    Ok(())
+}
+
+/// Runs of each Postfix queue tool with the full queue (each reads every queue file).
+const TOOL_RUNS: usize = 5;
+
+/// Runs a command with its output discarded: how long it took and whether it succeeded.
+fn command(cmd: &str, args: &[&str]) -> Result<(Duration, bool)> {
+    let t = Instant::now();
+    let status = std::process::Command::new(cmd)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {cmd}"))?;
+    Ok((t.elapsed(), status.success()))
+}
+
+/// Regular files below `dir` (Postfix's queue directories hash into subdirectories).
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => files_under(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Memory of Postfix's master and its children: the sum of their proportional set sizes (PSS),
+/// so pages the processes share (the binaries, libraries) count once in all, not once each.
+fn postfix_memory_mb() -> Option<f64> {
+    let master: u32 = std::fs::read_to_string("/var/spool/postfix/pid/master.pid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let mut total = pss_mb(master)?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        // The parent is the fourth field of /proc/PID/stat, after the parenthesised name.
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
+        if parent == Some(master) {
+            total += pss_mb(pid).unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
+fn pss_mb(pid: u32) -> Option<f64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let kb: f64 = rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 pub(super) fn basic() -> String {

@@ -4,7 +4,9 @@
 //! Each run is sustained for `--secs S` (default 60) and reports its steady state after a
 //! warm-up (`--warmup W`, default 10 s), with its curve over time in `target/bench/RUN.csv` and
 //! `.svg`; `--messages M` runs a message count instead (a burst). `--scenario backlog` is the
-//! spool-growth scenario instead of the runs (see `backlog.rs`; `--backlog N`, default 1,000,000);
+//! spool-growth scenario instead of the runs (see `backlog.rs`; `--backlog N`, default 1,000,000;
+//! then Postfix in the same scenario with `--postfix-backlog N`, default 100,000; `--only rampart`
+//! or `--only postfix` runs one side);
 //! `--scenario cluster` measures cluster mode (see `cluster.rs`; `--secs` per load run).
 //!
 //! Flags: `--sessions 20,200`, `--sizes 4096,102400`,
@@ -76,6 +78,8 @@ struct Options {
     length: Length,
     scenario: Option<String>,
     backlog: usize,
+    /// Messages for Postfix's part of the backlog scenario (Postfix accepts ~500 msg/s here).
+    postfix_backlog: usize,
     sessions: Vec<usize>,
     sizes: Vec<usize>,
     idle: usize,
@@ -100,6 +104,7 @@ fn parse(args: &[String]) -> Result<Options> {
         length: Length::Messages(0),
         scenario: None,
         backlog: 1_000_000,
+        postfix_backlog: 100_000,
         sessions: vec![20],
         sizes: vec![4096, 102_400],
         idle: 10_000,
@@ -130,6 +135,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--warmup" => warmup = value()?.parse()?,
             "--scenario" => o.scenario = Some(value()?),
             "--backlog" => o.backlog = value()?.parse()?,
+            "--postfix-backlog" => o.postfix_backlog = value()?.parse()?,
             "--sessions" => o.sessions = list(&value()?)?,
             "--sizes" => o.sizes = list(&value()?)?,
             "--idle" => o.idle = value()?.parse()?,
@@ -191,7 +197,11 @@ pub fn run(args: &[String]) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(bench(opts, binary))
+    let result = rt.block_on(bench(opts, binary));
+    // The runtime first, so every run's appliance has been stopped and its directory handed over.
+    drop(rt);
+    remove_finished();
+    result
 }
 
 /// Idle-connection runs need far more descriptors than the usual soft limit of 1024.
@@ -995,9 +1005,25 @@ impl TempDir {
     }
 }
 
+/// Data directories of finished runs, removed when the bench ends: removing one (tens of thousands
+/// of spool files) between runs made ext4 without a journal — this machine's disk — skip over the
+/// freshly freed inodes on every file the next run created for minutes (`recently_deleted` in its
+/// inode allocator), which slowed whichever run came next, Postfix's or Rampart's.
+static FINISHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if let Ok(mut l) = FINISHED.lock() {
+            l.push(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+/// Removes the data directories of the bench's runs.
+fn remove_finished() {
+    let dirs = FINISHED.lock().map(|mut l| std::mem::take(&mut *l));
+    for d in dirs.unwrap_or_default() {
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
 
