@@ -79,54 +79,17 @@ async fn rampart(binary: &Path, opts: &Options) -> Result<()> {
         super::start_appliance_with(binary, dest_addr, intake.addr, true, 1000, "").await?;
 
     // 1. Accept N with the destination down.
-    let start = Instant::now();
-    let j = intake.clone();
-    let accepted = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
-    let sampler = series::Sampler::start(
-        start,
-        series::Probes {
-            accepted: accepted.clone(),
-            delivered: Box::new(|| 0),
-            journaled: Some(Box::new(move || j.messages())),
-            pid: Some(app.pid()),
-            poll: Duration::from_millis(20),
-        },
-    );
-    let load = loadgen::run(
+    let accepted = accept(
         app.smtp,
-        sessions,
-        loadgen::Stop::Messages(n),
-        size,
-        accepted,
-    )
-    .await;
-    let accept_secs = load.elapsed.as_secs_f64();
-    let sent = load.sent as u64;
-    // The journal copies go on meanwhile; the pages are timed once they are all out, so what
-    // is timed is a queue of N messages for one down destination.
-    let journaled = sampler
-        .wait_for(Duration::from_secs(1800), |s| {
-            s.journaled.unwrap_or(0) >= sent
-        })
-        .await;
-    let accept_samples = sampler.finish().await;
-    series::write(
-        &super::series_dir(),
+        Some(app.pid()),
+        &intake,
+        (n, size, sessions),
         "backlog-accept",
         &format!("backlog: accepting {n} messages, destination down"),
-        &accept_samples,
-    )?;
-    let window = (accept_secs / 10.0).max(1.0);
-    let warm = 2.0_f64.min(window);
-    let rate_start = series::rate(&accept_samples, warm, warm + window, |s| s.accepted);
-    let rate_end = series::rate(&accept_samples, accept_secs - window, accept_secs, |s| {
-        s.accepted
-    });
-    let (p50, _, p99, max) = super::percentiles(load.latencies.clone());
-    eprintln!(
-        "bench: accepted {sent} in {accept_secs:.0} s: {rate_start:.0} msg/s at the start, {rate_end:.0} at the end; journal copies {}",
-        if journaled { "all out" } else { "NOT all out" }
-    );
+    )
+    .await?;
+    let sent = accepted.sent;
+    eprintln!("bench: {}", accepted.summary());
 
     // 2. The admin pages with the queue full.
     let cookie = login(app.web).await?;
@@ -140,9 +103,7 @@ async fn rampart(binary: &Path, opts: &Options) -> Result<()> {
             times.push(t);
         }
         times.sort();
-        let ms = |p: f64| {
-            times[((times.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
-        };
+        let ms = |p: f64| at_ms(&times, p);
         eprintln!(
             "bench:   {what:<32} {path:<56} HTTP {status}  p50 {:>8.1} ms  p95 {:>8.1} ms",
             ms(0.5),
@@ -170,37 +131,25 @@ async fn rampart(binary: &Path, opts: &Options) -> Result<()> {
 
     // 4. The destination comes back; `deliverynow` makes its rows due at once.
     let dest = Sink::bind(dest_addr, n).await?;
-    let t = Instant::now();
-    let d = dest.clone();
-    let sampler = series::Sampler::start(
-        t,
-        series::Probes {
-            accepted: Default::default(),
-            delivered: Box::new(move || d.messages()),
-            journaled: None,
-            pid: Some(app.pid()),
-            poll: Duration::from_millis(20),
-        },
-    );
-    let status = post_json(app.web, "/api/v1/deliverynow", r#"{"host":"example.com"}"#).await?;
-    if status != 200 {
-        bail!("deliverynow answered HTTP {status}");
-    }
-    let drained = sampler
-        .wait_for(Duration::from_secs(3600), |s| s.delivered >= sent)
-        .await;
-    let drain_secs = t.elapsed().as_secs_f64();
-    let drain_samples = sampler.finish().await;
-    series::write(
-        &super::series_dir(),
+    let web = app.web;
+    let drain = drain(
+        &dest,
+        Some(app.pid()),
+        sent,
         "backlog-drain",
         &format!("backlog: draining {n} messages after the destination came back"),
-        &drain_samples,
-    )?;
-    let drain_rate = dest.messages() as f64 / drain_secs;
+        async move {
+            let status = post_json(web, "/api/v1/deliverynow", r#"{"host":"example.com"}"#).await?;
+            if status != 200 {
+                bail!("deliverynow answered HTTP {status}");
+            }
+            Ok(())
+        },
+    )
+    .await?;
     let peak = [
-        series::peak_rss(&accept_samples),
-        series::peak_rss(&drain_samples),
+        series::peak_rss(&accepted.samples),
+        series::peak_rss(&drain.samples),
         rss_full,
     ]
     .into_iter()
@@ -210,29 +159,24 @@ async fn rampart(binary: &Path, opts: &Options) -> Result<()> {
     let (missing, dups) = dest.check();
     let (jmissing, jdups) = intake.check();
     eprintln!(
-        "bench: drained {} in {drain_secs:.1} s: {drain_rate:.0} msg/s{}; peak RSS {peak:.1} MB; destination missing {missing} dup {dups}, intake missing {jmissing} dup {jdups}",
-        dest.messages(),
-        if drained { "" } else { " (NOT all delivered)" }
+        "bench: {}; peak RSS {peak:.1} MB; destination missing {missing} dup {dups}, intake missing {jmissing} dup {jdups}",
+        drain.summary()
     );
     let out = json!({
         "machine": super::machine(),
         "messages": n, "size": size, "sessions": sessions,
-        "accept": {
-            "secs": accept_secs, "accepted": sent, "failed": load.failed,
-            "rate_start": rate_start, "rate_end": rate_end, "end_vs_start": rate_end / rate_start.max(1e-9),
-            "latency_ms": {"p50": p50, "p99": p99, "max": max},
-        },
+        "accept": accepted.json(),
         "pages": pages,
         "rss_full_queue_mb": rss_full,
         "restart": {"stop_secs": stop_time.as_secs_f64(), "start_to_serving_secs": start_time.as_secs_f64()},
-        "drain": {"secs": drain_secs, "rate": drain_rate, "complete": drained},
+        "drain": drain.json(),
         "peak_rss_mb": peak,
         "check": {"dest_missing": missing, "dest_dups": dups, "intake_missing": jmissing, "intake_dups": jdups},
     });
     let path = super::series_dir().join("backlog.json");
     std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
     eprintln!("bench: results written to {}", path.display());
-    if missing + dups + jmissing + jdups > 0 || load.failed > 0 || !drained {
+    if missing + dups + jmissing + jdups > 0 || accepted.failed > 0 || !drain.complete {
         bail!("the backlog scenario lost, duplicated or failed mail (see above)");
     }
     Ok(())
@@ -283,47 +227,22 @@ async fn postfix_here(n: usize, size: usize, sessions: usize) -> Result<()> {
     let smtp: SocketAddr = "127.0.0.1:2525".parse()?;
 
     // 1. Accept N with the destination down.
-    let start = Instant::now();
-    let j = intake.clone();
-    let accepted = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
-    let sampler = series::Sampler::start(
-        start,
-        series::Probes {
-            accepted: accepted.clone(),
-            delivered: Box::new(|| 0),
-            journaled: Some(Box::new(move || j.messages())),
-            pid: None,
-            poll: Duration::from_millis(20),
-        },
-    );
-    let load = loadgen::run(smtp, sessions, loadgen::Stop::Messages(n), size, accepted).await;
-    let accept_secs = load.elapsed.as_secs_f64();
-    let sent = load.sent as u64;
-    let journaled = sampler
-        .wait_for(Duration::from_secs(1800), |s| {
-            s.journaled.unwrap_or(0) >= sent
-        })
-        .await;
-    let accept_samples = sampler.finish().await;
-    series::write(
-        &super::series_dir(),
+    let accepted = accept(
+        smtp,
+        None,
+        &intake,
+        (n, size, sessions),
         "backlog-postfix-accept",
         &format!("backlog: Postfix accepting {n} messages, destination down"),
-        &accept_samples,
-    )?;
-    let window = (accept_secs / 10.0).max(1.0);
-    let warm = 2.0_f64.min(window);
-    let rate_start = series::rate(&accept_samples, warm, warm + window, |s| s.accepted);
-    let rate_end = series::rate(&accept_samples, accept_secs - window, accept_secs, |s| {
-        s.accepted
-    });
-    let (p50, _, p99, max) = super::percentiles(load.latencies.clone());
+    )
+    .await?;
+    let sent = accepted.sent;
     let queued = files_under(Path::new("/var/spool/postfix/deferred"))
         + files_under(Path::new("/var/spool/postfix/active"))
         + files_under(Path::new("/var/spool/postfix/incoming"));
     eprintln!(
-        "bench: Postfix accepted {sent} in {accept_secs:.0} s: {rate_start:.0} msg/s at the start, {rate_end:.0} at the end; journal copies {}; {queued} queue files",
-        if journaled { "all out" } else { "NOT all out" }
+        "bench: Postfix {}; {queued} queue files",
+        accepted.summary()
     );
 
     // 2. What a Postfix administrator runs with the queue full.
@@ -340,9 +259,7 @@ async fn postfix_here(n: usize, size: usize, sessions: usize) -> Result<()> {
             times.push(t);
         }
         times.sort();
-        let ms = |p: f64| {
-            times[((times.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
-        };
+        let ms = |p: f64| at_ms(&times, p);
         eprintln!(
             "bench:   {what:<32} p50 {:>8.1} ms  max {:>8.1} ms{}",
             ms(0.5),
@@ -382,6 +299,173 @@ async fn postfix_here(n: usize, size: usize, sessions: usize) -> Result<()> {
 
     // 4. The destination comes back; `postqueue -f` is Postfix's `deliverynow`.
     let dest = Sink::bind(dest_addr, n).await?;
+    let drain = drain(
+        &dest,
+        None,
+        sent,
+        "backlog-postfix-drain",
+        &format!("backlog: Postfix draining {n} messages after the destination came back"),
+        async {
+            if !command("postqueue", &["-f"])?.1 {
+                bail!("postqueue -f failed");
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let (missing, dups) = dest.check();
+    let (jmissing, jdups) = intake.check();
+    eprintln!(
+        "bench: Postfix {}; destination missing {missing} dup {dups}, intake missing {jmissing} dup {jdups}",
+        drain.summary()
+    );
+    let out = json!({
+        "machine": super::machine(),
+        "messages": n, "size": size, "sessions": sessions, "queue_files": queued,
+        "accept": accepted.json(),
+        "tools": tools,
+        "pss_full_queue_mb": memory_full,
+        "restart": {"stop_secs": stop_time.as_secs_f64(), "start_to_serving_secs": start_time.as_secs_f64()},
+        "drain": drain.json(),
+        "check": {"dest_missing": missing, "dest_dups": dups, "intake_missing": jmissing, "intake_dups": jdups},
+    });
+    let path = super::series_dir().join("backlog-postfix.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+    eprintln!("bench: results written to {}", path.display());
+    if missing + dups + jmissing + jdups > 0 || accepted.failed > 0 || !drain.complete || !banner {
+        bail!("Postfix's backlog run lost, duplicated or failed mail (see above)");
+    }
+    Ok(())
+}
+
+/// What the accept phase of either side measured.
+struct Accepted {
+    sent: u64,
+    failed: usize,
+    secs: f64,
+    /// Every journal copy reached the intake.
+    journaled: bool,
+    samples: Vec<series::Sample>,
+    /// Accept rates over the first and the last tenth of the phase.
+    rate_start: f64,
+    rate_end: f64,
+    latencies: (f64, f64, f64, f64),
+}
+
+impl Accepted {
+    fn summary(&self) -> String {
+        format!(
+            "accepted {} in {:.0} s: {:.0} msg/s at the start, {:.0} at the end; journal copies {}",
+            self.sent,
+            self.secs,
+            self.rate_start,
+            self.rate_end,
+            if self.journaled {
+                "all out"
+            } else {
+                "NOT all out"
+            }
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (p50, _, p99, max) = self.latencies;
+        json!({
+            "secs": self.secs, "accepted": self.sent, "failed": self.failed,
+            "rate_start": self.rate_start, "rate_end": self.rate_end,
+            "end_vs_start": self.rate_end / self.rate_start.max(1e-9),
+            "latency_ms": {"p50": p50, "p99": p99, "max": max},
+        })
+    }
+}
+
+/// Sends `n` messages of `size` bytes over `sessions` to `smtp` with the destination down, then
+/// waits until `intake` has every journal copy (so what is timed next is a queue of N messages
+/// for one down destination); the curve goes to `target/bench/NAME.*`. `pid` is the process
+/// whose memory is sampled.
+async fn accept(
+    smtp: SocketAddr,
+    pid: Option<u32>,
+    intake: &Sink,
+    (n, size, sessions): (usize, usize, usize),
+    name: &str,
+    title: &str,
+) -> Result<Accepted> {
+    let j = intake.clone();
+    let accepted = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
+    let sampler = series::Sampler::start(
+        Instant::now(),
+        series::Probes {
+            accepted: accepted.clone(),
+            delivered: Box::new(|| 0),
+            journaled: Some(Box::new(move || j.messages())),
+            pid,
+            poll: Duration::from_millis(20),
+        },
+    );
+    let load = loadgen::run(smtp, sessions, loadgen::Stop::Messages(n), size, accepted).await;
+    let secs = load.elapsed.as_secs_f64();
+    let sent = load.sent as u64;
+    let journaled = sampler
+        .wait_for(Duration::from_secs(1800), |s| {
+            s.journaled.unwrap_or(0) >= sent
+        })
+        .await;
+    let samples = sampler.finish().await;
+    series::write(&super::series_dir(), name, title, &samples)?;
+    let window = (secs / 10.0).max(1.0);
+    let warm = 2.0_f64.min(window);
+    Ok(Accepted {
+        sent,
+        failed: load.failed,
+        secs,
+        journaled,
+        rate_start: series::rate(&samples, warm, warm + window, |s| s.accepted),
+        rate_end: series::rate(&samples, secs - window, secs, |s| s.accepted),
+        samples,
+        latencies: super::percentiles(load.latencies),
+    })
+}
+
+/// What the drain phase of either side measured.
+struct Drained {
+    messages: u64,
+    secs: f64,
+    rate: f64,
+    complete: bool,
+    samples: Vec<series::Sample>,
+}
+
+impl Drained {
+    fn summary(&self) -> String {
+        format!(
+            "drained {} in {:.1} s: {:.0} msg/s{}",
+            self.messages,
+            self.secs,
+            self.rate,
+            if self.complete {
+                ""
+            } else {
+                " (NOT all delivered)"
+            }
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({"secs": self.secs, "rate": self.rate, "complete": self.complete})
+    }
+}
+
+/// With the destination `dest` back up, runs `flush` (the side's "deliver now") and waits until
+/// `sent` messages arrived; the curve goes to `target/bench/NAME.*`.
+async fn drain(
+    dest: &Sink,
+    pid: Option<u32>,
+    sent: u64,
+    name: &str,
+    title: &str,
+    flush: impl std::future::Future<Output = Result<()>>,
+) -> Result<Drained> {
     let t = Instant::now();
     let d = dest.clone();
     let sampler = series::Sampler::start(
@@ -390,53 +474,31 @@ async fn postfix_here(n: usize, size: usize, sessions: usize) -> Result<()> {
             accepted: Default::default(),
             delivered: Box::new(move || d.messages()),
             journaled: None,
-            pid: None,
+            pid,
             poll: Duration::from_millis(20),
         },
     );
-    if !command("postqueue", &["-f"])?.1 {
-        bail!("postqueue -f failed");
-    }
-    let drained = sampler
+    flush.await?;
+    let complete = sampler
         .wait_for(Duration::from_secs(3600), |s| s.delivered >= sent)
         .await;
-    let drain_secs = t.elapsed().as_secs_f64();
-    let drain_samples = sampler.finish().await;
-    series::write(
-        &super::series_dir(),
-        "backlog-postfix-drain",
-        &format!("backlog: Postfix draining {n} messages after the destination came back"),
-        &drain_samples,
-    )?;
-    let drain_rate = dest.messages() as f64 / drain_secs;
-    let (missing, dups) = dest.check();
-    let (jmissing, jdups) = intake.check();
-    eprintln!(
-        "bench: Postfix drained {} in {drain_secs:.1} s: {drain_rate:.0} msg/s{}; destination missing {missing} dup {dups}, intake missing {jmissing} dup {jdups}",
-        dest.messages(),
-        if drained { "" } else { " (NOT all delivered)" }
-    );
-    let out = json!({
-        "machine": super::machine(),
-        "messages": n, "size": size, "sessions": sessions, "queue_files": queued,
-        "accept": {
-            "secs": accept_secs, "accepted": sent, "failed": load.failed,
-            "rate_start": rate_start, "rate_end": rate_end, "end_vs_start": rate_end / rate_start.max(1e-9),
-            "latency_ms": {"p50": p50, "p99": p99, "max": max},
-        },
-        "tools": tools,
-        "pss_full_queue_mb": memory_full,
-        "restart": {"stop_secs": stop_time.as_secs_f64(), "start_to_serving_secs": start_time.as_secs_f64()},
-        "drain": {"secs": drain_secs, "rate": drain_rate, "complete": drained},
-        "check": {"dest_missing": missing, "dest_dups": dups, "intake_missing": jmissing, "intake_dups": jdups},
-    });
-    let path = super::series_dir().join("backlog-postfix.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
-    eprintln!("bench: results written to {}", path.display());
-    if missing + dups + jmissing + jdups > 0 || load.failed > 0 || !drained || !banner {
-        bail!("Postfix's backlog run lost, duplicated or failed mail (see above)");
-    }
-    Ok(())
+    let secs = t.elapsed().as_secs_f64();
+    let samples = sampler.finish().await;
+    series::write(&super::series_dir(), name, title, &samples)?;
+    Ok(Drained {
+        messages: dest.messages(),
+        secs,
+        rate: dest.messages() as f64 / secs,
+        complete,
+        samples,
+    })
+}
+
+/// The `p` quantile of sorted durations, in milliseconds.
+fn at_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .map_or(0.0, |t| t.as_secs_f64() * 1000.0)
 }
 
 /// Runs of each Postfix queue tool with the full queue (each reads every queue file).
