@@ -83,7 +83,9 @@ impl Store {
         };
         let cursor = self.cursor().await?;
         let rows = sqlx::query(
-            "SELECT id, mid, at, text FROM tracking WHERE id > ?1 ORDER BY id LIMIT ?2",
+            // `+ 0`: a bare parameter in a LIMIT recompiles the statement at each bind (see
+            // `queue::claim`), and the shipper runs this at least twice a second.
+            "SELECT id, mid, at, text FROM tracking WHERE id > ?1 ORDER BY id LIMIT ?2 + 0",
         )
         .bind(cursor)
         .bind(batch.max(1))
