@@ -753,4 +753,28 @@ mod tests {
         let other = hosts.iter().find(|h| h.host == "other.example");
         assert!(other.is_none_or(|h| h.connections_out == 0));
     }
+
+    /// A connection count with nothing after it is not held back for good: the writer
+    /// commits it on its own once it has waited a while for company.
+    #[tokio::test]
+    async fn a_lone_host_change_is_committed() {
+        let (_dir, store) = temp_store().await;
+        store.host_connection("alone.example", 1).await.unwrap();
+        let connections = || async {
+            store
+                .tophosts()
+                .await
+                .unwrap()
+                .iter()
+                .find(|h| h.host == "alone.example")
+                .map(|h| h.connections_out)
+        };
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while connections().await != Some(1) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "the change was never committed");
+    }
 }

@@ -60,6 +60,15 @@ impl std::fmt::Debug for Job {
 }
 
 impl Job {
+    /// Whether someone waits for this job's commit (a session for its `250`, a worker or the
+    /// scheduler for its answer).
+    fn awaited(&self) -> bool {
+        match self {
+            Job::Accept { .. } | Job::Attempt { .. } | Job::Claim { .. } => true,
+            Job::Host(_) | Job::Unlease(_) => false,
+        }
+    }
+
     fn wakes_scheduler(&self) -> bool {
         match self {
             Job::Accept { .. } => true,
@@ -93,10 +102,20 @@ pub(crate) async fn writer(
     let mut full = true;
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        take_waiting(&mut rx, &mut batch);
+        // Work nobody waits for (connection counts, a host's down flag, given-back leases)
+        // rides with the next commit somebody does wait for, or goes on its own after
+        // `LINGER`: at a few messages a second each connection opened and closed was a
+        // commit of its own, most of the writer's transactions.
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH && !batch.iter().any(Job::awaited) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(job)) => {
+                    batch.push(job);
+                    take_waiting(&mut rx, &mut batch);
+                }
+                // Closed (shutting down) or the time is up: commit what there is.
+                Ok(None) | Err(_) => break,
             }
         }
         let wake = batch.iter().any(Job::wakes_scheduler);
@@ -157,6 +176,19 @@ pub(crate) async fn writer(
         }
     }
     let _ = conn.close().await;
+}
+
+/// Longest a batch of work nobody waits for is held back for company (see [`writer`]).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Adds the jobs already waiting to `batch`, up to [`MAX_BATCH`].
+fn take_waiting(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Answers a committed (or failed) job; committed messages go to the memory cache.

@@ -536,8 +536,11 @@ async fn tophosts_cli_shows_what_the_sinks_received() {
         )
         .await;
     }
-    wait_until("three deliveries", || async {
-        tophost(&app, "example.com").await["hard_bounced"] == 3
+    // The connection count is written with the writer's next commit, up to a fifth of a
+    // second after the attempts' outcomes: wait for both.
+    wait_until("three deliveries and the connection closed", || async {
+        let host = tophost(&app, "example.com").await;
+        host["hard_bounced"] == 3 && host["connections_out"] == 0
     })
     .await;
     let delivered: usize = dest.messages().iter().map(|m| m.rcpts.len()).sum();
