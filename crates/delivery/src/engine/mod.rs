@@ -145,11 +145,18 @@ impl Engine {
         let notify = inner.store.queued_notify();
         let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<()>();
         let mut shutdown = inner.shutdown.clone();
+        // Whether the next pass claims: not when only a worker ended (at a few messages a
+        // second that was two claims per message, each a commit finding nothing), unless the
+        // last claim stopped at the in-memory bound with rows still due.
+        let mut claim = true;
+        let mut memory_full = false;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            inner.claim().await;
+            if claim || memory_full {
+                memory_full = inner.claim().await;
+            }
             inner.spawn_workers(&exit_tx).await;
             let wait = match inner.store.next_due_at().await {
                 Ok(Some(at)) => {
@@ -163,12 +170,13 @@ impl Engine {
             };
             // A row due "now" may have been claimed already; never spin on it.
             let wait = wait.max(Duration::from_millis(250));
-            tokio::select! {
-                _ = notify.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                Some(()) = exit_rx.recv() => {}
+            claim = tokio::select! {
+                _ = notify.notified() => true,
+                _ = tokio::time::sleep(wait) => true,
+                // A worker ended: start another where jobs still wait.
+                Some(()) = exit_rx.recv() => false,
                 _ = shutdown.wait_for(|s| *s) => break,
-            }
+            };
         }
         inner.wait_for_commits(SHUTDOWN_COMMIT_WAIT).await;
     }
@@ -212,18 +220,19 @@ impl Inner {
     }
 
     /// Claims due rows, up to [`MAX_IN_MEMORY`] held, and files them into destination queues.
-    async fn claim(&self) {
+    /// True when it stopped at that bound (rows may still be due).
+    async fn claim(&self) -> bool {
         loop {
             let held = self.inflight.lock().map(|i| i.len()).unwrap_or(0);
             let room = MAX_IN_MEMORY.saturating_sub(held).min(CLAIM_BATCH as usize) as u32;
             if room == 0 {
-                return;
+                return true;
             }
             let claimed = match self.store.claim_due(LEASE_SECS, room).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim queue rows");
-                    return;
+                    return false;
                 }
             };
             let n = claimed.len();
@@ -284,7 +293,7 @@ impl Inner {
                     .push_back(job);
             }
             if n < room as usize {
-                return;
+                return false;
             }
         }
     }
