@@ -29,7 +29,7 @@ pub(crate) async fn run(
     local: SocketAddr,
     listener: Option<std::sync::Arc<str>>,
 ) {
-    let Ok(_permit) = mta.connections.clone().try_acquire_owned() else {
+    let Ok(permit) = mta.connections.clone().try_acquire_owned() else {
         mta.refusal(format!(
             "Connection from {} refused: {} concurrent connections reached",
             peer.ip(),
@@ -41,7 +41,7 @@ pub(crate) async fn run(
         return;
     };
     let peer_ip = canonical_ip(peer.ip());
-    let Some(_held) = PerIp::enter(&mta, peer_ip) else {
+    let Some(held) = PerIp::enter(&mta, peer_ip) else {
         mta.refusal(format!(
             "Connection from {peer_ip} refused: {} concurrent connections from this address reached",
             mta.config.max_connections_per_ip
@@ -135,6 +135,11 @@ pub(crate) async fn run(
             mta: mta.clone(),
         };
         session.serve().await;
+        // The session's places in the connection limits are given back before the client
+        // sees the connection close: a client that reconnects at once (after a 421 for too
+        // many messages, say) must not find its old connection still counted.
+        drop(held);
+        drop(permit);
         session.io.shutdown().await;
         mta.log.info(line::icid_close(icid));
     }
