@@ -75,12 +75,25 @@ fn body(size: usize) -> Vec<u8> {
     m
 }
 
-/// Message `seq` of `size` bytes as it is stored (no end-of-data line), for the scan limit.
-pub fn message(seq: usize, size: usize) -> Vec<u8> {
-    let mut m = headers(seq);
-    let body = body(size);
-    m.extend_from_slice(body.strip_suffix(b".\r\n").unwrap_or(&body));
-    m
+/// The messages the generator sends, as they are stored (no end-of-data line), for the scan
+/// limit: the body is made once, each message is its own headers before it.
+pub struct Messages {
+    body: Vec<u8>,
+}
+
+impl Messages {
+    pub fn new(size: usize) -> Messages {
+        let mut body = body(size);
+        body.truncate(body.len().saturating_sub(3));
+        Messages { body }
+    }
+
+    /// Message `seq`.
+    pub fn get(&self, seq: usize) -> Vec<u8> {
+        let mut m = headers(seq);
+        m.extend_from_slice(&self.body);
+        m
+    }
 }
 
 /// A run that counts each accepted message into `accepted` as it goes (for the sampler).
