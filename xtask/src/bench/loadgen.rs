@@ -44,6 +44,19 @@ pub enum Stop {
     At(Instant),
 }
 
+impl Stop {
+    /// The number of the next message to send, drawn from `next` (shared by the run's
+    /// sessions), or None when the run is over.
+    pub fn next_seq(self, next: &AtomicUsize) -> Option<usize> {
+        let seq = next.fetch_add(1, Ordering::Relaxed);
+        let more = match self {
+            Stop::Messages(n) => seq < n,
+            Stop::At(t) => Instant::now() < t,
+        };
+        more.then_some(seq)
+    }
+}
+
 /// The header block of message `seq`, like a mail client's, with `X-Bench-Seq` for the sinks.
 fn headers(seq: usize) -> Vec<u8> {
     format!(
@@ -117,15 +130,7 @@ pub async fn run(
             let mut at = Vec::new();
             let mut seqs = Vec::new();
             let mut failed = 0;
-            loop {
-                let seq = next.fetch_add(1, Ordering::Relaxed);
-                let more = match stop {
-                    Stop::Messages(n) => seq < n,
-                    Stop::At(t) => Instant::now() < t,
-                };
-                if !more {
-                    break;
-                }
+            while let Some(seq) = stop.next_seq(&next) {
                 match one(target, seq, &body).await {
                     Ok(l) => {
                         lat.push(l);

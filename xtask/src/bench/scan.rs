@@ -184,15 +184,7 @@ pub async fn limit_run(
         tasks.push(tokio::spawn(async move {
             let rcpts = vec!["user@example.com".to_owned()];
             let mut latencies = Vec::new();
-            loop {
-                let seq = next.fetch_add(1, Ordering::Relaxed);
-                let more = match stop {
-                    super::loadgen::Stop::Messages(n) => seq < n,
-                    super::loadgen::Stop::At(t) => Instant::now() < t,
-                };
-                if !more {
-                    break;
-                }
+            while let Some(seq) = stop.next_seq(&next) {
                 let message = Bytes::from(messages.get(seq));
                 let env = ScanEnvelope {
                     client_ip: Some([127, 0, 0, 1].into()),
