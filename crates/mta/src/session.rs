@@ -135,12 +135,17 @@ pub(crate) async fn run(
             mta: mta.clone(),
         };
         session.serve().await;
-        // The session's places in the connection limits are given back before the client
-        // sees the connection close: a client that reconnects at once (after a 421 for too
-        // many messages, say) must not find its old connection still counted.
+        // The last replies go out (within the write timeout) while the session still holds
+        // its places in the connection limits, so a client that stops reading cannot gain
+        // sockets by it; the places are then given back before the client sees the
+        // connection close, so a client that reconnects at once (after a 421 for too many
+        // messages, say) does not find its old connection still counted.
+        let flushed = session.io.flush().await.is_ok();
         drop(held);
         drop(permit);
-        session.io.shutdown().await;
+        if flushed {
+            session.io.shutdown().await;
+        }
         mta.log.info(line::icid_close(icid));
     }
     .instrument(span)
