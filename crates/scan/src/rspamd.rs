@@ -1,7 +1,9 @@
 //! rspamd's scan API (`POST /checkv2`, rspamd's "protocol v2"): the message as the body, the
 //! envelope in headers (`IP`, `Helo`, `From`, one `Rcpt` per recipient, `User`, `Queue-Id`),
-//! and a JSON answer whose `action` is rspamd's verdict. Connections are kept and reused
-//! (hyper's pool); only `http://` is spoken, as rspamd runs on the gateway or beside it.
+//! and a JSON answer whose `action` is rspamd's verdict. Connections go through hyper's pool,
+//! so they would be reused, but rspamd's normal worker (3.4, Debian 12) answers every scan with
+//! `Connection: close`: each scan is a connection of its own. Only `http://` is spoken, as
+//! rspamd runs on the gateway or beside it.
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -24,8 +24,25 @@ pub struct Engines {
     /// rspamd's proxy worker in milter mode, for Postfix.
     pub milter: SocketAddr,
     pub clamd: SocketAddr,
-    _children: Vec<Child>,
+    _rspamd: Group,
+    _clamd: Child,
     _dir: TempDir,
+}
+
+/// rspamd, started as the leader of a process group of its own: dropping it kills the whole
+/// group. Killing only its main process (what `kill_on_drop` does) left its workers running,
+/// six processes per run, holding memory and ports until the machine restarted.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 fn free_port() -> Result<u16> {
@@ -93,9 +110,11 @@ pub async fn start_engines() -> Result<Engines> {
         .args(["--var", &var("LOGDIR", "log")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .context("rspamd is not installed (apt-get install rspamd)")?;
+    let rspamd = Group(rspamd);
     std::fs::write(
         d.join("clamdb/test.hdb"),
         "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n",
@@ -119,7 +138,8 @@ pub async fn start_engines() -> Result<Engines> {
         rspamd: ([127, 0, 0, 1], normal).into(),
         milter: ([127, 0, 0, 1], proxy).into(),
         clamd: ([127, 0, 0, 1], clamd_port).into(),
-        _children: vec![rspamd, clamd],
+        _rspamd: rspamd,
+        _clamd: clamd,
         _dir: dir,
     };
     let r = Rspamd::new(
