@@ -51,8 +51,10 @@ pub struct Daemon {
     _dns: Option<DnsServer>,
 }
 
-/// A daemon's process, the leader of a process group of its own: dropping it kills the group. Killing only rspamd's main process (what
-/// `kill_on_drop` does) left its workers running after the test, six processes per test.
+/// A daemon's process, the leader of a process group of its own: dropping it kills the group.
+/// Killing only rspamd's main process (what `kill_on_drop` does) left its workers running after
+/// the test, six processes per test. (A test killed by nextest's timeout does not drop it; its
+/// daemons then outlive it, as rspamd's workers did before after every test.)
 struct Group(Child);
 
 impl Drop for Group {
