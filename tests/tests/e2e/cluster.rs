@@ -3,154 +3,18 @@
 //! others, accounts and the audit log are shared, and with PostgreSQL stopped mail keeps flowing
 //! (also across a restart) while configuration changes are refused, until it is back.
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use rampart_testkit::Postgres;
 use reqwest::Method;
 use serde_json::json;
 
 use crate::harness::*;
 use crate::sink::{Script, Sink};
 
-/// A PostgreSQL server for one test, stopped with it.
-pub struct Postgres {
-    pub port: u16,
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    /// initdb refuses to run as root: the server then runs as the `postgres` user.
-    as_postgres: bool,
+/// Debian's PostgreSQL for one test (fsync off), stopped with it.
+fn postgres() -> Postgres {
+    Postgres::start(false).expect("PostgreSQL is installed (cargo xtask test installs it)")
 }
 
-impl Postgres {
-    pub async fn start() -> Postgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (cargo xtask test installs it)")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|p| p.join("pg_ctl").exists())
-            .max()
-            .expect("a PostgreSQL version under /usr/lib/postgresql");
-        let dir = tempfile::tempdir().unwrap();
-        let uid = Command::new("id").arg("-u").output().unwrap().stdout;
-        let as_postgres = String::from_utf8_lossy(&uid).trim() == "0";
-        let pg = Postgres {
-            port: free_port(),
-            bin,
-            dir,
-            as_postgres,
-        };
-        std::fs::create_dir(pg.data()).unwrap();
-        if as_postgres {
-            run("chmod", &["755".as_ref(), pg.dir.path().as_os_str()]);
-            run(
-                "chown",
-                &["postgres:postgres".as_ref(), pg.data().as_os_str()],
-            );
-        }
-        pg.pg(
-            "initdb",
-            &[
-                "-D",
-                &pg.data().display().to_string(),
-                "-A",
-                "trust",
-                "-U",
-                "rampart",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
-        pg.start_server();
-        pg.pg(
-            "createdb",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &pg.port.to_string(),
-                "-U",
-                "rampart",
-                "rampart",
-            ],
-        );
-        pg
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://rampart@127.0.0.1:{}/rampart", self.port)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// Starts the server on its data dir and waits until it takes connections.
-    pub fn start_server(&self) {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            self.port,
-            self.data().display()
-        );
-        let data = self.data().display().to_string();
-        let log = self.data().join("server.log").display().to_string();
-        self.pg(
-            "pg_ctl",
-            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
-        );
-    }
-
-    /// Stops the server (its clients' connections end at once).
-    pub fn stop_server(&self) {
-        let data = self.data().display().to_string();
-        self.pg("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn pg(&self, program: &str, args: &[&str]) {
-        let out = self.command(program).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{program} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let data = self.data().display().to_string();
-        let _ = self
-            .command("pg_ctl")
-            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
-            .output();
-    }
-}
-
-fn run(program: &str, args: &[&std::ffi::OsStr]) {
-    let status = Command::new(program).args(args).status().unwrap();
-    assert!(status.success(), "{program} failed");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The configuration of node `name` listening on `ip`.
 fn node_config(pg: &Postgres, name: &str, ip: &str) -> String {
     format!(
         "[smtp]\nlisten = [\"{ip}:0\"]\n\n[web]\nlisten = \"{ip}:0\"\n\n[cluster]\ndatabase_url = \"{}\"\nnode_name = \"{name}\"\n",
@@ -187,7 +51,7 @@ async fn accepts(app: &Appliance, domain: &str) -> bool {
 
 #[tokio::test]
 async fn a_change_on_one_node_is_in_force_on_every_node() {
-    let pg = Postgres::start().await;
+    let pg = postgres();
     // Started together: they migrate the new database and create `admin` once between them.
     let (a, b, c) = tokio::join!(
         node(&pg, "node-a", "127.0.0.2"),
@@ -443,7 +307,7 @@ async fn a_change_on_one_node_is_in_force_on_every_node() {
 
 #[tokio::test]
 async fn with_the_database_down_mail_flows_and_changes_are_refused() {
-    let pg = Postgres::start().await;
+    let pg = postgres();
     let sink = Sink::start(Script::default()).await;
     let a = node(&pg, "node-a", "127.0.0.2").await;
     let b = node(&pg, "node-b", "127.0.0.3").await;
@@ -481,7 +345,7 @@ async fn with_the_database_down_mail_flows_and_changes_are_refused() {
     let got = sink.wait_messages(1).await;
     assert!(got[0].text().contains("survives a kill"));
 
-    pg.stop_server();
+    pg.stop_server().unwrap();
     // Mail through B still flows, with the settings in force.
     let (mut client, _) = SmtpClient::greeted(b.smtp).await;
     let reply = client
@@ -530,7 +394,7 @@ async fn with_the_database_down_mail_flows_and_changes_are_refused() {
     sink.wait_messages(3).await;
 
     // Back: changes are accepted again and reach the other node.
-    pg.start_server();
+    pg.start_server().unwrap();
     wait_until("a change accepted again", || async {
         b.api(
             Method::PUT,
@@ -570,7 +434,7 @@ async fn with_the_database_down_mail_flows_and_changes_are_refused() {
 
 #[tokio::test]
 async fn a_single_appliance_joining_a_new_cluster_keeps_its_settings() {
-    let pg = Postgres::start().await;
+    let pg = postgres();
     let solo =
         Appliance::start("[smtp]\nlisten = [\"127.0.0.2:0\"]\n\n[web]\nlisten = \"127.0.0.2:0\"\n")
             .await;

@@ -4,12 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rampart_scan::{Clamd, ClamdAddress, Rspamd, ScanEnvelope, ScanError, VirusVerdict};
-use tokio::process::{Child, Command};
+use rampart_testkit::{Group, RspamdConf};
 
 use crate::dns::DnsServer;
 
@@ -29,43 +28,18 @@ pub const EICAR_ZIP_BASE64: &str = "UEsDBBQAAAAIAAAAg108z1FoRgAAAEQAAAAJAAAAZWlj
 pub const EICAR_BASE64: &str =
     "WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=";
 
-/// A signature database with one line: EICAR's MD5 and size (freshclam cannot reach the
-/// internet here, and clamd refuses to start without signatures).
-const TEST_HDB: &str = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n";
-
 /// A loopback port nobody listens on now.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    rampart_testkit::free_port().unwrap()
 }
 
-/// A daemon started for one test, killed with it.
+/// A daemon started for one test, killed with it (its whole process group).
 pub struct Daemon {
     pub addr: SocketAddr,
     _child: Group,
     _dir: tempfile::TempDir,
     /// rspamd answers SERVFAIL-at-once DNS from here, so scans never wait on timeouts.
     _dns: Option<DnsServer>,
-}
-
-/// A daemon's process, the leader of a process group of its own: dropping it kills the group.
-/// Killing only rspamd's main process (what `kill_on_drop` does) left its workers running after
-/// the test, six processes per test. (A test killed by nextest's timeout does not drop it; its
-/// daemons then outlive it, as rspamd's workers did before after every test.)
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.id() {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
 }
 
 /// rspamd with its normal worker on a free port and DNS pointed at a server that answers at
@@ -75,63 +49,35 @@ pub async fn start_rspamd() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let port = free_port();
-    let local = d.join("local.d");
-    for sub in ["local.d", "db", "run", "log"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
-    }
-    let write = |name: &str, text: String| std::fs::write(local.join(name), text).unwrap();
+    let conf = RspamdConf::new(d, dns.addr, "0.5s").unwrap();
+    let write = |name: &str, text: &str| conf.local(name, text).unwrap();
     write(
         "worker-normal.inc",
-        format!("bind_socket = \"127.0.0.1:{port}\";\ncount = 1;\n"),
+        &format!("bind_socket = \"127.0.0.1:{port}\";\ncount = 1;\n"),
     );
     write(
         "worker-controller.inc",
-        format!("bind_socket = \"127.0.0.1:{}\";\n", free_port()),
+        &format!("bind_socket = \"127.0.0.1:{}\";\n", free_port()),
     );
     write(
         "worker-proxy.inc",
-        format!("bind_socket = \"127.0.0.1:{}\";\n", free_port()),
+        &format!("bind_socket = \"127.0.0.1:{}\";\n", free_port()),
     );
     // A short public-suffix list: compiling rspamd's full one takes ~11 s of its start.
     std::fs::write(d.join("tld.dat"), "com\nnet\norg\ntest\nexample\n").unwrap();
-    write(
+    conf.append(
         "options.inc",
-        format!(
-            "dns {{ nameserver = [\"{}\"]; timeout = 0.5s; retransmits = 0; }}\nurl_tld = \"{}\";\n",
-            dns.addr,
-            d.join("tld.dat").display()
-        ),
-    );
-    // Scores the tests can rely on whatever DNS says: plain mail is well below `add header`;
-    // a subject with SUSPECT-TEST lands between `add header` and `reject` (suspected spam).
-    write(
-        "actions.conf",
-        "reject = 100;\nadd_header = 50;\ngreylist = 49;\n".into(),
-    );
+        &format!("url_tld = \"{}\";\n", d.join("tld.dat").display()),
+    )
+    .unwrap();
+    // A subject with SUSPECT-TEST lands between `add header` (50) and `reject` (100): suspected
+    // spam, whatever DNS says (plain mail stays well below `add header`).
     write(
         "multimap.conf",
-        "TEST_SUSPECT { type = \"header\"; header = \"Subject\"; regexp = true; map = \"${LOCAL_CONFDIR}/suspect.map\"; score = 60.0; }\n".into(),
+        "TEST_SUSPECT { type = \"header\"; header = \"Subject\"; regexp = true; map = \"${LOCAL_CONFDIR}/suspect.map\"; score = 60.0; }\n",
     );
     std::fs::write(d.join("suspect.map"), "/SUSPECT-TEST/\n").unwrap();
-    let var = |name: &str, sub: &str| format!("{name}={}", d.join(sub).display());
-    let child = Command::new("rspamd")
-        .args([
-            "-f",
-            "-u",
-            "root",
-            "-g",
-            "root",
-            "-c",
-            "/etc/rspamd/rspamd.conf",
-        ])
-        .args(["--var", &var("LOCAL_CONFDIR", "")])
-        .args(["--var", &var("DBDIR", "db")])
-        .args(["--var", &var("RUNDIR", "run")])
-        .args(["--var", &var("LOGDIR", "log")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true)
+    let child = conf
         .spawn()
         .expect("rspamd is installed (cargo xtask test installs it)");
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -139,7 +85,7 @@ pub async fn start_rspamd() -> Daemon {
     wait_up("rspamd", d, || async { client.ping().await.is_ok() }).await;
     Daemon {
         addr,
-        _child: Group(child),
+        _child: child,
         _dir: dir,
         _dns: Some(dns),
     }
@@ -154,39 +100,15 @@ pub async fn start_clamd(max_stream: &str) -> Daemon {
 pub async fn start_clamd_with(max_stream: &str, extra: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir_all(d.join("db")).unwrap();
-    std::fs::write(d.join("db/test.hdb"), TEST_HDB).unwrap();
     let port = free_port();
-    let conf = d.join("clamd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "Foreground yes\nTCPSocket {port}\nTCPAddr 127.0.0.1\nDatabaseDirectory {}\nLogFile {}\nStreamMaxLength {max_stream}\n{extra}",
-            d.join("db").display(),
-            d.join("clamd.log").display()
-        ),
-    )
-    .unwrap();
-    let clamd = if Path::new("/usr/sbin/clamd").exists() {
-        "/usr/sbin/clamd"
-    } else {
-        "clamd"
-    };
-    let child = Command::new(clamd)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
+    let child = rampart_testkit::spawn_clamd(d, port, max_stream, extra)
         .expect("clamd is installed (cargo xtask test installs clamav-daemon)");
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let client = Clamd::new(ClamdAddress::Tcp(addr.to_string()), Duration::from_secs(2));
     wait_up("clamd", d, || async { client.version().await.is_ok() }).await;
     Daemon {
         addr,
-        _child: Group(child),
+        _child: child,
         _dir: dir,
         _dns: None,
     }

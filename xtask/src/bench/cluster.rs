@@ -13,13 +13,14 @@
 //! Figures in `target/bench/cluster.json`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rampart_testkit::Postgres;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,7 +42,7 @@ pub async fn run(binary: &Path, opts: &Options) -> Result<()> {
     };
     let size = opts.sizes.first().copied().unwrap_or(4096);
     let sessions = opts.sessions.first().copied().unwrap_or(20);
-    let pg = Postgres::start()?;
+    let pg = Postgres::start(true)?;
     let dest = Sink::start(usize::MAX / 4).await?;
     let intake = Sink::start(usize::MAX / 4).await?;
     let mut nodes = Vec::new();
@@ -364,103 +365,5 @@ impl Node {
             _child: child,
             _dir: dir,
         })
-    }
-}
-
-/// Debian's PostgreSQL on a free loopback port with a throwaway data dir (as the tests start
-/// it: as the `postgres` user when run as root, since initdb refuses root).
-struct Postgres {
-    port: u16,
-    bin: PathBuf,
-    dir: TempDir,
-    as_postgres: bool,
-}
-
-impl Postgres {
-    fn start() -> Result<Postgres> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .context("PostgreSQL is not installed (apt-get install postgresql)")?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|p| p.join("pg_ctl").exists())
-            .max()
-            .context("no PostgreSQL under /usr/lib/postgresql")?;
-        let uid = Command::new("id").arg("-u").output()?.stdout;
-        let pg = Postgres {
-            port: std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port(),
-            bin,
-            dir: TempDir::new()?,
-            as_postgres: String::from_utf8_lossy(&uid).trim() == "0",
-        };
-        let data = pg.dir.0.join("pgdata");
-        std::fs::create_dir(&data)?;
-        if pg.as_postgres {
-            crate::run(Command::new("chmod").arg("755").arg(&pg.dir.0))?;
-            crate::run(Command::new("chown").arg("postgres:postgres").arg(&data))?;
-        }
-        let d = data.display().to_string();
-        pg.pg(
-            "initdb",
-            &[
-                "-D",
-                &d,
-                "-A",
-                "trust",
-                "-U",
-                "rampart",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        )?;
-        let options = format!("-p {} -c listen_addresses=127.0.0.1 -k {d}", pg.port);
-        let log = format!("{d}/server.log");
-        pg.pg(
-            "pg_ctl",
-            &["-D", &d, "-o", &options, "-l", &log, "-w", "start"],
-        )?;
-        let port = pg.port.to_string();
-        pg.pg(
-            "createdb",
-            &["-h", "127.0.0.1", "-p", &port, "-U", "rampart", "rampart"],
-        )?;
-        Ok(pg)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://rampart@127.0.0.1:{}/rampart", self.port)
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn pg(&self, program: &str, args: &[&str]) -> Result<()> {
-        let out = self.command(program).args(args).output()?;
-        if !out.status.success() {
-            bail!(
-                "{program} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let d = self.dir.0.join("pgdata").display().to_string();
-        let _ = self
-            .command("pg_ctl")
-            .args(["-D", &d, "-m", "immediate", "-w", "stop"])
-            .output();
     }
 }

@@ -11,129 +11,57 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bytes::Bytes;
 use rampart_scan::{Clamd, ClamdAddress, Rspamd, ScanEnvelope};
-use tokio::process::{Child, Command};
+use rampart_testkit::{Group, RspamdConf, free_port};
 
 use super::{RunResult, TempDir, percentiles};
 
-/// The two engines, killed when dropped.
+/// The two engines, killed when dropped (each its whole process group).
 pub struct Engines {
     pub rspamd: SocketAddr,
     /// rspamd's proxy worker in milter mode, for Postfix.
     pub milter: SocketAddr,
     pub clamd: SocketAddr,
     _rspamd: Group,
-    _clamd: Child,
+    _clamd: Group,
     _dir: TempDir,
 }
 
-/// rspamd, started as the leader of a process group of its own: dropping it kills the whole
-/// group. Killing only its main process (what `kill_on_drop` does) left its workers running,
-/// six processes per run, holding memory and ports until the machine restarted.
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.id() {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Starts rspamd and clamd on free loopback ports. DNS goes to a port where nothing answers
-/// (this machine has no DNS), with a short timeout; the score thresholds are raised so that
-/// the generator's messages, which collect points for failed lookups, stay clean.
+/// (this machine has no DNS), with a short timeout; the score thresholds are raised
+/// (`RspamdConf::new`) so that the generator's messages stay clean.
 pub async fn start_engines() -> Result<Engines> {
     let dir = TempDir::new()?;
     let d = dir.0.clone();
-    for sub in ["local.d", "db", "run", "log", "clamdb"] {
-        std::fs::create_dir_all(d.join(sub))?;
-    }
     let (normal, controller, proxy, clamd_port) =
         (free_port()?, free_port()?, free_port()?, free_port()?);
-    let local = d.join("local.d");
-    let write = |name: &str, text: String| std::fs::write(local.join(name), text);
-    write(
+    let conf = RspamdConf::new(&d, ([127, 0, 0, 1], 9).into(), "0.2s")?;
+    conf.local(
         "worker-normal.inc",
-        format!("bind_socket = \"127.0.0.1:{normal}\";\ncount = 2;\n"),
+        &format!("bind_socket = \"127.0.0.1:{normal}\";\ncount = 2;\n"),
     )?;
-    write(
+    conf.local(
         "worker-controller.inc",
-        format!("bind_socket = \"127.0.0.1:{controller}\";\n"),
+        &format!("bind_socket = \"127.0.0.1:{controller}\";\n"),
     )?;
-    write(
+    conf.local(
         "worker-proxy.inc",
-        format!(
+        &format!(
             "bind_socket = \"127.0.0.1:{proxy}\";\nmilter = yes;\ntimeout = 120s;\nupstream \"local\" {{ default = yes; self_scan = yes; }}\ncount = 2;\n"
         ),
     )?;
-    write(
-        "options.inc",
-        "dns { nameserver = [\"127.0.0.1:9\"]; timeout = 0.2s; retransmits = 0; }\n".into(),
-    )?;
-    write(
-        "actions.conf",
-        "reject = 100;\nadd_header = 50;\ngreylist = 49;\n".into(),
-    )?;
     // For Postfix: rspamd asks the same clamd, and a virus is a reject.
-    write(
+    conf.local(
         "antivirus.conf",
-        format!(
+        &format!(
             "clamav {{ type = \"clamav\"; servers = \"127.0.0.1:{clamd_port}\"; action = \"reject\"; scan_mime_parts = false; scan_text_mime = true; scan_image_mime = true; }}\n"
         ),
     )?;
-    let var = |name: &str, sub: &str| format!("{name}={}", d.join(sub).display());
-    let rspamd = Command::new("rspamd")
-        .args([
-            "-f",
-            "-u",
-            "root",
-            "-g",
-            "root",
-            "-c",
-            "/etc/rspamd/rspamd.conf",
-        ])
-        .args(["--var", &var("LOCAL_CONFDIR", "")])
-        .args(["--var", &var("DBDIR", "db")])
-        .args(["--var", &var("RUNDIR", "run")])
-        .args(["--var", &var("LOGDIR", "log")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .context("rspamd is not installed (apt-get install rspamd)")?;
-    let rspamd = Group(rspamd);
-    std::fs::write(
-        d.join("clamdb/test.hdb"),
-        "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n",
-    )?;
-    std::fs::write(
-        d.join("clamd.conf"),
-        format!(
-            "Foreground yes\nTCPSocket {clamd_port}\nTCPAddr 127.0.0.1\nDatabaseDirectory {}\nStreamMaxLength 25M\nMaxThreads 20\n",
-            d.join("clamdb").display()
-        ),
-    )?;
-    let clamd = Command::new("/usr/sbin/clamd")
-        .arg("-c")
-        .arg(d.join("clamd.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("clamd is not installed (apt-get install clamav-daemon)")?;
+    let rspamd = conf.spawn()?;
+    let clamd =
+        rampart_testkit::spawn_clamd(&d.join("clamd"), clamd_port, "25M", "MaxThreads 20\n")?;
     let engines = Engines {
         rspamd: ([127, 0, 0, 1], normal).into(),
         milter: ([127, 0, 0, 1], proxy).into(),
