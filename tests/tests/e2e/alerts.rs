@@ -186,12 +186,21 @@ async fn an_unreachable_intake_alerts_once_by_email_and_webhook_then_clears() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // A journal copy still queued is retried now; by this time both copies may also have had
+    // their one retry (Cisco's table) and failed, so a new clean message makes sure one copy
+    // reaches the intake.
     app.api(
         Method::POST,
         "/deliverynow",
         Some(json!({"host": "the.tdc.queue"})),
     )
     .await;
+    let (mut c, _) = SmtpClient::greeted(app.smtp).await;
+    queued_mid(
+        &c.send_mail("a@sender.test", &["u@example.com"], &message("back"))
+            .await,
+    );
+    c.cmd("QUIT").await;
     wait_until("the intake alert to clear", || async {
         log(&app).await.iter().any(|a| {
             a["key"] == "tdc_intake"
