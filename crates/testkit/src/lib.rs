@@ -191,8 +191,8 @@ impl Postgres {
                 .arg(&data))?;
         }
         let d = data.display().to_string();
-        let no_sync = ["-A", "trust", "-U", "rampart", "-E", "UTF8", "--no-sync"];
-        pg.pg("initdb", &[&["-D", &d][..], &no_sync[..]].concat())?;
+        let initdb = ["-A", "trust", "-U", "rampart", "-E", "UTF8", "--no-sync"];
+        pg.pg("initdb", &[&["-D", &d][..], &initdb[..]].concat())?;
         pg.start_server()?;
         let port = pg.port.to_string();
         pg.pg(
