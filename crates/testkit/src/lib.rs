@@ -77,11 +77,6 @@ impl RspamdConf {
         Ok(conf)
     }
 
-    /// The directory `${LOCAL_CONFDIR}` names in rspamd's configuration.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes (or replaces) `local.d/<name>`.
     pub fn local(&self, name: &str, text: &str) -> Result<()> {
         std::fs::write(self.dir.join("local.d").join(name), text)
@@ -202,7 +197,7 @@ impl Postgres {
         Ok(pg)
     }
 
-    /// The URL the appliance's `[cluster] database` takes.
+    /// The URL for the appliance's `[cluster] database_url`.
     pub fn url(&self) -> String {
         format!("postgres://rampart@127.0.0.1:{}/rampart", self.port)
     }

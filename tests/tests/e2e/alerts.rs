@@ -103,13 +103,9 @@ fn keys(log: &[serde_json::Value]) -> Vec<&str> {
 #[tokio::test]
 async fn an_unreachable_intake_alerts_once_by_email_and_webhook_then_clears() {
     // The intake's route points at a port nobody listens on.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = format!("127.0.0.1:{}", free_port());
     let hook = Hook::start().await;
-    let tdc::Setup { app, dest, .. } =
-        tdc::setup(&closed.to_string(), "\n[alerts]\ncheck_secs = 1\n").await;
+    let tdc::Setup { app, dest, .. } = tdc::setup(&closed, "\n[alerts]\ncheck_secs = 1\n").await;
 
     // Bad settings are refused with the entry named.
     let (status, body) = app

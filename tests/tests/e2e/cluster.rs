@@ -15,6 +15,7 @@ fn postgres() -> Postgres {
     Postgres::start(false).expect("PostgreSQL is installed (cargo xtask test installs it)")
 }
 
+/// The configuration of node `name` listening on `ip`.
 fn node_config(pg: &Postgres, name: &str, ip: &str) -> String {
     format!(
         "[smtp]\nlisten = [\"{ip}:0\"]\n\n[web]\nlisten = \"{ip}:0\"\n\n[cluster]\ndatabase_url = \"{}\"\nnode_name = \"{name}\"\n",

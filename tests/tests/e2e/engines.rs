@@ -11,6 +11,7 @@ use rampart_scan::{Clamd, ClamdAddress, Rspamd, ScanEnvelope, ScanError, VirusVe
 use rampart_testkit::{Group, RspamdConf};
 
 use crate::dns::DnsServer;
+use crate::harness::free_port;
 
 /// How long a daemon may take to start (rspamd compiles its rules on a fresh database dir).
 const START_DEADLINE: Duration = Duration::from_secs(90);
@@ -27,11 +28,6 @@ pub const EICAR_ZIP_BASE64: &str = "UEsDBBQAAAAIAAAAg108z1FoRgAAAEQAAAAJAAAAZWlj
 /// EICAR, the anti-virus test file (68 bytes), base64-encoded as a mail client would attach it.
 pub const EICAR_BASE64: &str =
     "WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=";
-
-/// A loopback port nobody listens on now.
-fn free_port() -> u16 {
-    rampart_testkit::free_port().unwrap()
-}
 
 /// A daemon started for one test, killed with it (its whole process group).
 pub struct Daemon {

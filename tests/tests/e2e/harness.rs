@@ -477,6 +477,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 }
 
 /// The MID from `250 2.0.0 Ok: queued as N`.
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    rampart_testkit::free_port().unwrap()
+}
+
 pub fn queued_mid(reply: &Reply) -> u64 {
     assert_eq!(reply.code, 250, "{reply:?}");
     reply.text.rsplit(' ').next().unwrap().parse().unwrap()

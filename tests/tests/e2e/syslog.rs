@@ -280,10 +280,7 @@ async fn mail_logs_are_pushed_over_tls_verified_with_the_ca_file() {
 /// counted, and those that waited are pushed once the server is back.
 #[tokio::test]
 async fn a_down_syslog_server_never_blocks_mail() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let app = Appliance::start(&format!(
         "[logs]\nsyslog = \"tcp://127.0.0.1:{port}\"\nsyslog_queue_lines = 5"
     ))
